@@ -1,0 +1,527 @@
+#!/usr/bin/env bash
+# pg_flink local stack: PostgreSQL 15 (+ this extension), Flink 1.20 session cluster + SQL Gateway
+# with Kafka/JDBC/Elasticsearch connectors, a KRaft Kafka broker, Elasticsearch 7 and MariaDB.
+# Everything listens on 127.0.0.1 only.
+#
+#   scripts/stack.sh up       install what is missing (cached), build + install the extension, start all
+#   scripts/stack.sh down     stop what this script started (by pid)
+#   scripts/stack.sh status   health of every service (exit 1 if any is unhealthy)
+#   scripts/stack.sh logs [service]   tail the logs (all, or one service)
+#   scripts/stack.sh env      print the environment variables tests use
+#
+# State lives in $PG_FLINK_STACK (default /opt/pg_flink-stack): cache/ (downloads, reused by every
+# later `up`), the unpacked distributions, and run/ (data, logs/, pids/).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK=${PG_FLINK_STACK:-/opt/pg_flink-stack}
+CACHE=$STACK/cache
+RUN=$STACK/run
+LOGS=$RUN/logs
+PIDS=$RUN/pids
+
+FLINK_VERSION=1.20.3
+KAFKA_VERSION=4.1.1
+ES_VERSION=7.17.29
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=$PG_BIN/pg_config
+JAVA_HOME=${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}
+export JAVA_HOME
+
+FLINK_HOME=$STACK/flink-$FLINK_VERSION
+ES_HOME=$STACK/elasticsearch-$ES_VERSION
+KAFKA_LIBS=$CACHE/kafka-libs-$KAFKA_VERSION
+FLINK_EXTRAS=$CACHE/flink-extras-$FLINK_VERSION
+SERVICE_USER=pgflink      # unprivileged user for Elasticsearch
+
+PG_PORT=5432 JM_PORT=8081 GW_PORT=8083 KAFKA_PORT=9092 KAFKA_CTRL_PORT=9093 ES_PORT=9200 MARIADB_PORT=3306
+DBS=(pg_flink_demo pg_flink_test)
+
+# Heaps: keep the idle stack well under 8 GiB RSS on a 24 GiB machine.
+JM_PROCESS_MB=1024 TM_PROCESS_MB=2048 TM_SLOTS=4 GW_HEAP=384m KAFKA_HEAP=512m ES_HEAP=512m
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+# Refuse to start a service whose port is taken by something we did not start.
+require_free_port() { # service port logfile
+  if port_open "$2"; then
+    die "$1: port $2 on 127.0.0.1 is already in use by another process; stop it or free the port (log: $3)"
+  fi
+}
+
+wait_until() { # service timeout_s logfile command...
+  local svc=$1 t=$2 logf=$3; shift 3
+  local deadline=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "$svc: last lines of $logf:"; tail -n 30 "$logf" >&2 2>/dev/null || true
+      die "$svc did not become healthy within ${t}s (log: $logf)"
+    fi
+    sleep 1
+  done
+}
+
+http_ok() { curl -fsS --max-time 3 "$1" >/dev/null; }
+
+mvn_fetch() { # pom_dir outdir extra-args...
+  local pom=$1 out=$2; shift 2
+  [ -f "$out/.complete" ] && return 0
+  log "downloading $(basename "$out") from Maven Central"
+  rm -rf "$out.tmp"
+  if ! (cd "$pom" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$out.tmp" "$@") >"$LOGS/download.log" 2>&1; then
+    die "download of $(basename "$out") (pom: $pom) failed (log: $LOGS/download.log)"
+  fi
+  mv "$out.tmp" "$out" && touch "$out/.complete"
+}
+
+# ------------------------------------------------------------------------------------------------
+# installs (idempotent, cached)
+# ------------------------------------------------------------------------------------------------
+ensure_user() {
+  id "$SERVICE_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+}
+
+install_flink() {
+  [ -f "$FLINK_HOME/.complete" ] && return 0
+  mkdir -p "$CACHE/dl"
+  local libs=$CACHE/dl/apache-flink-libraries-$FLINK_VERSION.tar.gz
+  if [ ! -f "$libs" ]; then
+    log "downloading apache-flink-libraries $FLINK_VERSION (PyPI sdist, ~230 MB)"
+    pip download --no-deps --no-binary apache-flink-libraries -d "$CACHE/dl" "apache-flink-libraries==$FLINK_VERSION" \
+      >"$LOGS/download.log" 2>&1 || die "flink: download of apache-flink-libraries==$FLINK_VERSION failed (log: $LOGS/download.log)"
+  fi
+  local whl; whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ]; then
+    log "downloading apache-flink $FLINK_VERSION wheel (bin/ and conf/)"
+    pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+      -d "$CACHE/dl" "apache-flink==$FLINK_VERSION" >"$LOGS/download.log" 2>&1 \
+      || die "flink: download of apache-flink==$FLINK_VERSION failed (log: $LOGS/download.log)"
+    whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK_VERSION"-*.whl | head -n1)
+  fi
+  log "assembling FLINK_HOME at $FLINK_HOME"
+  local tmp=$STACK/flink.tmp; rm -rf "$tmp" "$FLINK_HOME"; mkdir -p "$tmp"
+  tar xzf "$libs" -C "$tmp" "apache-flink-libraries-$FLINK_VERSION/deps"
+  (cd "$tmp" && unzip -q "$whl" 'pyflink/bin/*' 'pyflink/conf/*')
+  mv "$tmp/apache-flink-libraries-$FLINK_VERSION/deps" "$FLINK_HOME"
+  cp -r "$tmp/pyflink/bin/." "$FLINK_HOME/bin/"
+  cp -r "$tmp/pyflink/conf" "$FLINK_HOME/conf"
+  chmod +x "$FLINK_HOME"/bin/*.sh "$FLINK_HOME/bin/flink"
+  rm -rf "$tmp"
+  touch "$FLINK_HOME/.complete"
+}
+
+install_flink_extras() {
+  mvn_fetch "$REPO/stack/maven-flink" "$FLINK_EXTRAS" -DexcludeTransitive=true
+  # Gateway into opt/ (where sql-gateway.sh looks), connectors + drivers into lib/ so the cluster
+  # and the gateway both see them.
+  local j
+  for j in "$FLINK_EXTRAS"/*.jar; do
+    case "$(basename "$j")" in
+      flink-sql-gateway-*) cp -u "$j" "$FLINK_HOME/opt/" ;;
+      *) cp -u "$j" "$FLINK_HOME/lib/" ;;
+    esac
+  done
+}
+
+install_kafka() { mvn_fetch "$REPO/stack/maven-kafka" "$KAFKA_LIBS" -DincludeScope=runtime; }
+
+install_es() {
+  [ -f "$ES_HOME/.complete" ] && return 0
+  local zip=$CACHE/dl/elasticsearch-$ES_VERSION.zip
+  if [ ! -f "$zip" ]; then
+    log "downloading Elasticsearch $ES_VERSION (Maven Central integ-test-zip)"
+    (cd /tmp && mvn -q -B dependency:copy \
+      "-Dartifact=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip" \
+      -DoutputDirectory="$CACHE/dl") >"$LOGS/download.log" 2>&1 \
+      || die "elasticsearch: download of integ-test-zip $ES_VERSION failed (log: $LOGS/download.log)"
+  fi
+  rm -rf "$ES_HOME" "$STACK/es.tmp"; mkdir -p "$STACK/es.tmp"
+  unzip -q "$zip" -d "$STACK/es.tmp"
+  mv "$STACK/es.tmp/elasticsearch-$ES_VERSION" "$ES_HOME"; rm -rf "$STACK/es.tmp"
+  touch "$ES_HOME/.complete"
+}
+
+build_extension() {
+  # Shared target dir: a fresh clone (CI) reuses the compiled dependencies of earlier runs.
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$STACK/target}
+  local so=/usr/lib/postgresql/15/lib/pg_flink.so before after
+  before=$(md5sum "$so" 2>/dev/null | cut -d' ' -f1 || true)
+  log "building and installing the pg_flink extension (cargo pgrx install)"
+  (cd "$REPO" && cargo pgrx install --pg-config "$PG_CONFIG") >"$LOGS/build.log" 2>&1 \
+    || { tail -n 40 "$LOGS/build.log" >&2; die "extension build failed (log: $LOGS/build.log)"; }
+  after=$(md5sum "$so" | cut -d' ' -f1)
+  [ "$before" = "$after" ] || EXTENSION_CHANGED=1
+}
+
+# ------------------------------------------------------------------------------------------------
+# services
+# ------------------------------------------------------------------------------------------------
+PGDATA=$RUN/pgdata
+pg() { runuser -u postgres -- "$@"; }
+pg_healthy() { runuser -u postgres -- "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p $PG_PORT; }
+
+start_postgres() {
+  local logf=$LOGS/postgres.log
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    log "postgres: initdb $PGDATA"
+    mkdir -p "$PGDATA"; chown postgres:postgres "$PGDATA"; chmod 700 "$PGDATA"
+    pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log" 2>&1 \
+      || die "postgres: initdb failed (log: $LOGS/initdb.log)"
+    cat >>"$PGDATA/postgresql.conf" <<EOF
+# --- pg_flink stack ---
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '/var/run/postgresql'
+shared_preload_libraries = 'pg_flink'
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+max_worker_processes = 16
+logging_collector = off
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+    # Development stack on loopback only: trust local connections.
+    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nhost replication all 127.0.0.1/32 trust\n' >"$PGDATA/pg_hba.conf"
+  fi
+  mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
+  if pid_alive "$PGDATA/postmaster.pid"; then
+    if [ "${EXTENSION_CHANGED:-0}" = 1 ]; then
+      log "postgres: restarting to load the rebuilt extension"
+      pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$logf" -w -t 60 restart -m fast >/dev/null
+    fi
+  else
+    require_free_port postgres $PG_PORT "$logf"
+    touch "$logf"; chown postgres:postgres "$logf"
+    pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$logf" -w -t 60 start >/dev/null || die "postgres failed to start (log: $logf)"
+  fi
+  wait_until postgres 60 "$logf" pg_healthy
+  head -n1 "$PGDATA/postmaster.pid" >"$PIDS/postgres.pid"
+  local db
+  for db in "${DBS[@]}"; do
+    if [ "$(pg psql -h 127.0.0.1 -p $PG_PORT -XtAc "select 1 from pg_database where datname='$db'" postgres)" != 1 ]; then
+      pg psql -h 127.0.0.1 -p $PG_PORT -Xq -c "create database $db" postgres
+    fi
+  done
+}
+
+write_flink_conf() {
+  mkdir -p "$RUN/flink/checkpoints" "$RUN/flink/savepoints" "$LOGS/flink" "$RUN/flink/tmp"
+  cat >"$FLINK_HOME/conf/config.yaml" <<EOF
+# Written by scripts/stack.sh; edit there.
+env:
+  java:
+    opts:
+      all: --add-exports=java.base/sun.net.util=ALL-UNNAMED --add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.api=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.parser=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.tree=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.util=ALL-UNNAMED --add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.text=ALL-UNNAMED --add-opens=java.base/java.time=ALL-UNNAMED --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.locks=ALL-UNNAMED
+      sql-gateway: -Xmx$GW_HEAP -Xms128m
+  log:
+    dir: $LOGS/flink
+  pid:
+    dir: $PIDS
+io:
+  tmp:
+    dirs: $RUN/flink/tmp
+jobmanager:
+  bind-host: 127.0.0.1
+  rpc:
+    address: 127.0.0.1
+    port: 6123
+  memory:
+    process:
+      size: ${JM_PROCESS_MB}m
+  execution:
+    failover-strategy: region
+taskmanager:
+  bind-host: 127.0.0.1
+  host: 127.0.0.1
+  numberOfTaskSlots: $TM_SLOTS
+  memory:
+    process:
+      size: ${TM_PROCESS_MB}m
+parallelism:
+  default: 1
+rest:
+  address: 127.0.0.1
+  bind-address: 127.0.0.1
+  port: $JM_PORT
+state:
+  checkpoints:
+    dir: file://$RUN/flink/checkpoints
+  savepoints:
+    dir: file://$RUN/flink/savepoints
+execution:
+  checkpointing:
+    interval: 10s
+sql-gateway:
+  endpoint:
+    rest:
+      address: 127.0.0.1
+      bind-address: 127.0.0.1
+      port: $GW_PORT
+  session:
+    idle-timeout: 10min
+EOF
+}
+
+# Flink's daemon scripts name pid and log files after FLINK_IDENT_STRING (default: $USER, often unset).
+export FLINK_IDENT_STRING=pgflink
+flink_pid() { echo "$PIDS/flink-$FLINK_IDENT_STRING-$1.pid"; }
+
+jm_healthy() { http_ok "http://127.0.0.1:$JM_PORT/overview"; }
+tm_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$JM_PORT/overview" | grep -q '"taskmanagers":[1-9]'; }
+gw_healthy() { http_ok "http://127.0.0.1:$GW_PORT/v3/info"; }
+
+start_flink() {
+  write_flink_conf
+  local jlog=$LOGS/flink/flink-jobmanager.log
+  if ! pid_alive "$(flink_pid standalonesession)"; then
+    rm -f "$(flink_pid standalonesession)"
+    require_free_port flink-jobmanager $JM_PORT "$LOGS/flink"
+    log "flink: starting JobManager (REST :$JM_PORT)"
+    FLINK_CONF_DIR=$FLINK_HOME/conf "$FLINK_HOME/bin/jobmanager.sh" start >>"$LOGS/flink/start.log" 2>&1
+  fi
+  wait_until flink-jobmanager 120 "$LOGS/flink/start.log" jm_healthy
+  if ! pid_alive "$(flink_pid taskexecutor)"; then
+    rm -f "$(flink_pid taskexecutor)"
+    log "flink: starting TaskManager ($TM_SLOTS slots)"
+    FLINK_CONF_DIR=$FLINK_HOME/conf "$FLINK_HOME/bin/taskmanager.sh" start >>"$LOGS/flink/start.log" 2>&1
+  fi
+  wait_until flink-taskmanager 120 "$LOGS/flink/start.log" tm_healthy
+  if ! pid_alive "$(flink_pid sql-gateway)"; then
+    rm -f "$(flink_pid sql-gateway)"
+    require_free_port flink-sql-gateway $GW_PORT "$LOGS/flink"
+    log "flink: starting SQL Gateway (REST :$GW_PORT)"
+    FLINK_CONF_DIR=$FLINK_HOME/conf "$FLINK_HOME/bin/sql-gateway.sh" start \
+      -Dsql-gateway.endpoint.rest.address=127.0.0.1 >>"$LOGS/flink/start.log" 2>&1
+  fi
+  wait_until flink-sql-gateway 120 "$LOGS/flink/start.log" gw_healthy
+}
+
+KAFKA_DIR=$RUN/kafka
+kafka_healthy() { port_open $KAFKA_PORT && grep -q "Kafka Server started" "$LOGS/kafka.log"; }
+
+start_kafka() {
+  local logf=$LOGS/kafka.log
+  pid_alive "$PIDS/kafka.pid" && { wait_until kafka 60 "$logf" kafka_healthy; return 0; }
+  require_free_port kafka $KAFKA_PORT "$logf"
+  require_free_port kafka-controller $KAFKA_CTRL_PORT "$logf"
+  mkdir -p "$KAFKA_DIR/data"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CTRL_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CTRL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+EOF
+  cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = OUT
+logger.kafka.name = org.apache.kafka
+logger.kafka.level = warn
+logger.k.name = kafka
+logger.k.level = info
+EOF
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    log "kafka: formatting KRaft storage"
+    "$JAVA_HOME/bin/java" -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+      kafka.tools.StorageTool format -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
+      -c "$KAFKA_DIR/server.properties" >"$LOGS/kafka-format.log" 2>&1 \
+      || die "kafka: storage format failed (log: $LOGS/kafka-format.log)"
+  fi
+  log "kafka: starting KRaft broker $KAFKA_VERSION (:$KAFKA_PORT)"
+  : >"$logf"
+  nohup "$JAVA_HOME/bin/java" -Xmx$KAFKA_HEAP -Xms256m -XX:+UseG1GC \
+    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" \
+    kafka.Kafka "$KAFKA_DIR/server.properties" >>"$logf" 2>&1 </dev/null &
+  echo $! >"$PIDS/kafka.pid"
+  wait_until kafka 90 "$logf" kafka_healthy
+}
+
+es_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ES_PORT/_cluster/health" | grep -qE '"status":"(green|yellow)"'; }
+
+start_es() {
+  local logf=$LOGS/elasticsearch.log
+  pid_alive "$PIDS/elasticsearch.pid" && { wait_until elasticsearch 120 "$logf" es_healthy; return 0; }
+  require_free_port elasticsearch $ES_PORT "$logf"
+  ensure_user
+  mkdir -p "$RUN/es/data" "$RUN/es/logs" "$RUN/es/tmp"
+  chown -R "$SERVICE_USER" "$RUN/es" "$ES_HOME"
+  : >"$logf"; chown "$SERVICE_USER" "$logf" "$PIDS"
+  log "elasticsearch: starting $ES_VERSION (:$ES_PORT) as user $SERVICE_USER"
+  runuser -u "$SERVICE_USER" -- env ES_JAVA_HOME="$JAVA_HOME" ES_TMPDIR="$RUN/es/tmp" \
+    ES_JAVA_OPTS="-Xms$ES_HEAP -Xmx$ES_HEAP" \
+    "$ES_HOME/bin/elasticsearch" -d -p "$PIDS/elasticsearch.pid" \
+    -Ediscovery.type=single-node -Enetwork.host=127.0.0.1 -Ehttp.port=$ES_PORT \
+    -Epath.data="$RUN/es/data" -Epath.logs="$RUN/es/logs" -Ecluster.name=pg-flink \
+    -Ecluster.routing.allocation.disk.threshold_enabled=false \
+    >>"$logf" 2>&1 || die "elasticsearch failed to start (log: $logf, $RUN/es/logs/pg-flink.log)"
+  wait_until elasticsearch 180 "$RUN/es/logs/pg-flink.log" es_healthy
+}
+
+MARIADB_DIR=$RUN/mariadb
+MARIADB_SOCK=$MARIADB_DIR/mysqld.sock
+mariadb_healthy() { mariadb-admin --protocol=tcp -h 127.0.0.1 -P $MARIADB_PORT -uroot ping; }
+
+start_mariadb() {
+  local logf=$LOGS/mariadb.log
+  pid_alive "$PIDS/mariadb.pid" && { wait_until mariadb 60 "$logf" mariadb_healthy; return 0; }
+  require_free_port mariadb $MARIADB_PORT "$logf"
+  mkdir -p "$MARIADB_DIR"; chown mysql:mysql "$MARIADB_DIR"; touch "$logf"; chown mysql "$logf"
+  if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
+    log "mariadb: initialising data directory"
+    mariadb-install-db --user=mysql --datadir="$MARIADB_DIR/data" --auth-root-authentication-method=normal \
+      --skip-test-db >"$LOGS/mariadb-install.log" 2>&1 || die "mariadb: install-db failed (log: $LOGS/mariadb-install.log)"
+  fi
+  log "mariadb: starting (:$MARIADB_PORT)"
+  nohup mariadbd --no-defaults --user=mysql --datadir="$MARIADB_DIR/data" --port=$MARIADB_PORT \
+    --bind-address=127.0.0.1 --socket="$MARIADB_SOCK" --pid-file="$MARIADB_DIR/mariadbd.pid" \
+    --log-error="$logf" --innodb-buffer-pool-size=64M --performance-schema=OFF </dev/null >/dev/null 2>&1 &
+  echo $! >"$PIDS/mariadb.pid"
+  wait_until mariadb 60 "$logf" mariadb_healthy
+  mariadb --protocol=tcp -h 127.0.0.1 -P $MARIADB_PORT -uroot -e \
+    "CREATE DATABASE IF NOT EXISTS pg_flink_test; CREATE USER IF NOT EXISTS 'pgflink'@'127.0.0.1' IDENTIFIED BY 'pgflink'; GRANT ALL ON pg_flink_test.* TO 'pgflink'@'127.0.0.1';"
+}
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+cmd_up() {
+  mkdir -p "$CACHE" "$LOGS" "$PIDS"
+  chmod 755 "$STACK" "$RUN" "$LOGS"
+  [ -x "$JAVA_HOME/bin/java" ] || die "java 17 not found at $JAVA_HOME (run scripts/install-deps.sh)"
+  install_flink; install_flink_extras; install_kafka; install_es
+  if [ "${PG_FLINK_SKIP_BUILD:-0}" != 1 ]; then build_extension; fi
+  start_postgres
+  start_kafka
+  start_es
+  start_mariadb
+  start_flink
+  cmd_status
+}
+
+stop_pidfile() { # service pidfile
+  local f=$2 p
+  [ -f "$f" ] || return 0
+  p=$(head -n1 "$f")
+  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+    log "$1: stopping pid $p"
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$p" 2>/dev/null; then log "$1: pid $p did not stop in 30s, killing"; kill -9 "$p" 2>/dev/null || true; fi
+  fi
+  rm -f "$f"
+}
+
+cmd_down() {
+  stop_pidfile flink-sql-gateway "$(flink_pid sql-gateway)"
+  stop_pidfile flink-taskmanager "$(flink_pid taskexecutor)"
+  stop_pidfile flink-jobmanager "$(flink_pid standalonesession)"
+  stop_pidfile kafka "$PIDS/kafka.pid"
+  stop_pidfile elasticsearch "$PIDS/elasticsearch.pid"
+  stop_pidfile mariadb "$PIDS/mariadb.pid"
+  if [ -f "$PGDATA/postmaster.pid" ] && pid_alive "$PGDATA/postmaster.pid"; then
+    log "postgres: stopping"
+    pg "$PG_BIN/pg_ctl" -D "$PGDATA" -w -t 60 stop -m fast >/dev/null || true
+  fi
+  rm -f "$PIDS/postgres.pid"
+}
+
+cmd_status() {
+  local bad=0
+  check() { # name pidfile port probe...
+    local name=$1 pidf=$2 port=$3; shift 3
+    local pid=- state=down
+    [ -f "$pidf" ] && pid=$(head -n1 "$pidf")
+    if pid_alive "$pidf" && "$@" >/dev/null 2>&1; then state=healthy; elif pid_alive "$pidf"; then state=unhealthy; fi
+    printf '%-20s %-10s pid=%-8s 127.0.0.1:%s\n' "$name" "$state" "$pid" "$port"
+    [ "$state" = healthy ] || bad=1
+  }
+  check postgres "$PGDATA/postmaster.pid" $PG_PORT pg_healthy
+  check flink-jobmanager "$(flink_pid standalonesession)" $JM_PORT jm_healthy
+  check flink-taskmanager "$(flink_pid taskexecutor)" $JM_PORT tm_healthy
+  check flink-sql-gateway "$(flink_pid sql-gateway)" $GW_PORT gw_healthy
+  check kafka "$PIDS/kafka.pid" $KAFKA_PORT kafka_healthy
+  check elasticsearch "$PIDS/elasticsearch.pid" $ES_PORT es_healthy
+  check mariadb "$PIDS/mariadb.pid" $MARIADB_PORT mariadb_healthy
+  echo "logs: $LOGS"
+  return $bad
+}
+
+cmd_logs() {
+  case "${1:-all}" in
+    postgres) tail -n 100 "$LOGS/postgres.log" ;;
+    kafka) tail -n 100 "$LOGS/kafka.log" ;;
+    elasticsearch) tail -n 100 "$RUN/es/logs/pg-flink.log" ;;
+    mariadb) tail -n 100 "$LOGS/mariadb.log" ;;
+    flink|jobmanager|taskmanager|sql-gateway) tail -n 100 "$LOGS"/flink/*"${1#flink}"*.log ;;
+    all) for f in "$LOGS"/*.log "$LOGS"/flink/*.log "$RUN/es/logs/pg-flink.log"; do [ -f "$f" ] && { echo "==> $f"; tail -n 20 "$f"; }; done ;;
+    *) die "unknown service '$1' (postgres, flink, jobmanager, taskmanager, sql-gateway, kafka, elasticsearch, mariadb)" ;;
+  esac
+}
+
+cmd_env() {
+  cat <<EOF
+PG_FLINK_STACK=$STACK
+PGHOST=127.0.0.1
+PGPORT=$PG_PORT
+PGUSER=postgres
+PG_FLINK_REST_URL=http://127.0.0.1:$JM_PORT
+PG_FLINK_GATEWAY_URL=http://127.0.0.1:$GW_PORT
+PG_FLINK_KAFKA=127.0.0.1:$KAFKA_PORT
+PG_FLINK_ES_URL=http://127.0.0.1:$ES_PORT
+PG_FLINK_MARIADB=127.0.0.1:$MARIADB_PORT
+PG_FLINK_FLINK_HOME=$FLINK_HOME
+PG_FLINK_LOGS=$LOGS
+EOF
+}
+
+# Start or stop one service (used by fault tests): scripts/stack.sh start|stop <service>
+cmd_service() {
+  local action=$1 svc=${2:-}
+  case "$action:$svc" in
+    stop:sql-gateway) stop_pidfile flink-sql-gateway "$(flink_pid sql-gateway)" ;;
+    start:sql-gateway|start:flink) start_flink ;;
+    stop:kafka) stop_pidfile kafka "$PIDS/kafka.pid" ;;
+    start:kafka) start_kafka ;;
+    stop:elasticsearch) stop_pidfile elasticsearch "$PIDS/elasticsearch.pid" ;;
+    start:elasticsearch) start_es ;;
+    stop:mariadb) stop_pidfile mariadb "$PIDS/mariadb.pid" ;;
+    start:mariadb) start_mariadb ;;
+    *) die "usage: stack.sh start|stop sql-gateway|kafka|elasticsearch|mariadb" ;;
+  esac
+}
+
+mkdir -p "$LOGS" "$PIDS"
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  logs) cmd_logs "${2:-all}" ;;
+  env) cmd_env ;;
+  start|stop) cmd_service "$1" "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|logs [service]|env|start <svc>|stop <svc>" >&2; exit 2 ;;
+esac

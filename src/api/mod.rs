@@ -1,0 +1,3 @@
+//! SQL-callable functions of schema `flink`.
+pub mod gateway;
+pub mod health;

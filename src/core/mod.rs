@@ -1,0 +1,5 @@
+//! Pure core of pg_flink: no pgrx, no backend state. Everything here is unit-tested with
+//! `cargo test --lib`.
+pub mod rest;
+pub mod script;
+pub mod urls;

@@ -1,0 +1,115 @@
+//! Splitting a Flink SQL script into statements.
+//!
+//! Flink's SQL Gateway executes one statement per request, so a script is cut at top-level
+//! semicolons. Semicolons inside string literals ('...' with '' escapes), quoted identifiers
+//! (`...` with `` escapes), double-quoted strings, `--` line comments and `/* */` block comments
+//! do not split. Comment-only and empty statements are dropped.
+
+/// Splits `script` into trimmed statements without their terminating semicolons.
+pub fn split_statements(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut has_code = false;
+    let mut chars = script.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '`' | '"' => {
+                has_code = true;
+                cur.push(c);
+                // Quoted run; a doubled quote is an escaped quote.
+                while let Some(q) = chars.next() {
+                    cur.push(q);
+                    if q == c {
+                        if chars.peek() == Some(&c) {
+                            cur.push(c);
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                // Line comment: kept in the statement text, never splits.
+                cur.push(c);
+                for l in chars.by_ref() {
+                    cur.push(l);
+                    if l == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                cur.push(c);
+                if let Some(star) = chars.next() {
+                    cur.push(star);
+                }
+                let mut prev = '\0';
+                for b in chars.by_ref() {
+                    cur.push(b);
+                    if prev == '*' && b == '/' {
+                        break;
+                    }
+                    prev = b;
+                }
+            }
+            ';' => {
+                if has_code {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+                has_code = false;
+            }
+            _ => {
+                if !c.is_whitespace() {
+                    has_code = true;
+                }
+                cur.push(c);
+            }
+        }
+    }
+    if has_code {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_top_level_semicolons() {
+        let s = split_statements("SET 'a' = 'b';\nSELECT 1 ;  \n\n");
+        assert_eq!(s, vec!["SET 'a' = 'b'", "SELECT 1"]);
+    }
+
+    #[test]
+    fn keeps_semicolons_in_quotes_and_comments() {
+        let s = split_statements(
+            "INSERT INTO `t;x` SELECT 'a;''b' -- c;d\n FROM s /* e;f */; SELECT \"g;h\"",
+        );
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[0].starts_with("INSERT INTO `t;x` SELECT 'a;''b' -- c;d"));
+        assert!(s[0].ends_with("/* e;f */"));
+        assert_eq!(s[1], "SELECT \"g;h\"");
+    }
+
+    #[test]
+    fn drops_comment_only_and_empty_statements() {
+        assert!(split_statements(";;  ; -- only a comment\n").is_empty());
+        assert_eq!(split_statements("/* x */ ; SHOW TABLES"), vec!["SHOW TABLES"]);
+    }
+
+    #[test]
+    fn unterminated_quote_stays_one_statement() {
+        let s = split_statements("SELECT 'abc; SELECT 2");
+        assert_eq!(s, vec!["SELECT 'abc; SELECT 2"]);
+    }
+
+    #[test]
+    fn escaped_backtick() {
+        let s = split_statements("CREATE TABLE `a``;b` (x INT); SHOW TABLES");
+        assert_eq!(s, vec!["CREATE TABLE `a``;b` (x INT)", "SHOW TABLES"]);
+    }
+}

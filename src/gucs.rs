@@ -1,0 +1,133 @@
+//! Every `pg_flink.*` setting lives here, with its description, bounds and context.
+//!
+//! Documented in `docs/gucs.md`; keep the two in step.
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Default JobManager REST endpoint, used when a function is given no explicit URL.
+pub static REST_URL: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"http://127.0.0.1:8081"));
+/// Default SQL Gateway REST endpoint.
+pub static GATEWAY_URL: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"http://127.0.0.1:8083"));
+/// Upper bound of one HTTP request (connect + send + receive), in milliseconds.
+pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// Upper bound of waiting for one SQL Gateway statement's result, in milliseconds.
+pub static STATEMENT_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+/// Upper bound of establishing a TCP connection, in milliseconds.
+pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
+pub const DEFAULT_REST_URL: &str = "http://127.0.0.1:8081";
+pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:8083";
+
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Registers all settings. Called once from `_PG_init`, whether or not the library is preloaded.
+pub fn init() {
+    // SAFETY: reading a postmaster-set global flag during library load.
+    let preloading = unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress };
+    PRELOADED.store(preloading, Ordering::Relaxed);
+
+    define_string(
+        c"pg_flink.rest_url",
+        c"Default Flink JobManager REST URL.",
+        c"Used by functions that are given no cluster or URL, e.g. flink.health().",
+        &REST_URL,
+    );
+    define_string(
+        c"pg_flink.gateway_url",
+        c"Default Flink SQL Gateway REST URL.",
+        c"Used by functions that are given no cluster or URL, e.g. flink.health().",
+        &GATEWAY_URL,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.http_timeout_ms",
+        c"Upper bound, in milliseconds, of one HTTP request to Flink.",
+        c"A request that takes longer fails with SQLSTATE 08006; statement_timeout and query cancel also apply.",
+        &HTTP_TIMEOUT_MS,
+        100,
+        600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.statement_wait_ms",
+        c"Upper bound, in milliseconds, of waiting for the result of one SQL Gateway statement.",
+        c"Covers all result pages of the statement; each page request is also bounded by pg_flink.http_timeout_ms.",
+        &STATEMENT_WAIT_MS,
+        100,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.connect_timeout_ms",
+        c"Upper bound, in milliseconds, of opening a TCP connection to Flink.",
+        c"A service that does not accept the connection in time is reported as unreachable.",
+        &CONNECT_TIMEOUT_MS,
+        50,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+}
+
+fn define_string(
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    setting: &'static GucSetting<Option<std::ffi::CString>>,
+) {
+    GucRegistry::define_string_guc(name, short, long, setting, GucContext::Userset, GucFlags::default());
+}
+
+/// True when the library was loaded through `shared_preload_libraries`.
+pub fn preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+/// Raises a clear error when a feature that needs preloading (the background worker) is used
+/// without it.
+pub fn require_preloaded(feature: &str) {
+    if !preloaded() {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{feature} needs pg_flink in shared_preload_libraries"),
+            "pg_flink::gucs::require_preloaded",
+        )
+        .set_hint(
+            "Add pg_flink to shared_preload_libraries in postgresql.conf (ALTER SYSTEM SET shared_preload_libraries = 'pg_flink') and restart PostgreSQL.",
+        )
+        .report(pgrx::PgLogLevel::ERROR);
+    }
+}
+
+fn string_setting(setting: &GucSetting<Option<std::ffi::CString>>, fallback: &str) -> String {
+    setting
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+pub fn rest_url() -> String {
+    string_setting(&REST_URL, DEFAULT_REST_URL)
+}
+
+pub fn gateway_url() -> String {
+    string_setting(&GATEWAY_URL, DEFAULT_GATEWAY_URL)
+}
+
+/// HTTP limits as the core clients take them.
+pub fn http_limits() -> crate::core::rest::HttpLimits {
+    crate::core::rest::HttpLimits {
+        connect_timeout_ms: CONNECT_TIMEOUT_MS.get().max(1) as u64,
+        request_timeout_ms: HTTP_TIMEOUT_MS.get().max(1) as u64,
+    }
+}
+
+/// Overall wait for one gateway statement.
+pub fn statement_wait() -> std::time::Duration {
+    std::time::Duration::from_millis(STATEMENT_WAIT_MS.get().max(1) as u64)
+}

@@ -1,0 +1,35 @@
+//! pg_flink: PostgreSQL as the control plane and the query surface for Apache Flink.
+//!
+//! Layout:
+//! - [`core`]: pure logic (REST clients, SQL script handling, URL hygiene). No pgrx; unit-tested
+//!   with plain `cargo test --lib`.
+//! - [`gucs`]: every `pg_flink.*` setting, registered in `_PG_init`.
+//! - [`errors`]: how core errors become Postgres `ErrorReport`s (SQLSTATE, message, detail, hint).
+//! - [`block`]: runs async network work from a backend, honouring query cancel and
+//!   `statement_timeout`.
+//! - [`api`]: the SQL-callable functions of schema `flink`.
+use pgrx::prelude::*;
+
+pub mod api;
+pub mod block;
+pub mod core;
+pub mod errors;
+pub mod gucs;
+
+::pgrx::pg_module_magic!();
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", finalize);
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
