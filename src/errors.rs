@@ -54,8 +54,15 @@ pub fn raise_rest(e: &RestError, funcname: &'static str) -> ! {
 }
 
 /// Raises an ERROR with a SQLSTATE, message and hint.
-pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>, funcname: &'static str) -> ! {
-    ErrorReport::new(code, message, funcname).set_hint(hint).report_error()
+pub fn raise(
+    code: PgSqlErrorCode,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+    funcname: &'static str,
+) -> ! {
+    ErrorReport::new(code, message, funcname)
+        .set_hint(hint)
+        .report_error()
 }
 
 fn clip(s: &str, max: usize) -> String {

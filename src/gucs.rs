@@ -79,7 +79,14 @@ fn define_string(
     long: &'static CStr,
     setting: &'static GucSetting<Option<std::ffi::CString>>,
 ) {
-    GucRegistry::define_string_guc(name, short, long, setting, GucContext::Userset, GucFlags::default());
+    GucRegistry::define_string_guc(
+        name,
+        short,
+        long,
+        setting,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 /// True when the library was loaded through `shared_preload_libraries`.

@@ -8,86 +8,106 @@ use crate::gucs;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-type Row = (i32, String, String, Option<String>, Vec<String>, JsonB, bool);
+type Row = (
+    i32,
+    String,
+    String,
+    Option<String>,
+    Vec<String>,
+    JsonB,
+    bool,
+);
 
 /// Splits `script` into statements and runs them in order in one gateway session; stops at the
 /// first failing statement (its error names the statement number).
-#[pg_extern(volatile, parallel_unsafe)]
-fn execute_sql(
-    script: &str,
-    gateway_url: default!(Option<&str>, "NULL"),
-    max_rows: default!(i32, 100),
-) -> TableIterator<
-    'static,
-    (
-        name!(statement_no, i32),
-        name!(statement, String),
-        name!(result_kind, String),
-        name!(job_id, Option<String>),
-        name!(columns, Vec<String>),
-        name!(rows, JsonB),
-        name!(truncated, bool),
-    ),
-> {
-    let statements = split_statements(script);
-    if statements.is_empty() {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "flink.execute_sql: argument script holds no statement",
-            "Pass one or more Flink SQL statements separated by semicolons.",
-            "flink.execute_sql",
-        );
-    }
-    if max_rows < 0 {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("flink.execute_sql: argument max_rows must be >= 0, got {max_rows}"),
-            "Use 0 to discard rows, or a positive row limit per statement.",
-            "flink.execute_sql",
-        );
-    }
-    let url = gateway_url.map(str::to_string).unwrap_or_else(gucs::gateway_url);
-    let limits = gucs::http_limits();
-    let wait = gucs::statement_wait();
-    let out = block::run(async move {
-        let gw = Gateway::new(&url, limits).map_err(|e| (0usize, e))?;
-        let session = gw
-            .open_session("pg_flink execute_sql", &Default::default())
-            .await
-            .map_err(|e| (0usize, e))?;
-        let mut rows: Vec<Row> = Vec::with_capacity(statements.len());
-        let mut failure: Option<(usize, RestError)> = None;
-        for (i, stmt) in statements.iter().enumerate() {
-            match gw.run_statement(&session, stmt, max_rows as usize, wait).await {
-                Ok(r) => rows.push((
-                    (i + 1) as i32,
-                    stmt.clone(),
-                    r.result_kind,
-                    r.job_id,
-                    r.columns,
-                    JsonB(serde_json::Value::Array(r.rows)),
-                    r.truncated,
-                )),
-                Err(e) => {
-                    failure = Some((i + 1, e));
-                    break;
+#[pg_schema]
+mod flink {
+    use super::*;
+
+    // pgrx needs the named columns spelled out in the signature.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn execute_sql(
+        script: &str,
+        gateway_url: default!(Option<&str>, "NULL"),
+        max_rows: default!(i32, 100),
+    ) -> TableIterator<
+        'static,
+        (
+            name!(statement_no, i32),
+            name!(statement, String),
+            name!(result_kind, String),
+            name!(job_id, Option<String>),
+            name!(columns, Vec<String>),
+            name!(rows, JsonB),
+            name!(truncated, bool),
+        ),
+    > {
+        let statements = split_statements(script);
+        if statements.is_empty() {
+            raise(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "flink.execute_sql: argument script holds no statement",
+                "Pass one or more Flink SQL statements separated by semicolons.",
+                "flink.execute_sql",
+            );
+        }
+        if max_rows < 0 {
+            raise(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("flink.execute_sql: argument max_rows must be >= 0, got {max_rows}"),
+                "Use 0 to discard rows, or a positive row limit per statement.",
+                "flink.execute_sql",
+            );
+        }
+        let url = gateway_url
+            .map(str::to_string)
+            .unwrap_or_else(gucs::gateway_url);
+        let limits = gucs::http_limits();
+        let wait = gucs::statement_wait();
+        let out = block::run(async move {
+            let gw = Gateway::new(&url, limits).map_err(|e| (0usize, e))?;
+            let session = gw
+                .open_session("pg_flink execute_sql", &Default::default())
+                .await
+                .map_err(|e| (0usize, e))?;
+            let mut rows: Vec<Row> = Vec::with_capacity(statements.len());
+            let mut failure: Option<(usize, RestError)> = None;
+            for (i, stmt) in statements.iter().enumerate() {
+                match gw
+                    .run_statement(&session, stmt, max_rows as usize, wait)
+                    .await
+                {
+                    Ok(r) => rows.push((
+                        (i + 1) as i32,
+                        stmt.clone(),
+                        r.result_kind,
+                        r.job_id,
+                        r.columns,
+                        JsonB(serde_json::Value::Array(r.rows)),
+                        r.truncated,
+                    )),
+                    Err(e) => {
+                        failure = Some((i + 1, e));
+                        break;
+                    }
                 }
             }
+            let _ = gw.close_session(&session).await;
+            match failure {
+                Some(f) => Err(f),
+                None => Ok(rows),
+            }
+        });
+        match out {
+            Ok(rows) => TableIterator::new(rows),
+            Err((0, e)) => raise_rest(&e, "flink.execute_sql"),
+            Err((n, e)) => crate::errors::rest_error_report_in(
+                &e,
+                &format!("statement {n} of the script failed: "),
+                "flink.execute_sql",
+            )
+            .report_error(),
         }
-        let _ = gw.close_session(&session).await;
-        match failure {
-            Some(f) => Err(f),
-            None => Ok(rows),
-        }
-    });
-    match out {
-        Ok(rows) => TableIterator::new(rows),
-        Err((0, e)) => raise_rest(&e, "flink.execute_sql"),
-        Err((n, e)) => crate::errors::rest_error_report_in(
-            &e,
-            &format!("statement {n} of the script failed: "),
-            "flink.execute_sql",
-        )
-        .report_error(),
     }
 }

@@ -12,28 +12,35 @@ type HealthRow = (String, String, String, f64, String);
 /// Checks the JobManager REST API and the SQL Gateway (including a session round trip) and
 /// returns one row per service. Fails with a SQLSTATE error naming the service and URL when one
 /// is down.
-#[pg_extern(volatile, parallel_unsafe)]
-fn health(
-    rest_url: default!(Option<&str>, "NULL"),
-    gateway_url: default!(Option<&str>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(service, String),
-        name!(url, String),
-        name!(version, String),
-        name!(latency_ms, f64),
-        name!(detail, String),
-    ),
-> {
-    let rest = rest_url.map(str::to_string).unwrap_or_else(gucs::rest_url);
-    let gw = gateway_url.map(str::to_string).unwrap_or_else(gucs::gateway_url);
-    let limits = gucs::http_limits();
-    let wait = gucs::statement_wait();
-    let rows = block::run(async move { check_all(&rest, &gw, limits, wait).await });
-    match rows {
-        Ok(rows) => TableIterator::new(rows),
-        Err(e) => raise_rest(&e, "flink.health"),
+#[pg_schema]
+mod flink {
+    use super::*;
+
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn health(
+        rest_url: default!(Option<&str>, "NULL"),
+        gateway_url: default!(Option<&str>, "NULL"),
+    ) -> TableIterator<
+        'static,
+        (
+            name!(service, String),
+            name!(url, String),
+            name!(version, String),
+            name!(latency_ms, f64),
+            name!(detail, String),
+        ),
+    > {
+        let rest = rest_url.map(str::to_string).unwrap_or_else(gucs::rest_url);
+        let gw = gateway_url
+            .map(str::to_string)
+            .unwrap_or_else(gucs::gateway_url);
+        let limits = gucs::http_limits();
+        let wait = gucs::statement_wait();
+        let rows = block::run(async move { check_all(&rest, &gw, limits, wait).await });
+        match rows {
+            Ok(rows) => TableIterator::new(rows),
+            Err(e) => raise_rest(&e, "flink.health"),
+        }
     }
 }
 
@@ -62,13 +69,23 @@ async fn check_all(
     let gw = Gateway::new(gw_url, limits)?;
     let t = Instant::now();
     let info = gw.info().await?;
-    rows.push(("sql_gateway".to_string(), gw.shown_url(), info.version.clone(), ms(t), info.product_name));
+    rows.push((
+        "sql_gateway".to_string(),
+        gw.shown_url(),
+        info.version.clone(),
+        ms(t),
+        info.product_name,
+    ));
 
     // A real round trip: open a session, run a statement that needs no job, read its result,
     // close the session.
     let t = Instant::now();
-    let session = gw.open_session("pg_flink health check", &Default::default()).await?;
-    let result = gw.run_statement(&session, "SHOW CURRENT CATALOG", 10, wait).await;
+    let session = gw
+        .open_session("pg_flink health check", &Default::default())
+        .await?;
+    let result = gw
+        .run_statement(&session, "SHOW CURRENT CATALOG", 10, wait)
+        .await;
     let closed = gw.close_session(&session).await;
     let result = result?;
     closed?;

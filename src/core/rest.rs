@@ -19,7 +19,10 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits { connect_timeout_ms: 2_000, request_timeout_ms: 10_000 }
+        HttpLimits {
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -43,15 +46,36 @@ impl Service {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RestError {
     #[error("invalid {} URL '{url}': {reason}", service.name())]
-    BadUrl { service: Service, url: String, reason: String },
+    BadUrl {
+        service: Service,
+        url: String,
+        reason: String,
+    },
     #[error("{} at {url} is unreachable: {reason}", service.name())]
-    Unreachable { service: Service, url: String, reason: String },
+    Unreachable {
+        service: Service,
+        url: String,
+        reason: String,
+    },
     #[error("{} at {url} did not answer within {timeout_ms} ms", service.name())]
-    Timeout { service: Service, url: String, timeout_ms: u64 },
+    Timeout {
+        service: Service,
+        url: String,
+        timeout_ms: u64,
+    },
     #[error("{} at {url} answered HTTP {status}: {message}", service.name())]
-    Status { service: Service, url: String, status: u16, message: String },
+    Status {
+        service: Service,
+        url: String,
+        status: u16,
+        message: String,
+    },
     #[error("{} at {url} sent a response pg_flink cannot read: {reason}", service.name())]
-    Decode { service: Service, url: String, reason: String },
+    Decode {
+        service: Service,
+        url: String,
+        reason: String,
+    },
     #[error("Flink rejected the statement: {root_cause}")]
     Statement { root_cause: String, trace: String },
 }
@@ -80,8 +104,11 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(service: Service, base_url: &str, limits: HttpLimits) -> Result<Self, RestError> {
-        let base = urls::parse_base_url(base_url)
-            .map_err(|e| RestError::BadUrl { service, url: urls::redact_str(base_url), reason: e.0 })?;
+        let base = urls::parse_base_url(base_url).map_err(|e| RestError::BadUrl {
+            service,
+            url: urls::redact_str(base_url),
+            reason: e.0,
+        })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(limits.connect_timeout_ms))
             .timeout(Duration::from_millis(limits.request_timeout_ms))
@@ -93,7 +120,12 @@ impl Endpoint {
                 url: urls::redact(&base),
                 reason: format!("cannot build an HTTP client: {e}"),
             })?;
-        Ok(Endpoint { service, base, http, limits })
+        Ok(Endpoint {
+            service,
+            base,
+            http,
+            limits,
+        })
     }
 
     fn shown(&self) -> String {
@@ -114,7 +146,11 @@ impl Endpoint {
             } else {
                 root_source(&e)
             };
-            RestError::Unreachable { service: self.service, url: self.shown(), reason }
+            RestError::Unreachable {
+                service: self.service,
+                url: self.shown(),
+                reason,
+            }
         }
     }
 
@@ -126,7 +162,10 @@ impl Endpoint {
             let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             if self.service == Service::SqlGateway && status.as_u16() >= 500 {
                 if let Some(trace) = error_trace(&parsed) {
-                    return Err(RestError::Statement { root_cause: root_cause(&trace), trace });
+                    return Err(RestError::Statement {
+                        root_cause: root_cause(&trace),
+                        trace,
+                    });
                 }
             }
             return Err(RestError::Status {
@@ -151,11 +190,13 @@ impl Endpoint {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, RestError> {
-        self.send(self.http.post(urls::join(&self.base, path)).json(body)).await
+        self.send(self.http.post(urls::join(&self.base, path)).json(body))
+            .await
     }
 
     async fn delete(&self, path: &str) -> Result<Value, RestError> {
-        self.send(self.http.delete(urls::join(&self.base, path))).await
+        self.send(self.http.delete(urls::join(&self.base, path)))
+            .await
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, v: Value) -> Result<T, RestError> {
@@ -187,10 +228,22 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Flink answers errors as `{"errors": ["message", "trace"...]}`.
 fn flink_error_message(v: &Value) -> Option<String> {
-    let texts: Vec<&str> = v.get("errors")?.as_array()?.iter().filter_map(Value::as_str).collect();
+    let texts: Vec<&str> = v
+        .get("errors")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     let first = *texts.first()?;
     let cause = root_cause(&texts.join("\n"));
-    Some(truncate(if cause.trim().is_empty() { first } else { &cause }, 300))
+    Some(truncate(
+        if cause.trim().is_empty() {
+            first
+        } else {
+            &cause
+        },
+        300,
+    ))
 }
 
 /// The exception trace in a gateway error answer, when there is one.
@@ -212,22 +265,45 @@ pub fn cause_chain(trace: &str) -> String {
     trace
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("at ") && !(l.starts_with("...") && l.ends_with("more")))
+        .filter(|l| !(l.is_empty() || is_frame(l)))
         .map(|l| l.trim_start_matches('<').trim_end_matches('>'))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// The most specific message in a Java exception trace: the last `Caused by:` line, without
-/// the exception class, or the first line when there is no cause.
+/// A stack frame line (`at a.b(C.java:1)`) or an elided-frames line (`... 3 more`).
+fn is_frame(l: &str) -> bool {
+    l.starts_with("at ") || (l.starts_with("...") && l.ends_with("more"))
+}
+
+/// The most specific message in a Java exception trace: the last `Caused by:` (with its
+/// continuation lines, joined by spaces), without the exception class; the first line when
+/// there is no cause.
 pub fn root_cause(trace: &str) -> String {
-    let line = trace
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Caused by: "))
-        .last()
-        .or_else(|| trace.lines().map(str::trim).find(|l| !l.is_empty()))
-        .unwrap_or("");
-    strip_exception_class(line).to_string()
+    let lines: Vec<&str> = trace.lines().map(str::trim).collect();
+    let start = lines.iter().rposition(|l| l.starts_with("Caused by: "));
+    let (first, rest) = match start {
+        Some(i) => (lines[i].trim_start_matches("Caused by: "), &lines[i + 1..]),
+        None => match lines.iter().position(|l| !l.is_empty()) {
+            Some(i) => (lines[i], &lines[i + 1..]),
+            None => return String::new(),
+        },
+    };
+    let mut msg = strip_exception_class(first).to_string();
+    if start.is_some() {
+        for l in rest {
+            if l.is_empty()
+                || l.starts_with("at ")
+                || l.starts_with("...")
+                || l.starts_with("End of exception")
+            {
+                break;
+            }
+            msg.push(' ');
+            msg.push_str(l);
+        }
+    }
+    msg.trim_end_matches('>').trim().to_string()
 }
 
 fn strip_exception_class(line: &str) -> &str {
@@ -235,7 +311,10 @@ fn strip_exception_class(line: &str) -> &str {
     if let Some((class, msg)) = line.split_once(": ") {
         let looks_like_class = !class.contains(' ')
             && class.contains('.')
-            && class.rsplit('.').next().is_some_and(|s| s.ends_with("Exception") || s.ends_with("Error"));
+            && class
+                .rsplit('.')
+                .next()
+                .is_some_and(|s| s.ends_with("Exception") || s.ends_with("Error"));
         if looks_like_class {
             return msg.trim();
         }
@@ -269,7 +348,9 @@ pub struct ClusterOverview {
 
 impl JobManager {
     pub fn new(base_url: &str, limits: HttpLimits) -> Result<Self, RestError> {
-        Ok(JobManager { ep: Endpoint::new(Service::JobManager, base_url, limits)? })
+        Ok(JobManager {
+            ep: Endpoint::new(Service::JobManager, base_url, limits)?,
+        })
     }
 
     pub fn shown_url(&self) -> String {
@@ -324,7 +405,10 @@ pub enum ResultPage {
 
 /// Applies one result page to `acc` and says what to do next.
 pub fn apply_result_page(v: &Value, acc: &mut StatementResult) -> ResultPage {
-    let next = v.get("nextResultUri").and_then(Value::as_str).map(str::to_string);
+    let next = v
+        .get("nextResultUri")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if let Some(kind) = v.get("resultKind").and_then(Value::as_str) {
         acc.result_kind = kind.to_string();
     }
@@ -358,7 +442,9 @@ pub fn apply_result_page(v: &Value, acc: &mut StatementResult) -> ResultPage {
 
 impl Gateway {
     pub fn new(base_url: &str, limits: HttpLimits) -> Result<Self, RestError> {
-        Ok(Gateway { ep: Endpoint::new(Service::SqlGateway, base_url, limits)? })
+        Ok(Gateway {
+            ep: Endpoint::new(Service::SqlGateway, base_url, limits)?,
+        })
     }
 
     pub fn shown_url(&self) -> String {
@@ -382,19 +468,28 @@ impl Gateway {
     }
 
     pub async fn close_session(&self, session: &str) -> Result<(), RestError> {
-        self.ep.delete(&format!("/v3/sessions/{session}")).await.map(|_| ())
+        self.ep
+            .delete(&format!("/v3/sessions/{session}"))
+            .await
+            .map(|_| ())
     }
 
     pub async fn heartbeat(&self, session: &str) -> Result<(), RestError> {
         self.ep
-            .post(&format!("/v3/sessions/{session}/heartbeat"), &Value::Object(Default::default()))
+            .post(
+                &format!("/v3/sessions/{session}/heartbeat"),
+                &Value::Object(Default::default()),
+            )
             .await
             .map(|_| ())
     }
 
     async fn submit(&self, session: &str, statement: &str) -> Result<String, RestError> {
         let body = serde_json::json!({ "statement": statement });
-        let v = self.ep.post(&format!("/v3/sessions/{session}/statements"), &body).await?;
+        let v = self
+            .ep
+            .post(&format!("/v3/sessions/{session}/statements"), &body)
+            .await?;
         self.string_field(&v, "operationHandle")
     }
 
@@ -459,11 +554,14 @@ impl Gateway {
     }
 
     fn string_field(&self, v: &Value, field: &str) -> Result<String, RestError> {
-        v.get(field).and_then(Value::as_str).map(str::to_string).ok_or_else(|| RestError::Decode {
-            service: Service::SqlGateway,
-            url: self.ep.shown(),
-            reason: format!("no '{field}' in the answer"),
-        })
+        v.get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| RestError::Decode {
+                service: Service::SqlGateway,
+                url: self.ep.shown(),
+                reason: format!("no '{field}' in the answer"),
+            })
     }
 }
 
@@ -479,16 +577,34 @@ mod tests {
     }
 
     #[test]
+    fn root_cause_keeps_continuation_lines() {
+        let trace = "x.A: a\nCaused by: java.lang.IllegalArgumentException: Either all or none of:\nusername\npassword\nEnd of exception on server side>";
+        assert_eq!(
+            root_cause(trace),
+            "Either all or none of: username password"
+        );
+    }
+
+    #[test]
     fn root_cause_without_cause_uses_first_line() {
-        assert_eq!(root_cause("\n java.lang.IllegalStateException: boom\n\tat x"), "boom");
-        assert_eq!(root_cause("plain message: with colon"), "plain message: with colon");
+        assert_eq!(
+            root_cause("\n java.lang.IllegalStateException: boom\n\tat x"),
+            "boom"
+        );
+        assert_eq!(
+            root_cause("plain message: with colon"),
+            "plain message: with colon"
+        );
         assert_eq!(root_cause(""), "");
     }
 
     #[test]
     fn cause_chain_drops_frames() {
         let trace = "<Exception on server side:\nx.A: outer\n\tat a.b(C.java:1)\n\t... 3 more\nCaused by: x.B: inner\n\tat d.e>";
-        assert_eq!(cause_chain(trace), "Exception on server side:\nx.A: outer\nCaused by: x.B: inner");
+        assert_eq!(
+            cause_chain(trace),
+            "Exception on server side:\nx.A: outer\nCaused by: x.B: inner"
+        );
     }
 
     #[test]
@@ -496,20 +612,29 @@ mod tests {
         let v = json!({"errors": ["Internal server error.", "<Exception on server side:\nCaused by: x.y.FooException: bad>"]});
         assert!(error_trace(&v).unwrap().contains("FooException"));
         assert_eq!(error_trace(&json!({"errors": ["Not found"]})), None);
-        assert_eq!(flink_error_message(&json!({"errors": ["Not found: /x"]})).unwrap(), "Not found: /x");
+        assert_eq!(
+            flink_error_message(&json!({"errors": ["Not found: /x"]})).unwrap(),
+            "Not found: /x"
+        );
     }
 
     #[test]
     fn result_pages_accumulate_rows_and_job_id() {
         let mut acc = StatementResult::default();
         let p1 = json!({"resultType": "NOT_READY", "nextResultUri": "/v3/sessions/s/operations/o/result/0?rowFormat=JSON"});
-        assert!(matches!(apply_result_page(&p1, &mut acc), ResultPage::NotReady { next: Some(_) }));
+        assert!(matches!(
+            apply_result_page(&p1, &mut acc),
+            ResultPage::NotReady { next: Some(_) }
+        ));
         let p2 = json!({
             "resultType": "PAYLOAD", "isQueryResult": false, "jobID": "abc123", "resultKind": "SUCCESS_WITH_CONTENT",
             "results": {"columns": [{"name": "job id", "logicalType": {"type": "VARCHAR"}}], "rowFormat": "JSON",
                         "data": [{"kind": "INSERT", "fields": ["abc123"]}]},
             "nextResultUri": "/v3/sessions/s/operations/o/result/1?rowFormat=JSON"});
-        assert!(matches!(apply_result_page(&p2, &mut acc), ResultPage::Payload { .. }));
+        assert!(matches!(
+            apply_result_page(&p2, &mut acc),
+            ResultPage::Payload { .. }
+        ));
         let p3 = json!({"resultType": "EOS", "results": {"columns": [], "data": []}});
         assert_eq!(apply_result_page(&p3, &mut acc), ResultPage::Eos);
         assert_eq!(acc.job_id.as_deref(), Some("abc123"));
@@ -521,7 +646,13 @@ mod tests {
     #[test]
     fn bad_url_is_rejected_before_any_request() {
         let e = Gateway::new("ftp://x", HttpLimits::default()).unwrap_err();
-        assert!(matches!(e, RestError::BadUrl { service: Service::SqlGateway, .. }));
+        assert!(matches!(
+            e,
+            RestError::BadUrl {
+                service: Service::SqlGateway,
+                ..
+            }
+        ));
         assert!(e.to_string().contains("Flink SQL Gateway"));
     }
 
@@ -534,8 +665,18 @@ mod tests {
     #[test]
     fn unreachable_port_is_reported_fast() {
         // Port 1 on loopback is closed: a refused connection, well inside the connect timeout.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let jm = JobManager::new("http://127.0.0.1:1", HttpLimits { connect_timeout_ms: 500, request_timeout_ms: 1000 }).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let jm = JobManager::new(
+            "http://127.0.0.1:1",
+            HttpLimits {
+                connect_timeout_ms: 500,
+                request_timeout_ms: 1000,
+            },
+        )
+        .unwrap();
         let t = Instant::now();
         let e = rt.block_on(jm.overview()).unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2));

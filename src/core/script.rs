@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn drops_comment_only_and_empty_statements() {
         assert!(split_statements(";;  ; -- only a comment\n").is_empty());
-        assert_eq!(split_statements("/* x */ ; SHOW TABLES"), vec!["SHOW TABLES"]);
+        assert_eq!(
+            split_statements("/* x */ ; SHOW TABLES"),
+            vec!["SHOW TABLES"]
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn parse_base_url(raw: &str) -> Result<Url, BadUrl> {
         return Err(BadUrl("the URL has no host".into()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(BadUrl("a base URL takes no query string or fragment".into()));
+        return Err(BadUrl(
+            "a base URL takes no query string or fragment".into(),
+        ));
     }
     Ok(url)
 }
@@ -42,9 +44,10 @@ pub fn redact(url: &Url) -> String {
 /// Redacts a raw string that may or may not parse as a URL.
 pub fn redact_str(raw: &str) -> String {
     match Url::parse(raw.trim()) {
-        Ok(u) => redact(&u),
+        // Only URLs with a host are echoed; "user:secret@..." without one parses as a path.
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => redact(&u),
         // Unparseable input is not echoed verbatim: it might hold a secret.
-        Err(_) => "<unparseable URL>".to_string(),
+        _ => "<unparseable URL>".to_string(),
     }
 }
 
@@ -60,16 +63,25 @@ mod tests {
 
     #[test]
     fn accepts_http_and_https() {
-        assert_eq!(parse_base_url(" http://127.0.0.1:8081 ").unwrap().port(), Some(8081));
+        assert_eq!(
+            parse_base_url(" http://127.0.0.1:8081 ").unwrap().port(),
+            Some(8081)
+        );
         assert!(parse_base_url("https://flink.example:443/prefix").is_ok());
     }
 
     #[test]
     fn refuses_other_schemes_and_garbage() {
         assert!(parse_base_url("").unwrap_err().0.contains("empty"));
-        assert!(parse_base_url("ftp://x").unwrap_err().0.contains("scheme 'ftp'"));
+        assert!(parse_base_url("ftp://x")
+            .unwrap_err()
+            .0
+            .contains("scheme 'ftp'"));
         assert!(parse_base_url("127.0.0.1:8081").is_err());
-        assert!(parse_base_url("http://h:1/?a=b").unwrap_err().0.contains("query"));
+        assert!(parse_base_url("http://h:1/?a=b")
+            .unwrap_err()
+            .0
+            .contains("query"));
         assert!(parse_base_url("not a url").is_err());
     }
 

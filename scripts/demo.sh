@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job, from a fresh machine: install, bring the stack up, then run demo/demo.sql in the
+# demo database (pg_flink_demo) and print what it shows.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${PG_FLINK_STACK:-/opt/pg_flink-stack}/target}
+scripts/install-deps.sh
+scripts/stack.sh up
+echo
+echo "=== demo/demo.sql in database pg_flink_demo"
+psql -h 127.0.0.1 -p 5432 -U postgres -d pg_flink_demo -X -v ON_ERROR_STOP=1 -f demo/demo.sql

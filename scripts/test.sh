@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone on a fresh machine:
+#   1. installs dependencies (scripts/install-deps.sh)
+#   2. cargo fmt --check, cargo clippy -D warnings, unit tests of the pure core (cargo test --lib)
+#   3. brings the real stack up (scripts/stack.sh up: builds + installs the extension)
+#   4. integration tests against the real services (pytest tests/)
+# Extra arguments go to pytest (e.g. scripts/test.sh -k health).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+STACK=${PG_FLINK_STACK:-/opt/pg_flink-stack}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$STACK/target}
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"; scripts/install-deps.sh
+step "cargo fmt --check"; cargo fmt --check
+step "cargo clippy"; cargo clippy --all-targets -- -D warnings
+step "unit tests (cargo test --lib)"; cargo test --lib
+step "stack up"; scripts/stack.sh up
+step "integration tests (pytest)"
+"$STACK/venv/bin/python" -m pytest tests -v -p no:cacheprovider "$@"
