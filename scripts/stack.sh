@@ -467,6 +467,15 @@ cmd_status() {
   check kafka "$PIDS/kafka.pid" $KAFKA_PORT kafka_healthy
   check elasticsearch "$PIDS/elasticsearch.pid" $ES_PORT es_healthy
   check mariadb "$PIDS/mariadb.pid" $MARIADB_PORT mariadb_healthy
+  local rss=0 f p
+  for f in "$PIDS"/*.pid; do
+    [ -f "$f" ] || continue
+    p=$(head -n1 "$f")
+    kill -0 "$p" 2>/dev/null || continue
+    # the process and its children (postgres backends, ES controller)
+    rss=$((rss + $(ps -o rss= -p "$p" --ppid "$p" 2>/dev/null | awk '{s+=$1} END{print s+0}')))
+  done
+  echo "resident memory of the stack: $((rss / 1024)) MiB"
   echo "logs: $LOGS"
   return $bad
 }
