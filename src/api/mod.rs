@@ -1,3 +1,4 @@
 //! SQL-callable functions of schema `flink`.
+pub mod catalog;
 pub mod gateway;
 pub mod health;
