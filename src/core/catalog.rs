@@ -719,6 +719,84 @@ pub fn masked(options: &Map<String, Value>, secret_keys: &[String]) -> Map<Strin
     m
 }
 
+/// Validates the options of a cluster: `default` (bool), `timeout_ms`, `session_properties`
+/// (Flink options set on every gateway session, strings), `description` (text).
+pub fn validate_cluster_options(
+    name: &str,
+    options: Option<&Value>,
+) -> Result<Map<String, Value>, CatalogError> {
+    static SPEC: &[OptSpec] = &[
+        def(
+            "default",
+            OptType::Bool,
+            "false",
+            "whether this is the default cluster",
+        ),
+        TIMEOUT,
+        opt(
+            "session_properties",
+            OptType::StrMap,
+            "Flink options set on every SQL Gateway session",
+        ),
+        opt("description", OptType::Str, "free text"),
+    ];
+    let m =
+        match options {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(CatalogError {
+                class: ErrorClass::InvalidParameter,
+                message: format!(
+                    "cluster \"{name}\": options must be a JSON object, not {}",
+                    json_type(other)
+                ),
+                hint: "Options of a cluster: default, timeout_ms, session_properties, description."
+                    .into(),
+            }),
+        };
+    let mut out = Map::new();
+    for (k, v) in &m {
+        let Some(s) = SPEC.iter().find(|s| s.key == k) else {
+            let hint = match did_you_mean(k, SPEC.iter().map(|s| s.key)) {
+                Some(d) => format!("Did you mean \"{d}\"? Options of a cluster: default, timeout_ms, session_properties, description."),
+                None => "Options of a cluster: default, timeout_ms, session_properties, description.".into(),
+            };
+            return Err(CatalogError {
+                class: ErrorClass::InvalidParameter,
+                message: format!("cluster \"{name}\": unknown option \"{}\"", shorten(k)),
+                hint,
+            });
+        };
+        let checked = check_value(name, s, v).map_err(|mut e| {
+            e.message = e.message.replacen("datasource", "cluster", 1);
+            e
+        })?;
+        out.insert(k.clone(), checked);
+    }
+    for s in SPEC {
+        if let (false, Some(d)) = (out.contains_key(s.key), s.default) {
+            if let Ok(v) = serde_json::from_str(d) {
+                out.insert(s.key.to_string(), v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces every secret value that occurs in `text` with `***` (for error texts that come from
+/// client libraries and remote services).
+pub fn scrub(text: &str, secrets: &Map<String, Value>) -> String {
+    let mut out = text.to_string();
+    for v in secrets.values() {
+        if let Some(s) = v.as_str() {
+            if s.len() >= 3 {
+                out = out.replace(s, "***");
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -933,82 +1011,4 @@ mod tests {
         );
         assert_eq!(Value::Object(m), json!({"host": "h", "password": "***"}));
     }
-}
-
-/// Validates the options of a cluster: `default` (bool), `timeout_ms`, `session_properties`
-/// (Flink options set on every gateway session, strings), `description` (text).
-pub fn validate_cluster_options(
-    name: &str,
-    options: Option<&Value>,
-) -> Result<Map<String, Value>, CatalogError> {
-    static SPEC: &[OptSpec] = &[
-        def(
-            "default",
-            OptType::Bool,
-            "false",
-            "whether this is the default cluster",
-        ),
-        TIMEOUT,
-        opt(
-            "session_properties",
-            OptType::StrMap,
-            "Flink options set on every SQL Gateway session",
-        ),
-        opt("description", OptType::Str, "free text"),
-    ];
-    let m =
-        match options {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(other) => return Err(CatalogError {
-                class: ErrorClass::InvalidParameter,
-                message: format!(
-                    "cluster \"{name}\": options must be a JSON object, not {}",
-                    json_type(other)
-                ),
-                hint: "Options of a cluster: default, timeout_ms, session_properties, description."
-                    .into(),
-            }),
-        };
-    let mut out = Map::new();
-    for (k, v) in &m {
-        let Some(s) = SPEC.iter().find(|s| s.key == k) else {
-            let hint = match did_you_mean(k, SPEC.iter().map(|s| s.key)) {
-                Some(d) => format!("Did you mean \"{d}\"? Options of a cluster: default, timeout_ms, session_properties, description."),
-                None => "Options of a cluster: default, timeout_ms, session_properties, description.".into(),
-            };
-            return Err(CatalogError {
-                class: ErrorClass::InvalidParameter,
-                message: format!("cluster \"{name}\": unknown option \"{}\"", shorten(k)),
-                hint,
-            });
-        };
-        let checked = check_value(name, s, v).map_err(|mut e| {
-            e.message = e.message.replacen("datasource", "cluster", 1);
-            e
-        })?;
-        out.insert(k.clone(), checked);
-    }
-    for s in SPEC {
-        if let (false, Some(d)) = (out.contains_key(s.key), s.default) {
-            if let Ok(v) = serde_json::from_str(d) {
-                out.insert(s.key.to_string(), v);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Replaces every secret value that occurs in `text` with `***` (for error texts that come from
-/// client libraries and remote services).
-pub fn scrub(text: &str, secrets: &Map<String, Value>) -> String {
-    let mut out = text.to_string();
-    for v in secrets.values() {
-        if let Some(s) = v.as_str() {
-            if s.len() >= 3 {
-                out = out.replace(s, "***");
-            }
-        }
-    }
-    out
 }
