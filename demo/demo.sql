@@ -1,16 +1,39 @@
--- pg_flink demo: what works today. Re-runnable.
+-- pg_flink demo: what works today. Re-runnable (every call is idempotent).
+\set ON_ERROR_STOP 1
 \echo '--- the extension'
 CREATE EXTENSION IF NOT EXISTS pg_flink;
-SELECT extname, extversion, extnamespace::regnamespace AS schema FROM pg_extension WHERE extname = 'pg_flink';
+SELECT extname, extversion FROM pg_extension WHERE extname = 'pg_flink';
 
 \echo '--- flink.health(): JobManager and SQL Gateway reached over HTTP from this backend'
 SELECT service, url, version, round(latency_ms::numeric, 1) AS latency_ms, detail FROM flink.health();
 
-\echo '--- a Flink SQL script run through the SQL Gateway: write two orders to Kafka'
+\echo '--- the catalog: a cluster and one datasource of each kind (re-running changes nothing)'
+SELECT * FROM flink.register_cluster('local', 'http://127.0.0.1:8083', 'http://127.0.0.1:8081');
+SELECT * FROM flink.register_datasource('demo_kafka', 'kafka', '{"bootstrap_servers": "127.0.0.1:9092"}');
+SELECT * FROM flink.register_datasource('demo_es', 'elasticsearch', '{"url": "http://127.0.0.1:9200"}');
+SELECT * FROM flink.register_datasource('demo_pg', 'postgres', '{"host": "127.0.0.1", "database": "pg_flink_demo"}');
+SELECT * FROM flink.register_datasource('demo_mysql', 'mysql',
+  '{"host": "127.0.0.1", "database": "pg_flink_test", "user": "pgflink"}', secrets => '{"password": "pgflink"}');
+SELECT name, kind, options, version FROM flink.datasources ORDER BY name;
+
+\echo '--- connection tests against the real services'
+SELECT d.name, t.ok, round(t.latency_ms::numeric, 1) AS latency_ms, t.detail
+FROM flink.datasources d, flink.test_datasource(d.name) t ORDER BY d.name;
+SELECT * FROM flink.test_cluster();
+
+\echo '--- a Flink SQL script run through the SQL Gateway: write three orders to Kafka'
 SELECT statement_no, result_kind, job_id
 FROM flink.execute_sql($$
-  CREATE TEMPORARY TABLE orders (order_id BIGINT, amount DECIMAL(10, 2), city STRING) WITH (
+  CREATE TEMPORARY TABLE orders (order_id BIGINT, amount DECIMAL(10, 2), city STRING, ts STRING) WITH (
     'connector' = 'kafka', 'topic' = 'demo_orders',
     'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json');
-  INSERT INTO orders VALUES (1, 19.90, 'Lisbon'), (2, 5.00, 'Porto');
+  INSERT INTO orders VALUES (1, 19.90, 'Lisbon', '2024-05-01T10:00:00Z'),
+                            (2, 5.00, 'Porto', '2024-05-01T10:00:05Z'),
+                            (3, 7.50, 'Lisbon', '2024-05-01T10:00:09Z');
 $$);
+SELECT pg_sleep(5);  -- let the job finish writing
+
+\echo '--- metadata discovery: the topic''s columns inferred from its JSON messages'
+SELECT * FROM flink.describe_datasource('demo_kafka', 'demo_orders');
+\echo '--- ... and a Postgres table''s columns with their Flink types'
+SELECT column_name, source_type, flink_type FROM flink.describe_datasource('demo_pg', 'pg_catalog.pg_database') LIMIT 6;
