@@ -11,20 +11,21 @@ use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
-fn raise_catalog(e: CatalogError, funcname: &'static str) -> ! {
+pub(crate) fn raise_catalog(e: CatalogError, funcname: &'static str) -> ! {
     let code = match e.class {
         ErrorClass::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         ErrorClass::NullValue => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
         ErrorClass::WrongObjectType => PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
         ErrorClass::UndefinedObject => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
         ErrorClass::DependentObjects => PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        ErrorClass::DatatypeMismatch => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
     };
     ErrorReport::new(code, e.message, funcname)
         .set_hint(e.hint)
         .report_error()
 }
 
-fn raise_source(e: SourceError, funcname: &'static str) -> ! {
+pub(crate) fn raise_source(e: SourceError, funcname: &'static str) -> ! {
     let (code, hint) = match e.kind {
         SourceErrorKind::Unreachable => (
             PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,

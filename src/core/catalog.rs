@@ -204,6 +204,8 @@ pub enum ErrorClass {
     UndefinedObject,
     /// 2BP01
     DependentObjects,
+    /// 42804
+    DatatypeMismatch,
 }
 
 /// A catalog error: message names the object and key; hint says what to do.

@@ -7,3 +7,5 @@ pub mod script;
 pub mod sources;
 pub mod types;
 pub mod urls;
+pub mod flinktype;
+pub mod pipeline;
