@@ -227,14 +227,181 @@ $fn$;
 COMMENT ON FUNCTION flink.drop_datasource(text, boolean, boolean) IS
   'Removes a datasource (and its secrets); refuses while pipelines use it unless cascade => true.';
 
--- Pipelines (a later feature) register their datasource references here; until then nothing
--- depends on a datasource.
+-- ------------------------------------------------------------------------------------------
+-- Pipelines
+-- ------------------------------------------------------------------------------------------
+CREATE TABLE flink.pipeline (
+  name          text PRIMARY KEY CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
+  template      text NOT NULL,
+  params        jsonb NOT NULL,
+  options       jsonb NOT NULL DEFAULT '{}',
+  version       integer NOT NULL DEFAULT 1,
+  script_hash   text NOT NULL,
+  needs_restart boolean NOT NULL DEFAULT false,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE flink.pipeline IS 'Stored pipelines (template + params + options). Use flink.create_pipeline().';
+
+-- Which datasources a pipeline uses: drop_datasource refuses while rows point at it.
+CREATE TABLE flink.pipeline_datasource (
+  pipeline   text NOT NULL REFERENCES flink.pipeline (name) ON DELETE CASCADE,
+  datasource text NOT NULL REFERENCES flink.datasource (name) ON DELETE RESTRICT,
+  PRIMARY KEY (pipeline, datasource)
+);
+CREATE INDEX pipeline_datasource_by_datasource ON flink.pipeline_datasource (datasource);
+
+SELECT pg_catalog.pg_extension_config_dump('flink.pipeline', '');
+SELECT pg_catalog.pg_extension_config_dump('flink.pipeline_datasource', '');
+
+CREATE VIEW flink.pipelines AS
+  SELECT p.name, p.template, p.params, p.options, p.version, p.script_hash,
+         ARRAY(SELECT pd.datasource FROM flink.pipeline_datasource pd WHERE pd.pipeline = p.name ORDER BY 1) AS datasources,
+         p.needs_restart, p.created_at, p.updated_at
+  FROM flink.pipeline p;
+COMMENT ON VIEW flink.pipelines IS 'Stored pipelines with their version, rendered-script hash and referenced datasources.';
+
 CREATE FUNCTION flink._datasource_dependents(datasource text) RETURNS text[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '{}'::text[] $fn$;
+AS $fn$ SELECT COALESCE(array_agg(pd.pipeline ORDER BY pd.pipeline), '{}') FROM flink.pipeline_datasource pd WHERE pd.datasource = $1 $fn$;
+
 CREATE FUNCTION flink._drop_dependents(datasource text) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT $fn$;
+AS $fn$ DELETE FROM flink.pipeline p USING flink.pipeline_datasource pd WHERE pd.pipeline = p.name AND pd.datasource = $1 $fn$;
+
+-- The catalog as the Rust side takes it: {name: {kind, options, secrets}} (real secrets) or
+-- {name: {kind, options}} with secret options shown as "***".
+CREATE FUNCTION flink._catalog_json(reveal boolean) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT COALESCE(jsonb_object_agg(d.name,
+           CASE WHEN reveal
+                THEN jsonb_build_object('kind', d.kind, 'options', d.options,
+                                        'secrets', COALESCE((SELECT s.secrets FROM flink.datasource_secret s WHERE s.datasource = d.name), '{}'))
+                ELSE jsonb_build_object('kind', d.kind, 'options', d.options) END), '{}')
+  FROM (SELECT name, kind, options FROM flink.datasources) d
+$fn$;
+
+CREATE FUNCTION flink.create_pipeline(name text, template text, params jsonb, options jsonb DEFAULT '{}')
+RETURNS TABLE (pipeline text, version integer, changed boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $fn$
+DECLARE
+  prep jsonb;
+  cur flink.pipeline;
+  new_version integer;
+  script text;
+  opts jsonb := COALESCE(create_pipeline.options, '{}');
+BEGIN
+  IF opts ? 'cluster' AND NOT EXISTS (SELECT 1 FROM flink.cluster c WHERE c.name = opts->>'cluster') THEN
+    RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+      MESSAGE = format('pipeline "%s": options.cluster: cluster "%s" does not exist', create_pipeline.name, opts->>'cluster'),
+      HINT = 'Register it with flink.register_cluster(), or omit cluster to use the default one.';
+  END IF;
+  prep := flink._pipeline_prepare(create_pipeline.name, create_pipeline.template, create_pipeline.params,
+                                  opts, flink._catalog_json(true), current_database());
+  SELECT * INTO cur FROM flink.pipeline p WHERE p.name = create_pipeline.name FOR UPDATE;
+  IF FOUND AND cur.template = create_pipeline.template AND cur.params = prep->'params' AND cur.options = opts THEN
+    RETURN QUERY SELECT cur.name, cur.version, false;
+    RETURN;
+  END IF;
+  new_version := CASE WHEN FOUND THEN cur.version + 1 ELSE 1 END;
+  script := flink._pipeline_render(create_pipeline.name, create_pipeline.template, prep->'params', opts,
+                                   flink._catalog_json(false), current_database(), new_version);
+  INSERT INTO flink.pipeline AS p (name, template, params, options, version, script_hash)
+  VALUES (create_pipeline.name, create_pipeline.template, prep->'params', opts, new_version,
+          encode(sha256(convert_to(script, 'UTF8')), 'hex'))
+  ON CONFLICT ON CONSTRAINT pipeline_pkey DO UPDATE
+     SET template = excluded.template, params = excluded.params, options = excluded.options,
+         version = excluded.version, script_hash = excluded.script_hash, updated_at = now(),
+         -- A changed definition of a deployed pipeline needs a restart to take effect; the
+         -- control plane clears the flag when it deploys the new version.
+         needs_restart = p.needs_restart OR flink._is_deployed(p.name);
+  DELETE FROM flink.pipeline_datasource pd WHERE pd.pipeline = create_pipeline.name;
+  INSERT INTO flink.pipeline_datasource (pipeline, datasource)
+  SELECT create_pipeline.name, ds FROM jsonb_array_elements_text(prep->'datasources') ds;
+  RETURN QUERY SELECT create_pipeline.name, new_version, true;
+END
+$fn$;
+COMMENT ON FUNCTION flink.create_pipeline(text, text, jsonb, jsonb) IS
+  'Creates or updates a pipeline (idempotent: an identical definition changes nothing; a change bumps version). Params are validated and type-checked; missing columns are read from the datasources.';
+
+-- Whether a pipeline has a job deployed (the control plane redefines this).
+CREATE FUNCTION flink._is_deployed(pipeline text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT false $fn$;
+
+CREATE FUNCTION flink.drop_pipeline(name text, if_exists boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  DELETE FROM flink.pipeline p WHERE p.name = drop_pipeline.name;
+  IF NOT FOUND THEN
+    IF drop_pipeline.if_exists THEN RETURN false; END IF;
+    RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+      MESSAGE = format('pipeline "%s" does not exist', drop_pipeline.name),
+      HINT = 'See SELECT name FROM flink.pipelines; pass if_exists => true to ignore a missing pipeline.';
+  END IF;
+  RETURN true;
+END
+$fn$;
+COMMENT ON FUNCTION flink.drop_pipeline(text, boolean) IS 'Removes a pipeline.';
+
+CREATE FUNCTION flink.render(name text, reveal_secrets boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p flink.pipeline;
+BEGIN
+  SELECT * INTO p FROM flink.pipeline x WHERE x.name = render.name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+      MESSAGE = format('pipeline "%s" does not exist', render.name),
+      HINT = 'See SELECT name FROM flink.pipelines.';
+  END IF;
+  IF reveal_secrets AND NOT has_table_privilege('flink.datasource_secret', 'SELECT') THEN
+    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+      MESSAGE = format('pipeline "%s": only flink_admin may reveal secrets', render.name),
+      HINT = 'Call flink.render(name) without reveal_secrets to see the script with secrets masked.';
+  END IF;
+  RETURN flink._pipeline_render(p.name, p.template, p.params, p.options,
+                                flink._catalog_json(reveal_secrets), current_database(), p.version);
+END
+$fn$;
+COMMENT ON FUNCTION flink.render(text, boolean) IS
+  'The complete Flink SQL script of a pipeline (SETs, CREATE TEMPORARY TABLEs, INSERT). Secrets show as *** unless reveal_secrets and the caller is flink_admin.';
+
+CREATE FUNCTION flink.validate(name text)
+RETURNS TABLE (ok boolean, detail text, parameter text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p flink.pipeline;
+  gw text;
+BEGIN
+  SELECT * INTO p FROM flink.pipeline x WHERE x.name = validate.name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+      MESSAGE = format('pipeline "%s" does not exist', validate.name),
+      HINT = 'See SELECT name FROM flink.pipelines.';
+  END IF;
+  SELECT c.gateway_url INTO gw FROM flink.cluster c
+   WHERE c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default);
+  -- The masked script is enough for Flink to plan; secrets never travel for validation.
+  RETURN QUERY SELECT * FROM flink._pipeline_validate(
+    flink._pipeline_render(p.name, p.template, p.params, p.options, flink._catalog_json(false), current_database(), p.version),
+    gw, p.params);
+END
+$fn$;
+COMMENT ON FUNCTION flink.validate(text) IS
+  'Plans the pipeline on the real SQL Gateway (CREATE TABLEs + EXPLAIN INSERT): ok and the plan, or Flink''s error and the params path it points at.';
 
 CREATE FUNCTION flink.test_datasource(name text)
 RETURNS TABLE (ok boolean, latency_ms double precision, detail text)
@@ -316,8 +483,10 @@ COMMENT ON FUNCTION flink.execute_sql(text, text, integer) IS
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flink FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA flink FROM PUBLIC;
 GRANT USAGE ON SCHEMA flink TO flink_reader, flink_admin;
-GRANT SELECT ON flink.clusters, flink.datasources TO flink_reader;
-GRANT SELECT, INSERT, UPDATE, DELETE ON flink.cluster, flink.datasource, flink.datasource_secret TO flink_admin;
+GRANT SELECT ON flink.clusters, flink.datasources, flink.pipelines TO flink_reader;
+GRANT SELECT ON flink.pipeline TO flink_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON flink.cluster, flink.datasource, flink.datasource_secret,
+  flink.pipeline, flink.pipeline_datasource TO flink_admin;
 GRANT EXECUTE ON FUNCTION
   flink.register_cluster(text, text, text, jsonb),
   flink.drop_cluster(text, boolean),
@@ -327,5 +496,11 @@ GRANT EXECUTE ON FUNCTION
   flink.test_cluster(text),
   flink.describe_datasource(text, text, integer),
   flink.health(text, text),
-  flink.execute_sql(text, text, integer)
+  flink.execute_sql(text, text, integer),
+  flink.create_pipeline(text, text, jsonb, jsonb),
+  flink.drop_pipeline(text, boolean),
+  flink.validate(text)
 TO flink_admin;
+-- render() runs as the caller: readers see masked scripts; it needs these two helpers.
+GRANT EXECUTE ON FUNCTION flink.render(text, boolean), flink._catalog_json(boolean),
+  flink._pipeline_render(text, text, jsonb, jsonb, jsonb, text, integer) TO flink_reader;

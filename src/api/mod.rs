@@ -2,3 +2,4 @@
 pub mod catalog;
 pub mod gateway;
 pub mod health;
+pub mod pipeline;

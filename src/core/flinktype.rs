@@ -67,10 +67,17 @@ impl fmt::Display for FlinkType {
 
 impl FlinkType {
     pub fn is_integer(&self) -> bool {
-        matches!(self, FlinkType::TinyInt | FlinkType::SmallInt | FlinkType::Int | FlinkType::BigInt)
+        matches!(
+            self,
+            FlinkType::TinyInt | FlinkType::SmallInt | FlinkType::Int | FlinkType::BigInt
+        )
     }
     pub fn is_numeric(&self) -> bool {
-        self.is_integer() || matches!(self, FlinkType::Float | FlinkType::Double | FlinkType::Decimal(..))
+        self.is_integer()
+            || matches!(
+                self,
+                FlinkType::Float | FlinkType::Double | FlinkType::Decimal(..)
+            )
     }
     pub fn is_string(&self) -> bool {
         matches!(self, FlinkType::Char(_) | FlinkType::Varchar(_))
@@ -79,7 +86,13 @@ impl FlinkType {
         matches!(self, FlinkType::Timestamp(3) | FlinkType::TimestampLtz(3))
     }
     pub fn is_temporal(&self) -> bool {
-        matches!(self, FlinkType::Date | FlinkType::Time(_) | FlinkType::Timestamp(_) | FlinkType::TimestampLtz(_))
+        matches!(
+            self,
+            FlinkType::Date
+                | FlinkType::Time(_)
+                | FlinkType::Timestamp(_)
+                | FlinkType::TimestampLtz(_)
+        )
     }
 
     fn int_digits(&self) -> Option<u32> {
@@ -110,18 +123,28 @@ impl FlinkType {
             return true;
         }
         match (self, to) {
-            (a, b) if a.int_rank().is_some() && b.int_rank().is_some() => a.int_rank() <= b.int_rank(),
-            (a, Decimal(p, s)) if a.is_integer() => a.int_digits().is_some_and(|d| p.saturating_sub(*s) >= d),
+            (a, b) if a.int_rank().is_some() && b.int_rank().is_some() => {
+                a.int_rank() <= b.int_rank()
+            }
+            (a, Decimal(p, s)) if a.is_integer() => {
+                a.int_digits().is_some_and(|d| p.saturating_sub(*s) >= d)
+            }
             (a, Float | Double) if a.is_integer() => true,
             (Float, Double) => true,
-            (Decimal(p1, s1), Decimal(p2, s2)) => s2 >= s1 && p2.saturating_sub(*s2) >= p1.saturating_sub(*s1),
+            (Decimal(p1, s1), Decimal(p2, s2)) => {
+                s2 >= s1 && p2.saturating_sub(*s2) >= p1.saturating_sub(*s1)
+            }
             (Decimal(..), Double) => true,
             (Char(n) | Varchar(n), Varchar(m)) => n <= m,
             (Char(n), Char(m)) => n == m,
-            (Timestamp(p), Timestamp(q)) | (TimestampLtz(p), TimestampLtz(q)) | (Time(p), Time(q)) => p <= q,
+            (Timestamp(p), Timestamp(q))
+            | (TimestampLtz(p), TimestampLtz(q))
+            | (Time(p), Time(q)) => p <= q,
             (Array(a), Array(b)) => a.assignable_to(b),
             (Map(k1, v1), Map(k2, v2)) => k1.assignable_to(k2) && v1.assignable_to(v2),
-            (Row(a), Row(b)) => a.len() == b.len() && a.iter().zip(b).all(|((_, x), (_, y))| x.assignable_to(y)),
+            (Row(a), Row(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|((_, x), (_, y))| x.assignable_to(y))
+            }
             _ => false,
         }
     }
@@ -139,7 +162,9 @@ impl FlinkType {
     /// Type of AVG over this type (Flink keeps the argument's type; DECIMAL gets scale ≥ 6).
     pub fn avg_type(&self) -> Option<FlinkType> {
         match self {
-            t if t.is_integer() || matches!(t, FlinkType::Float | FlinkType::Double) => Some(t.clone()),
+            t if t.is_integer() || matches!(t, FlinkType::Float | FlinkType::Double) => {
+                Some(t.clone())
+            }
             FlinkType::Decimal(_, s) => Some(FlinkType::Decimal(38, (*s).max(6))),
             _ => None,
         }
@@ -149,11 +174,17 @@ impl FlinkType {
 /// Parses a type as users write it: `BIGINT`, `decimal(10,2)`, `VARCHAR(20)`, `STRING`,
 /// `TIMESTAMP(3)`, `TIMESTAMP_LTZ(3)`, `ARRAY<INT>`, `MAP<STRING, INT>`, `ROW<a INT, b STRING>`.
 pub fn parse(s: &str) -> Result<FlinkType, String> {
-    let mut p = Parser { s: s.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let t = p.ty(0)?;
     p.ws();
     if p.i != p.s.len() {
-        return Err(format!("unexpected text after the type at position {}", p.i + 1));
+        return Err(format!(
+            "unexpected text after the type at position {}",
+            p.i + 1
+        ));
     }
     Ok(t)
 }
@@ -172,7 +203,9 @@ impl Parser<'_> {
     fn word(&mut self) -> String {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
             self.i += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.i]).to_ascii_uppercase()
@@ -190,7 +223,11 @@ impl Parser<'_> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(format!("expected '{}' at position {}", c as char, self.i + 1))
+            Err(format!(
+                "expected '{}' at position {}",
+                c as char,
+                self.i + 1
+            ))
         }
     }
     fn number(&mut self) -> Result<u32, String> {
@@ -239,7 +276,9 @@ impl Parser<'_> {
             return String::from_utf8(out).map_err(|_| "identifier is not UTF-8".into());
         }
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
             self.i += 1;
         }
         if start == self.i {
@@ -315,7 +354,9 @@ impl Parser<'_> {
         };
         if let Decimal(p, s) = t {
             if !(1..=38).contains(&p) || s > p {
-                return Err(format!("DECIMAL({p}, {s}) is out of range: precision 1-38, scale 0-precision"));
+                return Err(format!(
+                    "DECIMAL({p}, {s}) is out of range: precision 1-38, scale 0-precision"
+                ));
             }
         }
         if let Char(n) | Varchar(n) = t {
@@ -363,7 +404,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_injection() {
-        for bad in ["", "FOO", "INT) WITH ('connector'='x", "DECIMAL(50,2)", "VARCHAR(0)", "INT; DROP", "ARRAY<INT", "TIMESTAMP(12)"] {
+        for bad in [
+            "",
+            "FOO",
+            "INT) WITH ('connector'='x",
+            "DECIMAL(50,2)",
+            "VARCHAR(0)",
+            "INT; DROP",
+            "ARRAY<INT",
+            "TIMESTAMP(12)",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -389,7 +439,10 @@ mod tests {
     #[test]
     fn aggregate_types() {
         assert_eq!(FlinkType::Int.sum_type(), Some(FlinkType::Int));
-        assert_eq!(FlinkType::Decimal(10, 2).sum_type(), Some(FlinkType::Decimal(38, 2)));
+        assert_eq!(
+            FlinkType::Decimal(10, 2).sum_type(),
+            Some(FlinkType::Decimal(38, 2))
+        );
         assert_eq!(FlinkType::Varchar(STRING_LEN).sum_type(), None);
     }
 }

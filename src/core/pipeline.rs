@@ -10,17 +10,39 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-pub const TEMPLATES: [&str; 6] = ["window_aggregate", "filter_alert", "interval_join", "cep", "sync", "sql"];
+pub const TEMPLATES: [&str; 6] = [
+    "window_aggregate",
+    "filter_alert",
+    "interval_join",
+    "cep",
+    "sync",
+    "sql",
+];
 
 // ------------------------------------------------------------------------------------------
 // errors
 // ------------------------------------------------------------------------------------------
 
-fn perr(class: ErrorClass, pipeline: &str, path: &str, what: impl std::fmt::Display, hint: impl Into<String>) -> CatalogError {
-    CatalogError { class, message: format!("pipeline \"{pipeline}\": {path}: {what}"), hint: hint.into() }
+fn perr(
+    class: ErrorClass,
+    pipeline: &str,
+    path: &str,
+    what: impl std::fmt::Display,
+    hint: impl Into<String>,
+) -> CatalogError {
+    CatalogError {
+        class,
+        message: format!("pipeline \"{pipeline}\": {path}: {what}"),
+        hint: hint.into(),
+    }
 }
 
-fn bad(pipeline: &str, path: &str, what: impl std::fmt::Display, hint: impl Into<String>) -> CatalogError {
+fn bad(
+    pipeline: &str,
+    path: &str,
+    what: impl std::fmt::Display,
+    hint: impl Into<String>,
+) -> CatalogError {
     perr(ErrorClass::InvalidParameter, pipeline, path, what, hint)
 }
 
@@ -39,14 +61,20 @@ impl Interval {
         let t = s.trim().to_ascii_lowercase();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("\"{s}\" is not an interval like '5 seconds'"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not an interval like '5 seconds'"))?;
         let mult = match unit.trim() {
             "ms" | "millisecond" | "milliseconds" => 1,
             "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
             "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
             "h" | "hour" | "hours" => 3_600_000,
             "d" | "day" | "days" => 86_400_000,
-            other => return Err(format!("unknown unit \"{other}\" in \"{s}\" (ms, seconds, minutes, hours, days)")),
+            other => {
+                return Err(format!(
+                    "unknown unit \"{other}\" in \"{s}\" (ms, seconds, minutes, hours, days)"
+                ))
+            }
         };
         if n == 0 || n > 1_000_000 {
             return Err(format!("\"{s}\" must be between 1 and 1000000 units"));
@@ -57,7 +85,12 @@ impl Interval {
     /// `INTERVAL '5' SECOND` in the largest unit that divides the duration.
     pub fn sql(&self) -> String {
         let m = self.millis;
-        for (unit, size) in [("DAY", 86_400_000), ("HOUR", 3_600_000), ("MINUTE", 60_000), ("SECOND", 1_000)] {
+        for (unit, size) in [
+            ("DAY", 86_400_000),
+            ("HOUR", 3_600_000),
+            ("MINUTE", 60_000),
+            ("SECOND", 1_000),
+        ] {
             if m % size == 0 {
                 return format!("INTERVAL '{}' {unit}", m / size);
             }
@@ -320,18 +353,39 @@ pub struct PipelineOptions {
     pub flink: Option<BTreeMap<String, Value>>,
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(pipeline: &str, root: &str, v: &Value) -> Result<T, CatalogError> {
+fn from_json<T: for<'de> Deserialize<'de>>(
+    pipeline: &str,
+    root: &str,
+    v: &Value,
+) -> Result<T, CatalogError> {
     serde_path_to_error::deserialize(v.clone()).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." { root.to_string() } else { format!("{root}.{path}") };
-        bad(pipeline, &at, e.into_inner(), "See docs/pipelines.md for this template's params.")
+        let at = if path == "." {
+            root.to_string()
+        } else {
+            format!("{root}.{path}")
+        };
+        bad(
+            pipeline,
+            &at,
+            e.into_inner(),
+            "See docs/pipelines.md for this template's params.",
+        )
     })
 }
 
 impl Params {
     pub fn parse(pipeline: &str, template: &str, params: &Value) -> Result<Params, CatalogError> {
         if !params.is_object() {
-            return Err(bad(pipeline, "params", format!("must be a JSON object, not {}", crate::core::catalog::json_type(params)), "See docs/pipelines.md."));
+            return Err(bad(
+                pipeline,
+                "params",
+                format!(
+                    "must be a JSON object, not {}",
+                    crate::core::catalog::json_type(params)
+                ),
+                "See docs/pipelines.md.",
+            ));
         }
         Ok(match template {
             "window_aggregate" => Params::WindowAggregate(from_json(pipeline, "params", params)?),
@@ -341,13 +395,19 @@ impl Params {
             "sync" => Params::Sync(from_json(pipeline, "params", params)?),
             "sql" => Params::Sql(from_json(pipeline, "params", params)?),
             other => {
-                let hint = match crate::core::catalog::did_you_mean(other, TEMPLATES.iter().copied()) {
-                    Some(d) => format!("Did you mean \"{d}\"? Templates: {}.", TEMPLATES.join(", ")),
-                    None => format!("Templates: {}.", TEMPLATES.join(", ")),
-                };
+                let hint =
+                    match crate::core::catalog::did_you_mean(other, TEMPLATES.iter().copied()) {
+                        Some(d) => {
+                            format!("Did you mean \"{d}\"? Templates: {}.", TEMPLATES.join(", "))
+                        }
+                        None => format!("Templates: {}.", TEMPLATES.join(", ")),
+                    };
                 return Err(CatalogError {
                     class: ErrorClass::InvalidParameter,
-                    message: format!("pipeline \"{pipeline}\": unknown template \"{}\"", other.chars().take(40).collect::<String>()),
+                    message: format!(
+                        "pipeline \"{pipeline}\": unknown template \"{}\"",
+                        other.chars().take(40).collect::<String>()
+                    ),
                     hint,
                 });
             }
@@ -369,15 +429,27 @@ impl Params {
     /// Every table reference with its params path and role, for resolution and dependencies.
     pub fn table_refs_mut(&mut self) -> Vec<(String, Role, &mut TableRef)> {
         match self {
-            Params::WindowAggregate(p) => vec![("params.source".into(), Role::Source, &mut p.source), ("params.sink".into(), Role::Sink, &mut p.sink)],
-            Params::FilterAlert(p) => vec![("params.source".into(), Role::Source, &mut p.source), ("params.sink".into(), Role::Sink, &mut p.sink)],
+            Params::WindowAggregate(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
+            Params::FilterAlert(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
             Params::IntervalJoin(p) => vec![
                 ("params.left".into(), Role::Source, &mut p.left),
                 ("params.right".into(), Role::Source, &mut p.right),
                 ("params.sink".into(), Role::Sink, &mut p.sink),
             ],
-            Params::Cep(p) => vec![("params.source".into(), Role::Source, &mut p.source), ("params.sink".into(), Role::Sink, &mut p.sink)],
-            Params::Sync(p) => vec![("params.source".into(), Role::Source, &mut p.source), ("params.sink".into(), Role::Sink, &mut p.sink)],
+            Params::Cep(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
+            Params::Sync(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
             Params::Sql(_) => vec![],
         }
     }
@@ -455,9 +527,21 @@ struct Ctx<'a> {
 /// Renders the whole script. Errors name the pipeline and the params path at fault.
 pub fn render(def: &Definition, catalog: &Catalog) -> Result<String, CatalogError> {
     let params = Params::parse(def.name, def.template, def.params)?;
-    let opts: PipelineOptions = if def.options.is_null() { PipelineOptions::default() } else { from_json(def.name, "options", def.options)? };
-    let mut cx = Ctx { pipeline: def.name, catalog, out: String::new() };
-    let _ = writeln!(cx.out, "-- generated by pg_flink: template {}, pipeline version {}", def.template, def.version);
+    let opts: PipelineOptions = if def.options.is_null() {
+        PipelineOptions::default()
+    } else {
+        from_json(def.name, "options", def.options)?
+    };
+    let mut cx = Ctx {
+        pipeline: def.name,
+        catalog,
+        out: String::new(),
+    };
+    let _ = writeln!(
+        cx.out,
+        "-- generated by pg_flink: template {}, pipeline version {}",
+        def.template, def.version
+    );
     cx.sets(def, &opts)?;
     match &params {
         Params::WindowAggregate(p) => cx.window_aggregate(p)?,
@@ -476,57 +560,116 @@ pub fn job_name(database: &str, pipeline: &str, version: i32) -> String {
 }
 
 fn check_flink_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 200 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    !k.is_empty()
+        && k.len() <= 200
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 impl Ctx<'_> {
-    fn bad(&self, path: &str, what: impl std::fmt::Display, hint: impl Into<String>) -> CatalogError {
+    fn bad(
+        &self,
+        path: &str,
+        what: impl std::fmt::Display,
+        hint: impl Into<String>,
+    ) -> CatalogError {
         bad(self.pipeline, path, what, hint)
     }
 
-    fn mismatch(&self, path: &str, what: impl std::fmt::Display, hint: impl Into<String>) -> CatalogError {
-        perr(ErrorClass::DatatypeMismatch, self.pipeline, path, what, hint)
+    fn mismatch(
+        &self,
+        path: &str,
+        what: impl std::fmt::Display,
+        hint: impl Into<String>,
+    ) -> CatalogError {
+        perr(
+            ErrorClass::DatatypeMismatch,
+            self.pipeline,
+            path,
+            what,
+            hint,
+        )
     }
 
     fn interval(&self, path: &str, s: &str) -> Result<Interval, CatalogError> {
-        Interval::parse(s).map_err(|e| self.bad(path, e, "Write intervals like '30 seconds', '5 minutes', '1 hour'."))
+        Interval::parse(s).map_err(|e| {
+            self.bad(
+                path,
+                e,
+                "Write intervals like '30 seconds', '5 minutes', '1 hour'.",
+            )
+        })
     }
 
     fn sets(&mut self, def: &Definition, o: &PipelineOptions) -> Result<(), CatalogError> {
-        let mut sets: Vec<(String, String)> = vec![("pipeline.name".into(), job_name(def.database, def.name, def.version))];
+        let mut sets: Vec<(String, String)> = vec![(
+            "pipeline.name".into(),
+            job_name(def.database, def.name, def.version),
+        )];
         if let Some(p) = o.parallelism {
             if !(1..=1024).contains(&p) {
-                return Err(self.bad("options.parallelism", format!("must be between 1 and 1024, got {p}"), "Use the number of parallel tasks."));
+                return Err(self.bad(
+                    "options.parallelism",
+                    format!("must be between 1 and 1024, got {p}"),
+                    "Use the number of parallel tasks.",
+                ));
             }
             sets.push(("parallelism.default".into(), p.to_string()));
         }
         if let Some(ci) = &o.checkpoint_interval {
-            sets.push(("execution.checkpointing.interval".into(), self.interval("options.checkpoint_interval", ci)?.option()));
+            sets.push((
+                "execution.checkpointing.interval".into(),
+                self.interval("options.checkpoint_interval", ci)?.option(),
+            ));
         }
         if let Some(m) = &o.checkpoint_mode {
             let m = m.to_ascii_uppercase();
             if m != "EXACTLY_ONCE" && m != "AT_LEAST_ONCE" {
-                return Err(self.bad("options.checkpoint_mode", format!("must be EXACTLY_ONCE or AT_LEAST_ONCE, got \"{m}\""), "Use EXACTLY_ONCE (default) or AT_LEAST_ONCE."));
+                return Err(self.bad(
+                    "options.checkpoint_mode",
+                    format!("must be EXACTLY_ONCE or AT_LEAST_ONCE, got \"{m}\""),
+                    "Use EXACTLY_ONCE (default) or AT_LEAST_ONCE.",
+                ));
             }
             sets.push(("execution.checkpointing.mode".into(), m));
         }
         if let Some(t) = &o.state_ttl {
-            sets.push(("table.exec.state.ttl".into(), self.interval("options.state_ttl", t)?.option()));
+            sets.push((
+                "table.exec.state.ttl".into(),
+                self.interval("options.state_ttl", t)?.option(),
+            ));
         }
         if let Some(cluster) = &o.cluster {
             if crate::core::catalog::check_name("cluster", Some(cluster)).is_err() {
-                return Err(self.bad("options.cluster", "is not a valid cluster name", "Name a cluster of flink.clusters."));
+                return Err(self.bad(
+                    "options.cluster",
+                    "is not a valid cluster name",
+                    "Name a cluster of flink.clusters.",
+                ));
             }
         }
         for (k, v) in o.flink.iter().flatten() {
             if !check_flink_key(k) {
-                return Err(self.bad("options.flink", format!("\"{}\" is not a Flink option key", k.chars().take(40).collect::<String>()), "Keys are like 'table.exec.mini-batch.enabled'."));
+                return Err(self.bad(
+                    "options.flink",
+                    format!(
+                        "\"{}\" is not a Flink option key",
+                        k.chars().take(40).collect::<String>()
+                    ),
+                    "Keys are like 'table.exec.mini-batch.enabled'.",
+                ));
             }
             let v = match v {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
-                _ => return Err(self.bad(&format!("options.flink.{k}"), "must be a string, number or boolean", "Flink option values are scalars.")),
+                _ => {
+                    return Err(self.bad(
+                        &format!("options.flink.{k}"),
+                        "must be a string, number or boolean",
+                        "Flink option values are scalars.",
+                    ))
+                }
             };
             sets.retain(|(key, _)| key != k);
             sets.push((k.clone(), v));
@@ -539,22 +682,48 @@ impl Ctx<'_> {
 
     fn datasource(&self, path: &str, name: &str) -> Result<&DatasourceInfo, CatalogError> {
         self.catalog.get(name).ok_or_else(|| {
-            perr(ErrorClass::UndefinedObject, self.pipeline, &format!("{path}.datasource"), format!("datasource \"{name}\" does not exist"), "Register it with flink.register_datasource() first; see flink.datasources.")
+            perr(
+                ErrorClass::UndefinedObject,
+                self.pipeline,
+                &format!("{path}.datasource"),
+                format!("datasource \"{name}\" does not exist"),
+                "Register it with flink.register_datasource() first; see flink.datasources.",
+            )
         })
     }
 
     fn columns(&self, path: &str, cols: &[ColumnDecl]) -> Result<Vec<Col>, CatalogError> {
         if cols.is_empty() {
-            return Err(self.bad(&format!("{path}.columns"), "must list at least one column", "Declare columns as [{\"name\": \"id\", \"type\": \"BIGINT\"}]."));
+            return Err(self.bad(
+                &format!("{path}.columns"),
+                "must list at least one column",
+                "Declare columns as [{\"name\": \"id\", \"type\": \"BIGINT\"}].",
+            ));
         }
         let mut out: Vec<Col> = Vec::new();
         for (i, c) in cols.iter().enumerate() {
             check_ident(self.pipeline, &format!("{path}.columns[{i}].name"), &c.name)?;
-            let ty = flinktype::parse(&c.ty).map_err(|e| self.bad(&format!("{path}.columns[{i}].type"), format!("\"{}\" is not a Flink type: {e}", c.ty.chars().take(60).collect::<String>()), "Use Flink SQL types such as BIGINT, DECIMAL(10, 2), STRING, TIMESTAMP(3)."))?;
+            let ty = flinktype::parse(&c.ty).map_err(|e| {
+                self.bad(
+                    &format!("{path}.columns[{i}].type"),
+                    format!(
+                        "\"{}\" is not a Flink type: {e}",
+                        c.ty.chars().take(60).collect::<String>()
+                    ),
+                    "Use Flink SQL types such as BIGINT, DECIMAL(10, 2), STRING, TIMESTAMP(3).",
+                )
+            })?;
             if out.iter().any(|o| o.name.eq_ignore_ascii_case(&c.name)) {
-                return Err(self.bad(&format!("{path}.columns[{i}].name"), format!("column \"{}\" is declared twice", c.name), "Column names must be unique."));
+                return Err(self.bad(
+                    &format!("{path}.columns[{i}].name"),
+                    format!("column \"{}\" is declared twice", c.name),
+                    "Column names must be unique.",
+                ));
             }
-            out.push(Col { name: c.name.clone(), ty });
+            out.push(Col {
+                name: c.name.clone(),
+                ty,
+            });
         }
         Ok(out)
     }
@@ -566,13 +735,28 @@ impl Ctx<'_> {
                 Some(d) => format!("Did you mean \"{d}\"? Columns: {}.", names.join(", ")),
                 None => format!("Columns: {}.", names.join(", ")),
             };
-            self.bad(path, format!("unknown column \"{}\"", name.chars().take(60).collect::<String>()), hint)
+            self.bad(
+                path,
+                format!(
+                    "unknown column \"{}\"",
+                    name.chars().take(60).collect::<String>()
+                ),
+                hint,
+            )
         })
     }
 
     /// Renders `CREATE TEMPORARY TABLE` for a source or sink; returns its columns (plus a
     /// processing-time column when `proctime` is asked for).
-    fn table(&mut self, path: &str, name: &str, t: &TableRef, role: Role, derived: Option<&[Col]>, proctime: bool) -> Result<Vec<Col>, CatalogError> {
+    fn table(
+        &mut self,
+        path: &str,
+        name: &str,
+        t: &TableRef,
+        role: Role,
+        derived: Option<&[Col]>,
+        proctime: bool,
+    ) -> Result<Vec<Col>, CatalogError> {
         let ds = self.datasource(path, &t.datasource)?.clone();
         let mut cols = match (&t.columns, derived) {
             (Some(c), _) => self.columns(path, c)?,
@@ -581,7 +765,10 @@ impl Ctx<'_> {
                 return Err(self.bad(&format!("{path}.columns"), "are not known", "Declare the columns, or let flink.create_pipeline() read them from the datasource."))
             }
         };
-        let mut lines: Vec<String> = cols.iter().map(|c| format!("  {} {}", ident(&c.name), c.ty)).collect();
+        let mut lines: Vec<String> = cols
+            .iter()
+            .map(|c| format!("  {} {}", ident(&c.name), c.ty))
+            .collect();
         if let Some(et) = &t.event_time {
             let c = self.find(&format!("{path}.event_time"), &cols, et)?;
             if !c.ty.is_time_attribute_candidate() {
@@ -591,50 +778,104 @@ impl Ctx<'_> {
                 Some(d) => self.interval(&format!("{path}.watermark_delay"), d)?,
                 None => Interval { millis: 0 },
             };
-            let wm = if delay.millis == 0 { ident(et) } else { format!("{} - {}", ident(et), delay.sql()) };
+            let wm = if delay.millis == 0 {
+                ident(et)
+            } else {
+                format!("{} - {}", ident(et), delay.sql())
+            };
             lines.push(format!("  WATERMARK FOR {} AS {wm}", ident(et)));
         } else if t.watermark_delay.is_some() {
-            return Err(self.bad(&format!("{path}.watermark_delay"), "needs event_time", "Name the event-time column in event_time."));
+            return Err(self.bad(
+                &format!("{path}.watermark_delay"),
+                "needs event_time",
+                "Name the event-time column in event_time.",
+            ));
         } else if proctime {
             if cols.iter().any(|c| c.name == "proc_time") {
-                return Err(self.bad(&format!("{path}.columns"), "a column named proc_time clashes with the processing-time column", "Rename the column or use event time."));
+                return Err(self.bad(
+                    &format!("{path}.columns"),
+                    "a column named proc_time clashes with the processing-time column",
+                    "Rename the column or use event time.",
+                ));
             }
             lines.push("  `proc_time` AS PROCTIME()".into());
-            cols.push(Col { name: "proc_time".into(), ty: FlinkType::TimestampLtz(3) });
+            cols.push(Col {
+                name: "proc_time".into(),
+                ty: FlinkType::TimestampLtz(3),
+            });
         }
         if let Some(pk) = &t.primary_key {
             for (i, k) in pk.iter().enumerate() {
                 self.find(&format!("{path}.primary_key[{i}]"), &cols, k)?;
             }
             if !pk.is_empty() {
-                lines.push(format!("  PRIMARY KEY ({}) NOT ENFORCED", pk.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")));
+                lines.push(format!(
+                    "  PRIMARY KEY ({}) NOT ENFORCED",
+                    pk.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")
+                ));
             }
         }
         let with = self.connector(path, name, &ds, t, role)?;
-        let _ = writeln!(self.out, "CREATE TEMPORARY TABLE {} (\n{}\n) WITH (", ident(name), lines.join(",\n"));
-        let with_lines: Vec<String> = with.iter().map(|(k, v)| format!("  {} = {}", literal(k), literal(v))).collect();
+        let _ = writeln!(
+            self.out,
+            "CREATE TEMPORARY TABLE {} (\n{}\n) WITH (",
+            ident(name),
+            lines.join(",\n")
+        );
+        let with_lines: Vec<String> = with
+            .iter()
+            .map(|(k, v)| format!("  {} = {}", literal(k), literal(v)))
+            .collect();
         let _ = writeln!(self.out, "{}\n);", with_lines.join(",\n"));
         Ok(cols)
     }
 
-    fn connector(&self, path: &str, table: &str, ds: &DatasourceInfo, t: &TableRef, role: Role) -> Result<Vec<(String, String)>, CatalogError> {
-        let o = |k: &str| ds.options.get(k).and_then(Value::as_str).map(str::to_string);
+    fn connector(
+        &self,
+        path: &str,
+        table: &str,
+        ds: &DatasourceInfo,
+        t: &TableRef,
+        role: Role,
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        let o = |k: &str| {
+            ds.options
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let n = |k: &str, d: i64| ds.options.get(k).and_then(Value::as_i64).unwrap_or(d);
         let obj = t.object.as_str();
         let obj_path = format!("{path}.object");
         if obj.is_empty() || obj.len() > 255 || obj.chars().any(char::is_control) {
-            return Err(self.bad(&obj_path, "must be 1-255 printable characters", "Name a topic, index or table."));
+            return Err(self.bad(
+                &obj_path,
+                "must be 1-255 printable characters",
+                "Name a topic, index or table.",
+            ));
         }
         let cdc = t.cdc.unwrap_or(false);
         if cdc && !(ds.kind == Kind::Postgres && role == Role::Source) {
-            return Err(self.bad(&format!("{path}.cdc"), "change data capture needs a postgres source", "Set cdc only on a postgres source."));
+            return Err(self.bad(
+                &format!("{path}.cdc"),
+                "change data capture needs a postgres source",
+                "Set cdc only on a postgres source.",
+            ));
         }
         let has_pk = t.primary_key.as_ref().is_some_and(|p| !p.is_empty());
         let mut w: Vec<(String, String)> = Vec::new();
         match ds.kind {
             Kind::Kafka => {
-                if !obj.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) || obj.len() > 249 {
-                    return Err(self.bad(&obj_path, format!("\"{obj}\" is not a valid topic name"), "Topic names use letters, digits, '.', '_' and '-'."));
+                if !obj
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    || obj.len() > 249
+                {
+                    return Err(self.bad(
+                        &obj_path,
+                        format!("\"{obj}\" is not a valid topic name"),
+                        "Topic names use letters, digits, '.', '_' and '-'.",
+                    ));
                 }
                 if role == Role::Sink && has_pk {
                     w.push(("connector".into(), "upsert-kafka".into()));
@@ -645,9 +886,15 @@ impl Ctx<'_> {
                     w.push(("format".into(), "json".into()));
                 }
                 w.push(("topic".into(), obj.into()));
-                w.push(("properties.bootstrap.servers".into(), o("bootstrap_servers").unwrap_or_default()));
+                w.push((
+                    "properties.bootstrap.servers".into(),
+                    o("bootstrap_servers").unwrap_or_default(),
+                ));
                 if role == Role::Source {
-                    w.push(("properties.group.id".into(), format!("pg_flink.{}", self.pipeline)));
+                    w.push((
+                        "properties.group.id".into(),
+                        format!("pg_flink.{}", self.pipeline),
+                    ));
                     w.push(("scan.startup.mode".into(), "earliest-offset".into()));
                 }
                 let proto = o("security_protocol").unwrap_or_else(|| "PLAINTEXT".into());
@@ -656,12 +903,20 @@ impl Ctx<'_> {
                 }
                 if proto.starts_with("SASL") {
                     let mech = o("sasl_mechanism").unwrap_or_else(|| "PLAIN".into());
-                    let module = if mech == "PLAIN" { "org.apache.kafka.common.security.plain.PlainLoginModule" } else { "org.apache.kafka.common.security.scram.ScramLoginModule" };
+                    let module = if mech == "PLAIN" {
+                        "org.apache.kafka.common.security.plain.PlainLoginModule"
+                    } else {
+                        "org.apache.kafka.common.security.scram.ScramLoginModule"
+                    };
                     let jaas = |s: String| s.replace('\\', "\\\\").replace('"', "\\\"");
                     w.push(("properties.sasl.mechanism".into(), mech));
                     w.push((
                         "properties.sasl.jaas.config".into(),
-                        format!("{module} required username=\"{}\" password=\"{}\";", jaas(o("sasl_username").unwrap_or_default()), jaas(o("sasl_password").unwrap_or_default())),
+                        format!(
+                            "{module} required username=\"{}\" password=\"{}\";",
+                            jaas(o("sasl_username").unwrap_or_default()),
+                            jaas(o("sasl_password").unwrap_or_default())
+                        ),
                     ));
                 }
                 if let Some(Value::Object(extra)) = ds.options.get("properties") {
@@ -677,7 +932,11 @@ impl Ctx<'_> {
                     return Err(perr(ErrorClass::WrongObjectType, self.pipeline, &format!("{path}.datasource"), format!("datasource \"{}\" is elasticsearch, which can only be a sink", t.datasource), "Flink has no Elasticsearch source connector: read from Kafka or Postgres instead."));
                 }
                 if obj.contains(['/', '?', '#', ' ', '\\', '"', ',', '*']) {
-                    return Err(self.bad(&obj_path, format!("\"{obj}\" is not a valid index name"), "Index names are lowercase, without / ? # , * or spaces."));
+                    return Err(self.bad(
+                        &obj_path,
+                        format!("\"{obj}\" is not a valid index name"),
+                        "Index names are lowercase, without / ? # , * or spaces.",
+                    ));
                 }
                 w.push(("connector".into(), "elasticsearch-7".into()));
                 w.push(("hosts".into(), o("url").unwrap_or_default()));
@@ -690,13 +949,21 @@ impl Ctx<'_> {
             Kind::Postgres => {
                 let (schema, tbl) = match obj.split_once('.') {
                     Some((s, t)) => (s.to_string(), t.to_string()),
-                    None => (o("schema").unwrap_or_else(|| "public".into()), obj.to_string()),
+                    None => (
+                        o("schema").unwrap_or_else(|| "public".into()),
+                        obj.to_string(),
+                    ),
                 };
                 if cdc {
                     if !has_pk {
                         return Err(self.bad(&format!("{path}.primary_key"), "is required with cdc", "Name the table's primary key columns so updates and deletes can be applied."));
                     }
-                    let slot: String = format!("pg_flink_{}", self.pipeline).to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(63).collect();
+                    let slot: String = format!("pg_flink_{}", self.pipeline)
+                        .to_ascii_lowercase()
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .take(63)
+                        .collect();
                     w.push(("connector".into(), "postgres-cdc".into()));
                     w.push(("hostname".into(), o("host").unwrap_or_default()));
                     w.push(("port".into(), n("port", 5432).to_string()));
@@ -709,7 +976,15 @@ impl Ctx<'_> {
                     w.push(("decoding.plugin.name".into(), "pgoutput".into()));
                 } else {
                     w.push(("connector".into(), "jdbc".into()));
-                    w.push(("url".into(), format!("jdbc:postgresql://{}:{}/{}", o("host").unwrap_or_default(), n("port", 5432), o("database").unwrap_or_default())));
+                    w.push((
+                        "url".into(),
+                        format!(
+                            "jdbc:postgresql://{}:{}/{}",
+                            o("host").unwrap_or_default(),
+                            n("port", 5432),
+                            o("database").unwrap_or_default()
+                        ),
+                    ));
                     w.push(("table-name".into(), format!("{schema}.{tbl}")));
                     w.push(("username".into(), o("user").unwrap_or_default()));
                     w.push(("password".into(), o("password").unwrap_or_default()));
@@ -717,7 +992,15 @@ impl Ctx<'_> {
             }
             Kind::Mysql => {
                 w.push(("connector".into(), "jdbc".into()));
-                w.push(("url".into(), format!("jdbc:mysql://{}:{}/{}", o("host").unwrap_or_default(), n("port", 3306), o("database").unwrap_or_default())));
+                w.push((
+                    "url".into(),
+                    format!(
+                        "jdbc:mysql://{}:{}/{}",
+                        o("host").unwrap_or_default(),
+                        n("port", 3306),
+                        o("database").unwrap_or_default()
+                    ),
+                ));
                 w.push(("table-name".into(), obj.into()));
                 w.push(("username".into(), o("user").unwrap_or_default()));
                 w.push(("password".into(), o("password").unwrap_or_default()));
@@ -725,7 +1008,14 @@ impl Ctx<'_> {
         }
         for (k, v) in t.connector_options.iter().flatten() {
             if !check_flink_key(k) {
-                return Err(self.bad(&format!("{path}.connector_options"), format!("\"{}\" is not a connector option key", k.chars().take(40).collect::<String>()), "Keys are like 'scan.startup.mode'."));
+                return Err(self.bad(
+                    &format!("{path}.connector_options"),
+                    format!(
+                        "\"{}\" is not a connector option key",
+                        k.chars().take(40).collect::<String>()
+                    ),
+                    "Keys are like 'scan.startup.mode'.",
+                ));
             }
             w.retain(|(key, _)| key != k);
             w.push((k.clone(), v.clone()));
@@ -748,9 +1038,23 @@ impl Ctx<'_> {
         }
         let mut order = Vec::new();
         for s in &sink_cols {
-            let q = out.iter().find(|c| c.name.eq_ignore_ascii_case(&s.name)).ok_or_else(|| {
-                self.mismatch(&format!("{path}.columns"), format!("sink column \"{}\" has no matching query column (query columns: {})", s.name, out.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")), "Name the query's output columns (as/to) after the sink's columns.")
-            })?;
+            let q = out
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&s.name))
+                .ok_or_else(|| {
+                    self.mismatch(
+                        &format!("{path}.columns"),
+                        format!(
+                            "sink column \"{}\" has no matching query column (query columns: {})",
+                            s.name,
+                            out.iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        "Name the query's output columns (as/to) after the sink's columns.",
+                    )
+                })?;
             if !q.ty.assignable_to(&s.ty) {
                 return Err(self.mismatch(
                     &format!("{path}.columns"),
@@ -768,13 +1072,25 @@ impl Ctx<'_> {
         let exprs: Vec<String> = order
             .iter()
             .filter_map(|n| select.iter().find(|(_, a)| a.eq_ignore_ascii_case(n)))
-            .map(|(e, a)| if e == &ident(a) { e.clone() } else { format!("{e} AS {}", ident(a)) })
+            .map(|(e, a)| {
+                if e == &ident(a) {
+                    e.clone()
+                } else {
+                    format!("{e} AS {}", ident(a))
+                }
+            })
             .collect();
-        let _ = writeln!(self.out, "INSERT INTO `sink`\nSELECT\n  {}\n{rest};", exprs.join(",\n  "));
+        let _ = writeln!(
+            self.out,
+            "INSERT INTO `sink`\nSELECT\n  {}\n{rest};",
+            exprs.join(",\n  ")
+        );
     }
 
     fn value_sql(&self, path: &str, col: &Col, v: &Value) -> Result<String, CatalogError> {
-        let wrong = |what: &str| self.mismatch(path, format!("value {} does not fit column \"{}\" of type {} ({what})", short_json(v), col.name, col.ty), "Give a value of the column's type: a JSON number for numbers, a string for text and times, true/false for booleans.");
+        let wrong = |what: &str| {
+            self.mismatch(path, format!("value {} does not fit column \"{}\" of type {} ({what})", short_json(v), col.name, col.ty), "Give a value of the column's type: a JSON number for numbers, a string for text and times, true/false for booleans.")
+        };
         match (&col.ty, v) {
             (t, Value::Number(n)) if t.is_numeric() => {
                 if t.is_integer() && !(n.is_i64() || n.is_u64()) {
@@ -787,9 +1103,13 @@ impl Ctx<'_> {
                 Ok(n.to_string())
             }
             (t, Value::String(s)) if t.is_string() => Ok(literal(s)),
-            (FlinkType::Boolean, Value::Bool(b)) => Ok(if *b { "TRUE".into() } else { "FALSE".into() }),
+            (FlinkType::Boolean, Value::Bool(b)) => {
+                Ok(if *b { "TRUE".into() } else { "FALSE".into() })
+            }
             (FlinkType::Date, Value::String(s)) if is_date(s) => Ok(format!("DATE {}", literal(s))),
-            (FlinkType::Timestamp(_) | FlinkType::TimestampLtz(_), Value::String(s)) if is_timestamp(s) => {
+            (FlinkType::Timestamp(_) | FlinkType::TimestampLtz(_), Value::String(s))
+                if is_timestamp(s) =>
+            {
                 let norm = s.trim_end_matches('Z').replacen('T', " ", 1);
                 Ok(format!("TIMESTAMP {}", literal(&norm)))
             }
@@ -799,7 +1119,13 @@ impl Ctx<'_> {
 
     /// A boolean expression for one structured condition. `prefix` qualifies the column (for
     /// MATCH_RECOGNIZE variables).
-    fn condition(&self, path: &str, cols: &[Col], c: &Condition, prefix: Option<&str>) -> Result<String, CatalogError> {
+    fn condition(
+        &self,
+        path: &str,
+        cols: &[Col],
+        c: &Condition,
+        prefix: Option<&str>,
+    ) -> Result<String, CatalogError> {
         let col = self.find(&format!("{path}.column"), cols, &c.column)?;
         let lhs = match prefix {
             Some(p) => format!("{p}.{}", ident(&col.name)),
@@ -809,12 +1135,22 @@ impl Ctx<'_> {
     }
 
     /// A condition on `lhs`, an expression of `col`'s type.
-    fn condition_on(&self, path: &str, col: &Col, lhs: String, c: &Condition) -> Result<String, CatalogError> {
+    fn condition_on(
+        &self,
+        path: &str,
+        col: &Col,
+        lhs: String,
+        c: &Condition,
+    ) -> Result<String, CatalogError> {
         let vpath = format!("{path}.value");
         let need = |present: bool| -> Result<&Value, CatalogError> {
             match (&c.value, present) {
                 (Some(v), true) => Ok(v),
-                _ => Err(self.bad(&vpath, format!("operator \"{}\" needs a value", c.op), "Add \"value\".")),
+                _ => Err(self.bad(
+                    &vpath,
+                    format!("operator \"{}\" needs a value", c.op),
+                    "Add \"value\".",
+                )),
             }
         };
         Ok(match c.op.to_ascii_lowercase().as_str() {
@@ -824,93 +1160,245 @@ impl Ctx<'_> {
             }
             op @ ("in" | "not_in") => {
                 let Value::Array(items) = need(true)? else {
-                    return Err(self.bad(&vpath, format!("operator \"{op}\" needs a JSON array"), "Give a list, e.g. [\"DE\", \"FR\"]."));
+                    return Err(self.bad(
+                        &vpath,
+                        format!("operator \"{op}\" needs a JSON array"),
+                        "Give a list, e.g. [\"DE\", \"FR\"].",
+                    ));
                 };
                 if items.is_empty() || items.len() > 1000 {
-                    return Err(self.bad(&vpath, "must have 1 to 1000 items", "Give a non-empty list."));
+                    return Err(self.bad(
+                        &vpath,
+                        "must have 1 to 1000 items",
+                        "Give a non-empty list.",
+                    ));
                 }
-                let vals: Result<Vec<String>, _> = items.iter().enumerate().map(|(i, v)| self.value_sql(&format!("{vpath}[{i}]"), col, v)).collect();
-                format!("{lhs} {} ({})", if op == "in" { "IN" } else { "NOT IN" }, vals?.join(", "))
+                let vals: Result<Vec<String>, _> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.value_sql(&format!("{vpath}[{i}]"), col, v))
+                    .collect();
+                format!(
+                    "{lhs} {} ({})",
+                    if op == "in" { "IN" } else { "NOT IN" },
+                    vals?.join(", ")
+                )
             }
             "between" => {
                 let Value::Array(items) = need(true)? else {
-                    return Err(self.bad(&vpath, "operator \"between\" needs [low, high]", "Give two values."));
+                    return Err(self.bad(
+                        &vpath,
+                        "operator \"between\" needs [low, high]",
+                        "Give two values.",
+                    ));
                 };
                 if items.len() != 2 {
-                    return Err(self.bad(&vpath, "operator \"between\" needs exactly [low, high]", "Give two values."));
+                    return Err(self.bad(
+                        &vpath,
+                        "operator \"between\" needs exactly [low, high]",
+                        "Give two values.",
+                    ));
                 }
-                format!("{lhs} BETWEEN {} AND {}", self.value_sql(&format!("{vpath}[0]"), col, &items[0])?, self.value_sql(&format!("{vpath}[1]"), col, &items[1])?)
+                format!(
+                    "{lhs} BETWEEN {} AND {}",
+                    self.value_sql(&format!("{vpath}[0]"), col, &items[0])?,
+                    self.value_sql(&format!("{vpath}[1]"), col, &items[1])?
+                )
             }
             "like" => {
                 if !col.ty.is_string() {
-                    return Err(self.mismatch(&format!("{path}.op"), format!("\"like\" needs a text column, \"{}\" is {}", col.name, col.ty), "Use like on STRING/VARCHAR columns."));
+                    return Err(self.mismatch(
+                        &format!("{path}.op"),
+                        format!(
+                            "\"like\" needs a text column, \"{}\" is {}",
+                            col.name, col.ty
+                        ),
+                        "Use like on STRING/VARCHAR columns.",
+                    ));
                 }
                 format!("{lhs} LIKE {}", self.value_sql(&vpath, col, need(true)?)?)
             }
             "is_null" => format!("{lhs} IS NULL"),
             "is_not_null" => format!("{lhs} IS NOT NULL"),
-            other => {
-                return Err(self.bad(&format!("{path}.op"), format!("unknown operator \"{}\"", other.chars().take(20).collect::<String>()), "Operators: =, <>, <, <=, >, >=, in, not_in, between, like, is_null, is_not_null."))
-            }
+            other => return Err(self.bad(
+                &format!("{path}.op"),
+                format!(
+                    "unknown operator \"{}\"",
+                    other.chars().take(20).collect::<String>()
+                ),
+                "Operators: =, <>, <, <=, >, >=, in, not_in, between, like, is_null, is_not_null.",
+            )),
         })
     }
 
-    fn conditions(&self, path: &str, cols: &[Col], conds: &[Condition], mode: &str, prefix: Option<&str>) -> Result<String, CatalogError> {
+    fn conditions(
+        &self,
+        path: &str,
+        cols: &[Col],
+        conds: &[Condition],
+        mode: &str,
+        prefix: Option<&str>,
+    ) -> Result<String, CatalogError> {
         if conds.is_empty() {
-            return Err(self.bad(path, "must have at least one condition", "Add conditions like {\"column\": \"amount\", \"op\": \">\", \"value\": 100}."));
+            return Err(self.bad(
+                path,
+                "must have at least one condition",
+                "Add conditions like {\"column\": \"amount\", \"op\": \">\", \"value\": 100}.",
+            ));
         }
         let joiner = match mode {
             "all" => " AND ",
             "any" => " OR ",
-            other => return Err(self.bad(&path.replace("conditions", "match"), format!("must be \"all\" or \"any\", got \"{}\"", other.chars().take(20).collect::<String>()), "Use all (AND) or any (OR).")),
+            other => {
+                return Err(self.bad(
+                    &path.replace("conditions", "match"),
+                    format!(
+                        "must be \"all\" or \"any\", got \"{}\"",
+                        other.chars().take(20).collect::<String>()
+                    ),
+                    "Use all (AND) or any (OR).",
+                ))
+            }
         };
-        let parts: Result<Vec<String>, _> = conds.iter().enumerate().map(|(i, c)| self.condition(&format!("{path}[{i}]"), cols, c, prefix).map(|s| format!("({s})"))).collect();
+        let parts: Result<Vec<String>, _> = conds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                self.condition(&format!("{path}[{i}]"), cols, c, prefix)
+                    .map(|s| format!("({s})"))
+            })
+            .collect();
         Ok(parts?.join(joiner))
     }
 
     // ---------------------------------------------------------------- templates
 
     fn window_aggregate(&mut self, p: &WindowAggregateParams) -> Result<(), CatalogError> {
-        let src = self.table("params.source", "source", &p.source, Role::Source, None, true)?;
-        let time_col = p.source.event_time.clone().unwrap_or_else(|| "proc_time".into());
+        let src = self.table(
+            "params.source",
+            "source",
+            &p.source,
+            Role::Source,
+            None,
+            true,
+        )?;
+        let time_col = p
+            .source
+            .event_time
+            .clone()
+            .unwrap_or_else(|| "proc_time".into());
         let size = |cx: &Self, f: &Option<String>, name: &str| -> Result<Interval, CatalogError> {
             match f {
                 Some(s) => cx.interval(&format!("params.window.{name}"), s),
-                None => Err(cx.bad(&format!("params.window.{name}"), format!("is required for a {} window", p.window.kind), "See docs/pipelines.md for window types.")),
+                None => Err(cx.bad(
+                    &format!("params.window.{name}"),
+                    format!("is required for a {} window", p.window.kind),
+                    "See docs/pipelines.md for window types.",
+                )),
             }
         };
         let mut keys = Vec::new();
         for (i, k) in p.group_by.iter().enumerate() {
-            keys.push(self.find(&format!("params.group_by[{i}]"), &src, k)?.clone());
+            keys.push(
+                self.find(&format!("params.group_by[{i}]"), &src, k)?
+                    .clone(),
+            );
         }
         let tvf = match p.window.kind.to_ascii_lowercase().as_str() {
-            "tumble" => format!("TUMBLE(TABLE `source`, DESCRIPTOR({}), {})", ident(&time_col), size(self, &p.window.size, "size")?.sql()),
+            "tumble" => format!(
+                "TUMBLE(TABLE `source`, DESCRIPTOR({}), {})",
+                ident(&time_col),
+                size(self, &p.window.size, "size")?.sql()
+            ),
             "hop" => {
-                let (sl, sz) = (size(self, &p.window.slide, "slide")?, size(self, &p.window.size, "size")?);
+                let (sl, sz) = (
+                    size(self, &p.window.slide, "slide")?,
+                    size(self, &p.window.size, "size")?,
+                );
                 if sz.millis % sl.millis != 0 {
-                    return Err(self.bad("params.window.size", "must be a multiple of slide", "E.g. size '10 minutes' with slide '1 minute'."));
+                    return Err(self.bad(
+                        "params.window.size",
+                        "must be a multiple of slide",
+                        "E.g. size '10 minutes' with slide '1 minute'.",
+                    ));
                 }
-                format!("HOP(TABLE `source`, DESCRIPTOR({}), {}, {})", ident(&time_col), sl.sql(), sz.sql())
+                format!(
+                    "HOP(TABLE `source`, DESCRIPTOR({}), {}, {})",
+                    ident(&time_col),
+                    sl.sql(),
+                    sz.sql()
+                )
             }
             "cumulate" => {
-                let (st, sz) = (size(self, &p.window.step, "step")?, size(self, &p.window.size, "size")?);
+                let (st, sz) = (
+                    size(self, &p.window.step, "step")?,
+                    size(self, &p.window.size, "size")?,
+                );
                 if sz.millis % st.millis != 0 {
-                    return Err(self.bad("params.window.size", "must be a multiple of step", "E.g. size '1 hour' with step '10 minutes'."));
+                    return Err(self.bad(
+                        "params.window.size",
+                        "must be a multiple of step",
+                        "E.g. size '1 hour' with step '10 minutes'.",
+                    ));
                 }
-                format!("CUMULATE(TABLE `source`, DESCRIPTOR({}), {}, {})", ident(&time_col), st.sql(), sz.sql())
+                format!(
+                    "CUMULATE(TABLE `source`, DESCRIPTOR({}), {}, {})",
+                    ident(&time_col),
+                    st.sql(),
+                    sz.sql()
+                )
             }
             "session" => {
                 let gap = size(self, &p.window.gap, "gap")?;
-                let part = if keys.is_empty() { String::new() } else { format!(" PARTITION BY {}", keys.iter().map(|k| ident(&k.name)).collect::<Vec<_>>().join(", ")) };
-                format!("SESSION(TABLE `source`{part}, DESCRIPTOR({}), {})", ident(&time_col), gap.sql())
+                let part = if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " PARTITION BY {}",
+                        keys.iter()
+                            .map(|k| ident(&k.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                format!(
+                    "SESSION(TABLE `source`{part}, DESCRIPTOR({}), {})",
+                    ident(&time_col),
+                    gap.sql()
+                )
             }
-            other => return Err(self.bad("params.window.type", format!("unknown window type \"{}\"", other.chars().take(20).collect::<String>()), "Window types: tumble, hop, cumulate, session.")),
+            other => {
+                return Err(self.bad(
+                    "params.window.type",
+                    format!(
+                        "unknown window type \"{}\"",
+                        other.chars().take(20).collect::<String>()
+                    ),
+                    "Window types: tumble, hop, cumulate, session.",
+                ))
+            }
         };
         if p.aggregates.is_empty() {
-            return Err(self.bad("params.aggregates", "must have at least one aggregate", "E.g. [{\"fn\": \"count\", \"as\": \"orders\"}]."));
+            return Err(self.bad(
+                "params.aggregates",
+                "must have at least one aggregate",
+                "E.g. [{\"fn\": \"count\", \"as\": \"orders\"}].",
+            ));
         }
-        let mut out = vec![Col { name: "window_start".into(), ty: FlinkType::Timestamp(3) }, Col { name: "window_end".into(), ty: FlinkType::Timestamp(3) }];
-        let mut select: Vec<(String, String)> = vec![("`window_start`".into(), "window_start".into()), ("`window_end`".into(), "window_end".into())];
+        let mut out = vec![
+            Col {
+                name: "window_start".into(),
+                ty: FlinkType::Timestamp(3),
+            },
+            Col {
+                name: "window_end".into(),
+                ty: FlinkType::Timestamp(3),
+            },
+        ];
+        let mut select: Vec<(String, String)> = vec![
+            ("`window_start`".into(), "window_start".into()),
+            ("`window_end`".into(), "window_end".into()),
+        ];
         for k in &keys {
             out.push(k.clone());
             select.push((ident(&k.name), k.name.clone()));
@@ -920,30 +1408,81 @@ impl Ctx<'_> {
             let path = format!("params.aggregates[{i}]");
             check_ident(self.pipeline, &format!("{path}.as"), &a.alias)?;
             if out.iter().any(|c| c.name.eq_ignore_ascii_case(&a.alias)) {
-                return Err(self.bad(&format!("{path}.as"), format!("output column \"{}\" is defined twice", a.alias), "Give every aggregate a distinct name."));
+                return Err(self.bad(
+                    &format!("{path}.as"),
+                    format!("output column \"{}\" is defined twice", a.alias),
+                    "Give every aggregate a distinct name.",
+                ));
             }
             let func = a.func.to_ascii_lowercase();
             if !["count", "count_distinct", "sum", "avg", "min", "max"].contains(&func.as_str()) {
-                return Err(self.bad(&format!("{path}.fn"), format!("unknown aggregate \"{}\"", a.func.chars().take(20).collect::<String>()), "Aggregates: count, count_distinct, sum, avg, min, max."));
+                return Err(self.bad(
+                    &format!("{path}.fn"),
+                    format!(
+                        "unknown aggregate \"{}\"",
+                        a.func.chars().take(20).collect::<String>()
+                    ),
+                    "Aggregates: count, count_distinct, sum, avg, min, max.",
+                ));
             }
             let arg = match (&a.column, func.as_str()) {
                 (None, "count") => None,
-                (None, _) => return Err(self.bad(&format!("{path}.column"), format!("\"{func}\" needs a column"), "Name the column to aggregate.")),
+                (None, _) => {
+                    return Err(self.bad(
+                        &format!("{path}.column"),
+                        format!("\"{func}\" needs a column"),
+                        "Name the column to aggregate.",
+                    ))
+                }
                 (Some(c), _) => Some(self.find(&format!("{path}.column"), &src, c)?.clone()),
             };
             let (expr, ty) = match (func.as_str(), &arg) {
                 ("count", None) => ("COUNT(*)".to_string(), FlinkType::BigInt),
                 ("count", Some(c)) => (format!("COUNT({})", ident(&c.name)), FlinkType::BigInt),
-                ("count_distinct", Some(c)) => (format!("COUNT(DISTINCT {})", ident(&c.name)), FlinkType::BigInt),
+                ("count_distinct", Some(c)) => (
+                    format!("COUNT(DISTINCT {})", ident(&c.name)),
+                    FlinkType::BigInt,
+                ),
                 ("sum" | "avg", Some(c)) => {
-                    let ty = if func == "sum" { c.ty.sum_type() } else { c.ty.avg_type() };
-                    let ty = ty.ok_or_else(|| self.mismatch(&format!("{path}.column"), format!("\"{func}\" needs a numeric column, \"{}\" is {}", c.name, c.ty), "Aggregate a numeric column."))?;
-                    (format!("{}({})", func.to_ascii_uppercase(), ident(&c.name)), ty)
+                    let ty = if func == "sum" {
+                        c.ty.sum_type()
+                    } else {
+                        c.ty.avg_type()
+                    };
+                    let ty = ty.ok_or_else(|| {
+                        self.mismatch(
+                            &format!("{path}.column"),
+                            format!(
+                                "\"{func}\" needs a numeric column, \"{}\" is {}",
+                                c.name, c.ty
+                            ),
+                            "Aggregate a numeric column.",
+                        )
+                    })?;
+                    (
+                        format!("{}({})", func.to_ascii_uppercase(), ident(&c.name)),
+                        ty,
+                    )
                 }
-                ("min" | "max", Some(c)) => (format!("{}({})", func.to_ascii_uppercase(), ident(&c.name)), c.ty.clone()),
-                _ => return Err(self.bad(&format!("{path}.fn"), format!("unknown aggregate \"{}\"", a.func.chars().take(20).collect::<String>()), "Aggregates: count, count_distinct, sum, avg, min, max.")),
+                ("min" | "max", Some(c)) => (
+                    format!("{}({})", func.to_ascii_uppercase(), ident(&c.name)),
+                    c.ty.clone(),
+                ),
+                _ => {
+                    return Err(self.bad(
+                        &format!("{path}.fn"),
+                        format!(
+                            "unknown aggregate \"{}\"",
+                            a.func.chars().take(20).collect::<String>()
+                        ),
+                        "Aggregates: count, count_distinct, sum, avg, min, max.",
+                    ))
+                }
             };
-            let col = Col { name: a.alias.clone(), ty };
+            let col = Col {
+                name: a.alias.clone(),
+                ty,
+            };
             out.push(col.clone());
             select.push((expr.clone(), a.alias.clone()));
             agg_exprs.push((expr, col));
@@ -953,21 +1492,44 @@ impl Ctx<'_> {
             // HAVING cannot use output aliases: compare the aggregate expression itself.
             let Some((expr, col)) = agg_exprs.iter().find(|(_, c)| c.name == h.column) else {
                 let names: Vec<&str> = agg_exprs.iter().map(|(_, c)| c.name.as_str()).collect();
-                return Err(self.bad("params.having.column", format!("\"{}\" is not an aggregate of this pipeline", h.column), format!("HAVING compares an aggregate: {}.", names.join(", "))));
+                return Err(self.bad(
+                    "params.having.column",
+                    format!("\"{}\" is not an aggregate of this pipeline", h.column),
+                    format!("HAVING compares an aggregate: {}.", names.join(", ")),
+                ));
             };
-            having = format!("\nHAVING {}", self.condition_on("params.having", col, expr.clone(), h)?);
+            having = format!(
+                "\nHAVING {}",
+                self.condition_on("params.having", col, expr.clone(), h)?
+            );
         }
         let order = self.sink("params.sink", &p.sink, &out)?;
         let mut group = vec!["`window_start`".to_string(), "`window_end`".to_string()];
         group.extend(keys.iter().map(|k| ident(&k.name)));
-        let rest = format!("FROM TABLE(\n  {tvf})\nGROUP BY {}{having}", group.join(", "));
+        let rest = format!(
+            "FROM TABLE(\n  {tvf})\nGROUP BY {}{having}",
+            group.join(", ")
+        );
         self.insert(&order, &select, &rest);
         Ok(())
     }
 
     fn filter_alert(&mut self, p: &FilterAlertParams) -> Result<(), CatalogError> {
-        let src = self.table("params.source", "source", &p.source, Role::Source, None, false)?;
-        let cond = self.conditions("params.conditions", &src, &p.conditions, &p.r#match.to_ascii_lowercase(), None)?;
+        let src = self.table(
+            "params.source",
+            "source",
+            &p.source,
+            Role::Source,
+            None,
+            false,
+        )?;
+        let cond = self.conditions(
+            "params.conditions",
+            &src,
+            &p.conditions,
+            &p.r#match.to_ascii_lowercase(),
+            None,
+        )?;
         let mut out = Vec::new();
         let mut select = Vec::new();
         match &p.select {
@@ -989,17 +1551,40 @@ impl Ctx<'_> {
             let path = format!("params.enrich[{i}]");
             check_ident(self.pipeline, &format!("{path}.as"), &e.alias)?;
             if out.iter().any(|c| c.name.eq_ignore_ascii_case(&e.alias)) {
-                return Err(self.bad(&format!("{path}.as"), format!("output column \"{}\" is defined twice", e.alias), "Use a distinct name."));
+                return Err(self.bad(
+                    &format!("{path}.as"),
+                    format!("output column \"{}\" is defined twice", e.alias),
+                    "Use a distinct name.",
+                ));
             }
             let (expr, ty) = match &e.value {
-                Value::String(s) => (format!("CAST({} AS STRING)", literal(s)), FlinkType::Varchar(flinktype::STRING_LEN)),
-                Value::Bool(b) => ((if *b { "TRUE" } else { "FALSE" }).to_string(), FlinkType::Boolean),
-                Value::Number(n) if n.is_i64() => (format!("CAST({n} AS BIGINT)"), FlinkType::BigInt),
-                Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => (format!("CAST({n} AS DOUBLE)"), FlinkType::Double),
-                other => return Err(self.bad(&format!("{path}.value"), format!("{} cannot be a constant column", short_json(other)), "Use a string, number or boolean.")),
+                Value::String(s) => (
+                    format!("CAST({} AS STRING)", literal(s)),
+                    FlinkType::Varchar(flinktype::STRING_LEN),
+                ),
+                Value::Bool(b) => (
+                    (if *b { "TRUE" } else { "FALSE" }).to_string(),
+                    FlinkType::Boolean,
+                ),
+                Value::Number(n) if n.is_i64() => {
+                    (format!("CAST({n} AS BIGINT)"), FlinkType::BigInt)
+                }
+                Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => {
+                    (format!("CAST({n} AS DOUBLE)"), FlinkType::Double)
+                }
+                other => {
+                    return Err(self.bad(
+                        &format!("{path}.value"),
+                        format!("{} cannot be a constant column", short_json(other)),
+                        "Use a string, number or boolean.",
+                    ))
+                }
             };
             select.push((expr, e.alias.clone()));
-            out.push(Col { name: e.alias.clone(), ty });
+            out.push(Col {
+                name: e.alias.clone(),
+                ty,
+            });
         }
         let order = self.sink("params.sink", &p.sink, &out)?;
         self.insert(&order, &select, &format!("FROM `source`\nWHERE {cond}"));
@@ -1007,13 +1592,39 @@ impl Ctx<'_> {
     }
 
     fn interval_join(&mut self, p: &IntervalJoinParams) -> Result<(), CatalogError> {
-        let l = self.table("params.left", "left_source", &p.left, Role::Source, None, false)?;
-        let r = self.table("params.right", "right_source", &p.right, Role::Source, None, false)?;
+        let l = self.table(
+            "params.left",
+            "left_source",
+            &p.left,
+            Role::Source,
+            None,
+            false,
+        )?;
+        let r = self.table(
+            "params.right",
+            "right_source",
+            &p.right,
+            Role::Source,
+            None,
+            false,
+        )?;
         let (Some(lt), Some(rt)) = (&p.left.event_time, &p.right.event_time) else {
-            return Err(self.bad(if p.left.event_time.is_none() { "params.left.event_time" } else { "params.right.event_time" }, "is required for an interval join", "Name each side's event-time column (TIMESTAMP(3))."));
+            return Err(self.bad(
+                if p.left.event_time.is_none() {
+                    "params.left.event_time"
+                } else {
+                    "params.right.event_time"
+                },
+                "is required for an interval join",
+                "Name each side's event-time column (TIMESTAMP(3)).",
+            ));
         };
         if p.on.is_empty() {
-            return Err(self.bad("params.on", "must have at least one key pair", "E.g. [{\"left\": \"order_id\", \"right\": \"order_id\"}]."));
+            return Err(self.bad(
+                "params.on",
+                "must have at least one key pair",
+                "E.g. [{\"left\": \"order_id\", \"right\": \"order_id\"}].",
+            ));
         }
         let mut conds = Vec::new();
         for (i, k) in p.on.iter().enumerate() {
@@ -1029,11 +1640,25 @@ impl Ctx<'_> {
         let ltc = self.find("params.left.event_time", &l, lt)?.ty.clone();
         let rtc = self.find("params.right.event_time", &r, rt)?.ty.clone();
         if ltc != rtc {
-            return Err(self.mismatch("params.right.event_time", format!("left time column is {ltc}, right is {rtc}"), "Both sides' event-time columns must have the same type."));
+            return Err(self.mismatch(
+                "params.right.event_time",
+                format!("left time column is {ltc}, right is {rtc}"),
+                "Both sides' event-time columns must have the same type.",
+            ));
         }
-        conds.push(format!("r.{rt} BETWEEN l.{lt} - {} AND l.{lt} + {}", before.sql(), after.sql(), rt = ident(rt), lt = ident(lt)));
+        conds.push(format!(
+            "r.{rt} BETWEEN l.{lt} - {} AND l.{lt} + {}",
+            before.sql(),
+            after.sql(),
+            rt = ident(rt),
+            lt = ident(lt)
+        ));
         if p.select.is_empty() {
-            return Err(self.bad("params.select", "must list at least one column", "E.g. [{\"side\": \"left\", \"column\": \"order_id\"}]."));
+            return Err(self.bad(
+                "params.select",
+                "must list at least one column",
+                "E.g. [{\"side\": \"left\", \"column\": \"order_id\"}].",
+            ));
         }
         let mut out: Vec<Col> = Vec::new();
         let mut select = Vec::new();
@@ -1042,43 +1667,94 @@ impl Ctx<'_> {
             let (cols, q) = match s.side.as_str() {
                 "left" => (&l, "l"),
                 "right" => (&r, "r"),
-                other => return Err(self.bad(&format!("{path}.side"), format!("must be \"left\" or \"right\", got \"{}\"", other.chars().take(20).collect::<String>()), "Say which side the column comes from.")),
+                other => {
+                    return Err(self.bad(
+                        &format!("{path}.side"),
+                        format!(
+                            "must be \"left\" or \"right\", got \"{}\"",
+                            other.chars().take(20).collect::<String>()
+                        ),
+                        "Say which side the column comes from.",
+                    ))
+                }
             };
-            let c = self.find(&format!("{path}.column"), cols, &s.column)?.clone();
+            let c = self
+                .find(&format!("{path}.column"), cols, &s.column)?
+                .clone();
             let alias = s.alias.clone().unwrap_or_else(|| c.name.clone());
             check_ident(self.pipeline, &format!("{path}.as"), &alias)?;
             if out.iter().any(|o| o.name.eq_ignore_ascii_case(&alias)) {
-                return Err(self.bad(&format!("{path}.as"), format!("output column \"{alias}\" is defined twice"), "Give it a distinct name with \"as\"."));
+                return Err(self.bad(
+                    &format!("{path}.as"),
+                    format!("output column \"{alias}\" is defined twice"),
+                    "Give it a distinct name with \"as\".",
+                ));
             }
             select.push((format!("{q}.{}", ident(&c.name)), alias.clone()));
-            out.push(Col { name: alias, ty: c.ty });
+            out.push(Col {
+                name: alias,
+                ty: c.ty,
+            });
         }
         let order = self.sink("params.sink", &p.sink, &out)?;
-        self.insert(&order, &select, &format!("FROM `left_source` l, `right_source` r\nWHERE {}", conds.join("\n  AND ")));
+        self.insert(
+            &order,
+            &select,
+            &format!(
+                "FROM `left_source` l, `right_source` r\nWHERE {}",
+                conds.join("\n  AND ")
+            ),
+        );
         Ok(())
     }
 
     fn cep(&mut self, p: &CepParams) -> Result<(), CatalogError> {
-        let src = self.table("params.source", "source", &p.source, Role::Source, None, true)?;
-        let time_col = p.source.event_time.clone().unwrap_or_else(|| "proc_time".into());
+        let src = self.table(
+            "params.source",
+            "source",
+            &p.source,
+            Role::Source,
+            None,
+            true,
+        )?;
+        let time_col = p
+            .source
+            .event_time
+            .clone()
+            .unwrap_or_else(|| "proc_time".into());
         let mut keys = Vec::new();
         for (i, k) in p.partition_by.iter().enumerate() {
-            keys.push(self.find(&format!("params.partition_by[{i}]"), &src, k)?.clone());
+            keys.push(
+                self.find(&format!("params.partition_by[{i}]"), &src, k)?
+                    .clone(),
+            );
         }
         if p.pattern.is_empty() {
-            return Err(self.bad("params.pattern", "must have at least one variable", "E.g. [{\"var\": \"FAIL\", \"quantifier\": \"{3,}\", \"conditions\": [...]}]."));
+            return Err(self.bad(
+                "params.pattern",
+                "must have at least one variable",
+                "E.g. [{\"var\": \"FAIL\", \"quantifier\": \"{3,}\", \"conditions\": [...]}].",
+            ));
         }
         let mut pattern = Vec::new();
         let mut defines = Vec::new();
         let mut vars: Vec<String> = Vec::new();
         for (i, v) in p.pattern.iter().enumerate() {
             let path = format!("params.pattern[{i}]");
-            let ok_var = v.var.len() <= 30 && v.var.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && v.var.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let ok_var = v.var.len() <= 30
+                && v.var.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && v.var
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             if !ok_var {
                 return Err(self.bad(&format!("{path}.var"), format!("\"{}\" is not a pattern variable", v.var.chars().take(30).collect::<String>()), "Pattern variables are upper case letters, digits and '_', starting with a letter (e.g. FAIL)."));
             }
             if vars.contains(&v.var) {
-                return Err(self.bad(&format!("{path}.var"), format!("variable {} is defined twice", v.var), "Use distinct variable names."));
+                return Err(self.bad(
+                    &format!("{path}.var"),
+                    format!("variable {} is defined twice", v.var),
+                    "Use distinct variable names.",
+                ));
             }
             vars.push(v.var.clone());
             let q = match v.quantifier.as_deref() {
@@ -1087,11 +1763,21 @@ impl Ctx<'_> {
                 Some(q) => return Err(self.bad(&format!("{path}.quantifier"), format!("\"{}\" is not a quantifier", q.chars().take(20).collect::<String>()), "Quantifiers: +, *, ?, {n}, {n,}, {n,m} (optionally followed by ? for reluctant).")),
             };
             pattern.push(format!("{}{q}", v.var));
-            let cond = self.conditions(&format!("{path}.conditions"), &src, &v.conditions, &v.r#match.to_ascii_lowercase(), Some(&v.var))?;
+            let cond = self.conditions(
+                &format!("{path}.conditions"),
+                &src,
+                &v.conditions,
+                &v.r#match.to_ascii_lowercase(),
+                Some(&v.var),
+            )?;
             defines.push(format!("    {} AS {cond}", v.var));
         }
         if p.measures.is_empty() {
-            return Err(self.bad("params.measures", "must have at least one measure", "E.g. [{\"as\": \"fails\", \"var\": \"FAIL\", \"fn\": \"count\"}]."));
+            return Err(self.bad(
+                "params.measures",
+                "must have at least one measure",
+                "E.g. [{\"as\": \"fails\", \"var\": \"FAIL\", \"fn\": \"count\"}].",
+            ));
         }
         let mut out: Vec<Col> = keys.clone();
         let mut measures = Vec::new();
@@ -1099,36 +1785,97 @@ impl Ctx<'_> {
             let path = format!("params.measures[{i}]");
             check_ident(self.pipeline, &format!("{path}.as"), &m.alias)?;
             if !vars.contains(&m.var) {
-                return Err(self.bad(&format!("{path}.var"), format!("unknown pattern variable \"{}\"", m.var.chars().take(30).collect::<String>()), format!("Variables: {}.", vars.join(", "))));
+                return Err(self.bad(
+                    &format!("{path}.var"),
+                    format!(
+                        "unknown pattern variable \"{}\"",
+                        m.var.chars().take(30).collect::<String>()
+                    ),
+                    format!("Variables: {}.", vars.join(", ")),
+                ));
             }
             if out.iter().any(|c| c.name.eq_ignore_ascii_case(&m.alias)) {
-                return Err(self.bad(&format!("{path}.as"), format!("output column \"{}\" is defined twice", m.alias), "Use a distinct name."));
+                return Err(self.bad(
+                    &format!("{path}.as"),
+                    format!("output column \"{}\" is defined twice", m.alias),
+                    "Use a distinct name.",
+                ));
             }
-            let func = m.func.clone().unwrap_or_else(|| "last".into()).to_ascii_lowercase();
+            let func = m
+                .func
+                .clone()
+                .unwrap_or_else(|| "last".into())
+                .to_ascii_lowercase();
             let (expr, ty) = match (func.as_str(), &m.column) {
                 ("count", None) => (format!("COUNT({}.*)", m.var), FlinkType::BigInt),
                 ("count", Some(c)) => {
                     let col = self.find(&format!("{path}.column"), &src, c)?;
-                    (format!("COUNT({}.{})", m.var, ident(&col.name)), FlinkType::BigInt)
+                    (
+                        format!("COUNT({}.{})", m.var, ident(&col.name)),
+                        FlinkType::BigInt,
+                    )
                 }
                 ("first" | "last", Some(c)) => {
                     let col = self.find(&format!("{path}.column"), &src, c)?;
-                    let ty = if col.name == time_col && col.name == "proc_time" { FlinkType::TimestampLtz(3) } else { col.ty.clone() };
-                    (format!("{}({}.{})", func.to_ascii_uppercase(), m.var, ident(&col.name)), ty)
+                    let ty = if col.name == time_col && col.name == "proc_time" {
+                        FlinkType::TimestampLtz(3)
+                    } else {
+                        col.ty.clone()
+                    };
+                    (
+                        format!(
+                            "{}({}.{})",
+                            func.to_ascii_uppercase(),
+                            m.var,
+                            ident(&col.name)
+                        ),
+                        ty,
+                    )
                 }
-                ("first" | "last", None) => return Err(self.bad(&format!("{path}.column"), format!("\"{func}\" needs a column"), "Name the column to take from the matched rows.")),
-                _ => return Err(self.bad(&format!("{path}.fn"), format!("unknown measure function \"{}\"", func.chars().take(20).collect::<String>()), "Measure functions: first, last, count.")),
+                ("first" | "last", None) => {
+                    return Err(self.bad(
+                        &format!("{path}.column"),
+                        format!("\"{func}\" needs a column"),
+                        "Name the column to take from the matched rows.",
+                    ))
+                }
+                _ => {
+                    return Err(self.bad(
+                        &format!("{path}.fn"),
+                        format!(
+                            "unknown measure function \"{}\"",
+                            func.chars().take(20).collect::<String>()
+                        ),
+                        "Measure functions: first, last, count.",
+                    ))
+                }
             };
             measures.push(format!("    {expr} AS {}", ident(&m.alias)));
-            out.push(Col { name: m.alias.clone(), ty });
+            out.push(Col {
+                name: m.alias.clone(),
+                ty,
+            });
         }
         let within = match &p.within {
             Some(w) => format!(" WITHIN {}", self.interval("params.within", w)?.sql()),
             None => String::new(),
         };
-        let select: Vec<(String, String)> = out.iter().map(|c| (ident(&c.name), c.name.clone())).collect();
+        let select: Vec<(String, String)> = out
+            .iter()
+            .map(|c| (ident(&c.name), c.name.clone()))
+            .collect();
         let order = self.sink("params.sink", &p.sink, &out)?;
-        let part = if keys.is_empty() { String::new() } else { format!("  PARTITION BY {}\n", keys.iter().map(|k| ident(&k.name)).collect::<Vec<_>>().join(", ")) };
+        let part = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  PARTITION BY {}\n",
+                keys.iter()
+                    .map(|k| ident(&k.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let rest = format!(
             "FROM `source`\n  MATCH_RECOGNIZE (\n{part}  ORDER BY {}\n  MEASURES\n{}\n  ONE ROW PER MATCH\n  AFTER MATCH SKIP PAST LAST ROW\n  PATTERN ({}){within}\n  DEFINE\n{}\n  )",
             ident(&time_col),
@@ -1141,22 +1888,45 @@ impl Ctx<'_> {
     }
 
     fn sync(&mut self, p: &SyncParams) -> Result<(), CatalogError> {
-        let src = self.table("params.source", "source", &p.source, Role::Source, None, false)?;
+        let src = self.table(
+            "params.source",
+            "source",
+            &p.source,
+            Role::Source,
+            None,
+            false,
+        )?;
         let mut out = Vec::new();
         let mut select = Vec::new();
         match &p.mapping {
             Some(m) => {
                 if m.is_empty() {
-                    return Err(self.bad("params.mapping", "must not be empty", "Omit mapping to copy every column as is."));
+                    return Err(self.bad(
+                        "params.mapping",
+                        "must not be empty",
+                        "Omit mapping to copy every column as is.",
+                    ));
                 }
                 for (i, mp) in m.iter().enumerate() {
-                    let c = self.find(&format!("params.mapping[{i}].from"), &src, &mp.from)?.clone();
+                    let c = self
+                        .find(&format!("params.mapping[{i}].from"), &src, &mp.from)?
+                        .clone();
                     check_ident(self.pipeline, &format!("params.mapping[{i}].to"), &mp.to)?;
-                    if out.iter().any(|o: &Col| o.name.eq_ignore_ascii_case(&mp.to)) {
-                        return Err(self.bad(&format!("params.mapping[{i}].to"), format!("column \"{}\" is mapped twice", mp.to), "Map every sink column once."));
+                    if out
+                        .iter()
+                        .any(|o: &Col| o.name.eq_ignore_ascii_case(&mp.to))
+                    {
+                        return Err(self.bad(
+                            &format!("params.mapping[{i}].to"),
+                            format!("column \"{}\" is mapped twice", mp.to),
+                            "Map every sink column once.",
+                        ));
                     }
                     select.push((ident(&c.name), mp.to.clone()));
-                    out.push(Col { name: mp.to.clone(), ty: c.ty });
+                    out.push(Col {
+                        name: mp.to.clone(),
+                        ty: c.ty,
+                    });
                 }
             }
             None => {
@@ -1166,8 +1936,13 @@ impl Ctx<'_> {
                 }
             }
         }
-        if p.source.cdc == Some(true) && !p.sink.primary_key.as_ref().is_some_and(|k| !k.is_empty()) {
-            return Err(self.bad("params.sink.primary_key", "is required when the source is cdc", "Updates and deletes are applied by key: name the sink's primary key."));
+        if p.source.cdc == Some(true) && !p.sink.primary_key.as_ref().is_some_and(|k| !k.is_empty())
+        {
+            return Err(self.bad(
+                "params.sink.primary_key",
+                "is required when the source is cdc",
+                "Updates and deletes are applied by key: name the sink's primary key.",
+            ));
         }
         let order = self.sink("params.sink", &p.sink, &out)?;
         self.insert(&order, &select, "FROM `source`");
@@ -1176,19 +1951,41 @@ impl Ctx<'_> {
 
     fn sql(&mut self, p: &SqlParams) -> Result<(), CatalogError> {
         let stmts = crate::core::script::split_statements(&p.sql);
-        if stmts.len() != 1 || !stmts[0].trim_start().to_ascii_uppercase().starts_with("INSERT") {
+        if stmts.len() != 1
+            || !stmts[0]
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("INSERT")
+        {
             return Err(self.bad("params.sql", "must be exactly one INSERT statement", "Write one INSERT INTO {{sink_ds.object}} SELECT ... FROM {{source_ds.object}}; tables are created for you."));
         }
         let refs = sql_refs(&p.sql);
         if refs.is_empty() {
-            return Err(self.bad("params.sql", "references no table", "Reference tables as {{datasource.object}}."));
+            return Err(self.bad(
+                "params.sql",
+                "references no table",
+                "Reference tables as {{datasource.object}}.",
+            ));
         }
         let mut sql = stmts[0].clone();
         for r in &refs {
             let Some((ds, obj)) = split_ref(r) else {
-                return Err(self.bad("params.sql", format!("\"{{{{{r}}}}}\" is not a datasource.object reference"), "Write {{datasource.object}}, e.g. {{orders_kafka.orders}}."));
+                return Err(self.bad(
+                    "params.sql",
+                    format!("\"{{{{{r}}}}}\" is not a datasource.object reference"),
+                    "Write {{datasource.object}}, e.g. {{orders_kafka.orders}}.",
+                ));
             };
-            let table_name: String = r.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+            let table_name: String = r
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             let spec = p.tables.get(r).cloned().unwrap_or_default();
             let t = TableRef {
                 datasource: ds.to_string(),
@@ -1210,12 +2007,23 @@ impl Ctx<'_> {
                 Some(Kind::Kafka) if keyed => Role::Sink,
                 _ => Role::Source,
             };
-            self.table(&format!("params.tables.{r}"), &table_name, &t, role, None, false)?;
+            self.table(
+                &format!("params.tables.{r}"),
+                &table_name,
+                &t,
+                role,
+                None,
+                false,
+            )?;
             sql = sql.replace(&format!("{{{{{r}}}}}"), &ident(&table_name));
         }
         for k in p.tables.keys() {
             if !refs.contains(k) {
-                return Err(self.bad(&format!("params.tables.{k}"), "is not referenced in params.sql", "Remove it or use {{...}} in the SQL."));
+                return Err(self.bad(
+                    &format!("params.tables.{k}"),
+                    "is not referenced in params.sql",
+                    "Remove it or use {{...}} in the SQL.",
+                ));
             }
         }
         let _ = writeln!(self.out, "{sql};");
@@ -1228,9 +2036,12 @@ fn quantifier_ok(q: &str) -> bool {
     match q {
         "+" | "*" | "?" => true,
         _ => {
-            let Some(inner) = q.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else { return false };
+            let Some(inner) = q.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else {
+                return false;
+            };
             let parts: Vec<&str> = inner.split(',').collect();
-            let num = |s: &str| !s.is_empty() && s.len() <= 6 && s.chars().all(|c| c.is_ascii_digit());
+            let num =
+                |s: &str| !s.is_empty() && s.len() <= 6 && s.chars().all(|c| c.is_ascii_digit());
             match parts.as_slice() {
                 [n] => num(n),
                 [n, ""] => num(n),
@@ -1244,7 +2055,12 @@ fn quantifier_ok(q: &str) -> bool {
 /// Identifiers chosen by users (output column names): 1-128 characters, no control characters.
 fn check_ident(pipeline: &str, path: &str, s: &str) -> Result<(), CatalogError> {
     if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
-        return Err(bad(pipeline, path, "must be a name of 1-128 printable characters", "Use a plain column name."));
+        return Err(bad(
+            pipeline,
+            path,
+            "must be a name of 1-128 printable characters",
+            "Use a plain column name.",
+        ));
     }
     Ok(())
 }
@@ -1260,7 +2076,12 @@ fn short_json(v: &Value) -> String {
 
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 fn is_timestamp(s: &str) -> bool {
@@ -1272,7 +2093,15 @@ fn is_timestamp(s: &str) -> bool {
     let time = &t[11..];
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let hb = hms.as_bytes();
-    hb.len() == 8 && hb[2] == b':' && hb[5] == b':' && hb.iter().enumerate().all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit()) && frac.len() <= 9 && frac.chars().all(|c| c.is_ascii_digit())
+    hb.len() == 8
+        && hb[2] == b':'
+        && hb[5] == b':'
+        && hb
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit())
+        && frac.len() <= 9
+        && frac.chars().all(|c| c.is_ascii_digit())
 }
 
 /// SHA-256 of the script, hex.
@@ -1285,8 +2114,15 @@ pub fn script_hash(script: &str) -> String {
 /// Datasource names a pipeline uses.
 pub fn referenced_datasources(params: &mut Params) -> Vec<String> {
     let mut out: Vec<String> = match params {
-        Params::Sql(p) => sql_refs(&p.sql).iter().filter_map(|r| split_ref(r).map(|(d, _)| d.to_string())).collect(),
-        other => other.table_refs_mut().into_iter().map(|(_, _, t)| t.datasource.clone()).collect(),
+        Params::Sql(p) => sql_refs(&p.sql)
+            .iter()
+            .filter_map(|r| split_ref(r).map(|(d, _)| d.to_string()))
+            .collect(),
+        other => other
+            .table_refs_mut()
+            .into_iter()
+            .map(|(_, _, t)| t.datasource.clone())
+            .collect(),
     };
     out.sort();
     out.dedup();
@@ -1299,8 +2135,13 @@ pub fn locate(params: &Value, needle: &str) -> Option<String> {
     fn walk(v: &Value, path: &str, needle: &str) -> Option<String> {
         match v {
             Value::String(s) if s == needle => Some(path.to_string()),
-            Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{path}[{i}]"), needle)),
-            Value::Object(m) => m.iter().find_map(|(k, x)| walk(x, &format!("{path}.{k}"), needle)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"), needle)),
+            Value::Object(m) => m
+                .iter()
+                .find_map(|(k, x)| walk(x, &format!("{path}.{k}"), needle)),
             _ => None,
         }
     }

@@ -54,20 +54,33 @@ fn golden_scripts_of_every_example() {
         if update {
             std::fs::write(&file, &script).unwrap();
         }
-        let want = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("missing golden file {file:?}; run with UPDATE_GOLDEN=1"));
-        assert_eq!(script, want, "{name}: rendered script differs from {file:?}");
+        let want = std::fs::read_to_string(&file)
+            .unwrap_or_else(|_| panic!("missing golden file {file:?}; run with UPDATE_GOLDEN=1"));
+        assert_eq!(
+            script, want,
+            "{name}: rendered script differs from {file:?}"
+        );
         // Deterministic: the same definition renders byte-identically.
         assert_eq!(render_example(p, &cat).unwrap(), script);
         // Masked for display.
         assert!(!script.contains("example-pw"), "{name}");
     }
-    assert_eq!(templates.len(), TEMPLATES.len(), "every template has an example");
+    assert_eq!(
+        templates.len(),
+        TEMPLATES.len(),
+        "every template has an example"
+    );
 }
 
 #[test]
 fn revealed_script_holds_real_secrets() {
     let ex = examples();
-    let p = ex["pipelines"].as_array().unwrap().iter().find(|p| p["name"] == "copy_customers").unwrap();
+    let p = ex["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "copy_customers")
+        .unwrap();
     let real = render_example(p, &catalog(true)).unwrap();
     let shown = render_example(p, &catalog(false)).unwrap();
     assert!(real.contains("'password' = 'example-pw'"));
@@ -76,7 +89,13 @@ fn revealed_script_holds_real_secrets() {
 }
 
 fn example(name: &str) -> Value {
-    examples()["pipelines"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+    examples()["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+        .clone()
 }
 
 fn err_of(p: &Value) -> CatalogError {
@@ -92,13 +111,19 @@ fn sink_type_mismatch_names_column_and_both_types() {
     assert!(e.message.contains("params.sink.columns: query column \"revenue\" is DECIMAL(38, 2) but sink column \"revenue\" is INT"), "{}", e.message);
     let mut p = example("revenue_cumulate");
     p["params"]["sink"]["columns"].as_array_mut().unwrap().pop();
-    assert!(err_of(&p).message.contains("the sink has 3 columns but the query produces 4"));
+    assert!(err_of(&p)
+        .message
+        .contains("the sink has 3 columns but the query produces 4"));
     let mut p = example("orders_to_pg");
     p["params"]["sink"]["columns"][1]["name"] = json!("amt");
-    assert!(err_of(&p).message.contains("sink column \"amt\" has no matching query column"));
+    assert!(err_of(&p)
+        .message
+        .contains("sink column \"amt\" has no matching query column"));
     let mut p = example("copy_customers");
     p["params"]["sink"]["columns"][1]["type"] = json!("VARCHAR(10)");
-    assert!(err_of(&p).message.contains("query column \"full_name\" is STRING but sink column \"full_name\" is VARCHAR(10)"));
+    assert!(err_of(&p).message.contains(
+        "query column \"full_name\" is STRING but sink column \"full_name\" is VARCHAR(10)"
+    ));
 }
 
 #[test]
@@ -141,7 +166,11 @@ fn bad_params_name_the_parameter() {
         let mut p = example(name);
         mutate(&mut p);
         let e = err_of(&p);
-        assert!(e.message.contains(want), "{name}: expected {want:?} in {:?}", e.message);
+        assert!(
+            e.message.contains(want),
+            "{name}: expected {want:?} in {:?}",
+            e.message
+        );
         assert!(!e.hint.is_empty());
     }
     let e = Params::parse("p", "windowaggregate", &json!({})).unwrap_err();
@@ -150,12 +179,32 @@ fn bad_params_name_the_parameter() {
 
 #[test]
 fn intervals() {
-    assert_eq!(Interval::parse("5 seconds").unwrap().sql(), "INTERVAL '5' SECOND");
-    assert_eq!(Interval::parse("90s").unwrap().sql(), "INTERVAL '90' SECOND");
-    assert_eq!(Interval::parse("120 minutes").unwrap().sql(), "INTERVAL '2' HOUR");
-    assert_eq!(Interval::parse("1500 ms").unwrap().sql(), "INTERVAL '1.500' SECOND");
+    assert_eq!(
+        Interval::parse("5 seconds").unwrap().sql(),
+        "INTERVAL '5' SECOND"
+    );
+    assert_eq!(
+        Interval::parse("90s").unwrap().sql(),
+        "INTERVAL '90' SECOND"
+    );
+    assert_eq!(
+        Interval::parse("120 minutes").unwrap().sql(),
+        "INTERVAL '2' HOUR"
+    );
+    assert_eq!(
+        Interval::parse("1500 ms").unwrap().sql(),
+        "INTERVAL '1.500' SECOND"
+    );
     assert_eq!(Interval::parse("1 day").unwrap().option(), "86400000 ms");
-    for bad in ["", "0 s", "-1 s", "5", "five seconds", "1 week", "1 s; DROP"] {
+    for bad in [
+        "",
+        "0 s",
+        "-1 s",
+        "5",
+        "five seconds",
+        "1 week",
+        "1 s; DROP",
+    ] {
         assert!(Interval::parse(bad).is_err(), "{bad}");
     }
 }
@@ -163,8 +212,14 @@ fn intervals() {
 #[test]
 fn locate_points_at_the_parameter() {
     let p = example("orders_per_minute");
-    assert_eq!(locate(&p["params"], "amount").as_deref(), Some("params.source.columns[3].name"));
-    assert_eq!(locate(&p["params"], "buyers").as_deref(), Some("params.aggregates[2].as"));
+    assert_eq!(
+        locate(&p["params"], "amount").as_deref(),
+        Some("params.source.columns[3].name")
+    );
+    assert_eq!(
+        locate(&p["params"], "buyers").as_deref(),
+        Some("params.aggregates[2].as")
+    );
     assert_eq!(locate(&p["params"], "zzz"), None);
 }
 
