@@ -272,14 +272,18 @@ AS $fn$ DELETE FROM flink.pipeline p USING flink.pipeline_datasource pd WHERE pd
 -- The catalog as the Rust side takes it: {name: {kind, options, secrets}} (real secrets) or
 -- {name: {kind, options}} with secret options shown as "***".
 CREATE FUNCTION flink._catalog_json(reveal boolean) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT COALESCE(jsonb_object_agg(d.name,
-           CASE WHEN reveal
-                THEN jsonb_build_object('kind', d.kind, 'options', d.options,
-                                        'secrets', COALESCE((SELECT s.secrets FROM flink.datasource_secret s WHERE s.datasource = d.name), '{}'))
-                ELSE jsonb_build_object('kind', d.kind, 'options', d.options) END), '{}')
-  FROM (SELECT name, kind, options FROM flink.datasources) d
+BEGIN
+  IF reveal THEN
+    -- Needs SELECT on flink.datasource_secret: admins and superusers only.
+    RETURN (SELECT COALESCE(jsonb_object_agg(d.name, jsonb_build_object('kind', d.kind, 'options', d.options,
+                     'secrets', COALESCE(s.secrets, '{}'))), '{}')
+            FROM flink.datasource d LEFT JOIN flink.datasource_secret s ON s.datasource = d.name);
+  END IF;
+  RETURN (SELECT COALESCE(jsonb_object_agg(d.name, jsonb_build_object('kind', d.kind, 'options', d.options)), '{}')
+          FROM flink.datasources d);
+END
 $fn$;
 
 CREATE FUNCTION flink.create_pipeline(name text, template text, params jsonb, options jsonb DEFAULT '{}')

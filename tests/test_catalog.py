@@ -260,7 +260,7 @@ def test_describe_postgres_table(cat):
             ("a", "int2", "SMALLINT", False), ("b", "int4", "INT", True), ("c", "int8", "BIGINT", True),
             ("d", "numeric(10,2)", "DECIMAL(10, 2)", True), ("e", "text", "STRING", True),
             ("f", "varchar(20)", "VARCHAR(20)", True), ("g", "bool", "BOOLEAN", True),
-            ("h", "timestamp", "TIMESTAMP(6)", True), ("i", "timestamptz", "TIMESTAMP_LTZ(3)", True),
+            ("h", "timestamp", "TIMESTAMP(6)", True), ("i", "timestamptz", "TIMESTAMP(3)", True),
             ("j", "date", "DATE", True), ("k", "jsonb", "STRING", True), ("l", "bytea", "BYTES", True),
             ("m", "int4[]", "ARRAY<INT>", True), ("n", "text[]", "ARRAY<STRING>", True),
         ]

@@ -1807,7 +1807,11 @@ impl Ctx<'_> {
                 .unwrap_or_else(|| "last".into())
                 .to_ascii_lowercase();
             let (expr, ty) = match (func.as_str(), &m.column) {
-                ("count", None) => (format!("COUNT({}.*)", m.var), FlinkType::BigInt),
+                // Flink has no COUNT(VAR.*): every matched row has the time column.
+                ("count", None) => (
+                    format!("COUNT({}.{})", m.var, ident(&time_col)),
+                    FlinkType::BigInt,
+                ),
                 ("count", Some(c)) => {
                     let col = self.find(&format!("{path}.column"), &src, c)?;
                     (

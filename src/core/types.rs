@@ -45,7 +45,9 @@ fn pg_base(udt: &str, c: &PgColumn) -> Option<String> {
         },
         "bpchar" => format!("CHAR({})", c.char_max_length.unwrap_or(1)),
         "timestamp" => format!("TIMESTAMP({p})"),
-        "timestamptz" => format!("TIMESTAMP_LTZ({p})"),
+        // Flink's JDBC Postgres dialect rejects TIMESTAMP_LTZ ("Unsupported type"); it reads
+        // timestamptz values as TIMESTAMP in the JVM's time zone.
+        "timestamptz" => format!("TIMESTAMP({p})"),
         "date" => "DATE".into(),
         "time" => format!("TIME({})", p.min(3)),
         "json" | "jsonb" | "uuid" | "inet" | "cidr" | "macaddr" | "xml" => "STRING".into(),
@@ -373,7 +375,7 @@ mod tests {
             datetime_precision: Some(3),
             ..pg("timestamp with time zone", "timestamptz")
         };
-        assert_eq!(pg_to_flink(&tz).unwrap(), "TIMESTAMP_LTZ(3)");
+        assert_eq!(pg_to_flink(&tz).unwrap(), "TIMESTAMP(3)");
         assert_eq!(pg_to_flink(&pg("date", "date")).unwrap(), "DATE");
         assert_eq!(pg_to_flink(&pg("jsonb", "jsonb")).unwrap(), "STRING");
         assert_eq!(pg_to_flink(&pg("bytea", "bytea")).unwrap(), "BYTES");

@@ -38,7 +38,7 @@ FROM `source`
   PARTITION BY `user_id`
   ORDER BY `ts`
   MEASURES
-    COUNT(FAIL.*) AS `failures`,
+    COUNT(FAIL.`ts`) AS `failures`,
     FIRST(FAIL.`ts`) AS `first_failure`,
     LAST(OK.`ts`) AS `success_at`,
     LAST(OK.`ip`) AS `ip`
