@@ -91,7 +91,7 @@ impl Interval {
             ("MINUTE", 60_000),
             ("SECOND", 1_000),
         ] {
-            if m % size == 0 {
+            if m.is_multiple_of(size) {
                 return format!("INTERVAL '{}' {unit}", m / size);
             }
         }
@@ -1940,8 +1940,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        if p.source.cdc == Some(true) && !p.sink.primary_key.as_ref().is_some_and(|k| !k.is_empty())
-        {
+        if p.source.cdc == Some(true) && p.sink.primary_key.as_ref().is_none_or(|k| k.is_empty()) {
             return Err(self.bad(
                 "params.sink.primary_key",
                 "is required when the source is cdc",

@@ -137,7 +137,8 @@ fn join_key_types_must_be_comparable() {
 
 #[test]
 fn bad_params_name_the_parameter() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         ("orders_per_minute", Box::new(|p| p["params"]["aggregates"][1]["column"] = json!("amout")), "params.aggregates[1].column: unknown column \"amout\""),
         ("orders_per_minute", Box::new(|p| p["params"]["aggregates"][0]["fn"] = json!("median")), "params.aggregates[0].fn: unknown aggregate \"median\""),
         ("orders_per_minute", Box::new(|p| p["params"]["window"]["size"] = json!("1 fortnight")), "params.window.size: unknown unit"),
