@@ -37,3 +37,26 @@ SELECT pg_sleep(5);  -- let the job finish writing
 SELECT * FROM flink.describe_datasource('demo_kafka', 'demo_orders');
 \echo '--- ... and a Postgres table''s columns with their Flink types'
 SELECT column_name, source_type, flink_type FROM flink.describe_datasource('demo_pg', 'pg_catalog.pg_database') LIMIT 6;
+
+\echo '--- a pipeline: orders per city per minute, Kafka -> Elasticsearch (re-running changes nothing)'
+SELECT * FROM flink.create_pipeline('orders_per_minute', 'window_aggregate', $${
+  "source": {"datasource": "demo_kafka", "object": "demo_orders",
+             "columns": [{"name": "order_id", "type": "BIGINT"}, {"name": "amount", "type": "DECIMAL(10, 2)"},
+                         {"name": "city", "type": "STRING"}, {"name": "ts", "type": "TIMESTAMP(3)"}],
+             "event_time": "ts", "watermark_delay": "5 seconds",
+             "connector_options": {"json.timestamp-format.standard": "ISO-8601"}},
+  "window": {"type": "tumble", "size": "1 minute"},
+  "group_by": ["city"],
+  "aggregates": [{"fn": "count", "as": "orders"}, {"fn": "sum", "column": "amount", "as": "revenue"}],
+  "sink": {"datasource": "demo_es", "object": "orders_per_minute"}
+}$$, '{"parallelism": 1, "checkpoint_interval": "10 seconds"}');
+SELECT name, template, version, datasources, left(script_hash, 12) AS script_hash FROM flink.pipelines;
+\echo '--- the Flink SQL script pg_flink generated'
+\pset tuples_only on
+\pset format unaligned
+SELECT flink.render('orders_per_minute');
+\pset format aligned
+\pset tuples_only off
+\echo '--- validated by the real SQL Gateway (first lines of the plan)'
+SELECT ok, parameter, split_part(detail, E'\n', 1) || ' ... ' || split_part(detail, E'\n', 2) AS plan
+FROM flink.validate('orders_per_minute');

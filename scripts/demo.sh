@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, from a fresh machine: install, bring the stack up, then run demo/demo.sql in the
-# demo database (pg_flink_demo) and print what it shows.
+# The main job, from a fresh machine: install, bring the stack up, then run demo/demo.sql in a
+# freshly created demo database (pg_flink_demo) and print what it shows.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -8,5 +8,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${PG_FLINK_STACK:-/opt/pg_flink-stac
 scripts/install-deps.sh
 scripts/stack.sh up
 echo
+echo "=== fresh database pg_flink_demo"
+psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -X -q -v ON_ERROR_STOP=1 \
+  -c "DROP DATABASE IF EXISTS pg_flink_demo WITH (FORCE)" -c "CREATE DATABASE pg_flink_demo"
 echo "=== demo/demo.sql in database pg_flink_demo"
 psql -h 127.0.0.1 -p 5432 -U postgres -d pg_flink_demo -X -v ON_ERROR_STOP=1 -f demo/demo.sql

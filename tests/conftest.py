@@ -40,7 +40,9 @@ def test_db():
     with connect("postgres") as c:
         pass  # fails loudly if Postgres is down
     with connect() as c:
-        c.execute("CREATE EXTENSION IF NOT EXISTS pg_flink")
+        # The extension as built now (a previous run may have left an older one).
+        c.execute("DROP EXTENSION IF EXISTS pg_flink CASCADE")
+        c.execute("CREATE EXTENSION pg_flink")
     return "pg_flink_test"
 
 
