@@ -188,13 +188,24 @@ max_worker_processes = 16
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+    echo "include_if_exists = 'pg_flink_stack.conf'" >>"$PGDATA/postgresql.conf"
     # Development stack on loopback only: trust local connections.
     printf 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nhost replication all 127.0.0.1/32 trust\n' >"$PGDATA/pg_hba.conf"
   fi
   mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
+  # Settings owned by this script (rewritten on every up; a change restarts Postgres).
+  grep -q "pg_flink_stack.conf" "$PGDATA/postgresql.conf" || echo "include_if_exists = 'pg_flink_stack.conf'" >>"$PGDATA/postgresql.conf"
+  local conf_new
+  conf_new=$(printf "%s\n" "# Written by scripts/stack.sh" \
+    "pg_flink.worker_databases = '$(IFS=,; echo "${DBS[*]}")'" \
+    "pg_flink.poll_interval_ms = 500")
+  if [ "$(cat "$PGDATA/pg_flink_stack.conf" 2>/dev/null)" != "$conf_new" ]; then
+    echo "$conf_new" >"$PGDATA/pg_flink_stack.conf"; chown postgres:postgres "$PGDATA/pg_flink_stack.conf"
+    EXTENSION_CHANGED=1
+  fi
   if pid_alive "$PGDATA/postmaster.pid"; then
     if [ "${EXTENSION_CHANGED:-0}" = 1 ]; then
-      log "postgres: restarting to load the rebuilt extension"
+      log "postgres: restarting to load the rebuilt extension / new settings"
       pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$logf" -w -t 60 restart -m fast >/dev/null
     fi
   else

@@ -21,6 +21,12 @@ pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 pub const DEFAULT_REST_URL: &str = "http://127.0.0.1:8081";
 pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:8083";
 
+/// Databases the background worker serves (one worker each); postmaster-only.
+pub static WORKER_DATABASES: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(None);
+/// How often the worker polls Flink, in milliseconds.
+pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
+
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 /// Registers all settings. Called once from `_PG_init`, whether or not the library is preloaded.
@@ -59,6 +65,24 @@ pub fn init() {
         100,
         3_600_000,
         GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_flink.worker_databases",
+        c"Databases whose pipelines the pg_flink background worker reconciles (comma-separated).",
+        c"One worker per database is started at server start; needs shared_preload_libraries = 'pg_flink'. Empty: no worker.",
+        &WORKER_DATABASES,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.poll_interval_ms",
+        c"How often the pg_flink worker polls the Flink clusters, in milliseconds.",
+        c"The worker is also woken at once when a transaction that changed a desired state commits.",
+        &POLL_INTERVAL_MS,
+        100,
+        60_000,
+        GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
@@ -137,4 +161,20 @@ pub fn http_limits() -> crate::core::rest::HttpLimits {
 /// Overall wait for one gateway statement.
 pub fn statement_wait() -> std::time::Duration {
     std::time::Duration::from_millis(STATEMENT_WAIT_MS.get().max(1) as u64)
+}
+
+/// The databases listed in `pg_flink.worker_databases`.
+pub fn worker_databases() -> Vec<String> {
+    WORKER_DATABASES
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .unwrap_or_default()
+        .split(',')
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+pub fn poll_interval() -> std::time::Duration {
+    std::time::Duration::from_millis(POLL_INTERVAL_MS.get().max(100) as u64)
 }

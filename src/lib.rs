@@ -15,12 +15,16 @@ pub mod block;
 pub mod core;
 pub mod errors;
 pub mod gucs;
+pub mod worker;
 
 ::pgrx::pg_module_magic!();
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    if gucs::preloaded() {
+        worker::register();
+    }
 }
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", finalize);

@@ -361,6 +361,79 @@ impl JobManager {
         let v = self.ep.get("/overview").await?;
         self.ep.decode(v)
     }
+
+    /// `GET /jobs/overview`: every job of the cluster in one request.
+    pub async fn jobs_overview(&self) -> Result<Vec<crate::core::control::OverviewJob>, RestError> {
+        let v = self.ep.get("/jobs/overview").await?;
+        let o: crate::core::control::Overview = self.ep.decode(v)?;
+        Ok(o.jobs)
+    }
+
+    /// `POST /jobs/{id}/stop`: stop with a savepoint; returns the trigger id.
+    pub async fn stop_with_savepoint(&self, jid: &str, drain: bool) -> Result<String, RestError> {
+        let v = self
+            .ep
+            .post(
+                &format!("/jobs/{jid}/stop"),
+                &serde_json::json!({"drain": drain}),
+            )
+            .await?;
+        v.get("request-id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| RestError::Decode {
+                service: Service::JobManager,
+                url: self.ep.shown(),
+                reason: "no request-id in the stop answer".into(),
+            })
+    }
+
+    /// `GET /jobs/{id}/savepoints/{trigger}`: Ok(Some(location)) when done, Ok(None) while in
+    /// progress.
+    pub async fn savepoint_status(
+        &self,
+        jid: &str,
+        trigger: &str,
+    ) -> Result<Option<String>, RestError> {
+        let v = self
+            .ep
+            .get(&format!("/jobs/{jid}/savepoints/{trigger}"))
+            .await?;
+        if v.pointer("/status/id").and_then(Value::as_str) != Some("COMPLETED") {
+            return Ok(None);
+        }
+        if let Some(loc) = v.pointer("/operation/location").and_then(Value::as_str) {
+            return Ok(Some(loc.to_string()));
+        }
+        let cause = v
+            .pointer("/operation/failure-cause/serialized-throwable")
+            .or_else(|| v.pointer("/operation/failure-cause/stack-trace"))
+            .and_then(Value::as_str)
+            .map(root_cause)
+            .unwrap_or_else(|| "the savepoint failed".into());
+        Err(RestError::Status {
+            service: Service::JobManager,
+            url: self.ep.shown(),
+            status: 500,
+            message: cause,
+        })
+    }
+
+    /// `PATCH /jobs/{id}?mode=cancel`.
+    pub async fn cancel(&self, jid: &str) -> Result<(), RestError> {
+        let url = urls::join(&self.ep.base, &format!("/jobs/{jid}?mode=cancel"));
+        self.ep.send(self.ep.http.patch(url)).await.map(|_| ())
+    }
+
+    /// The root exception of a job (`GET /jobs/{id}/exceptions`), if any.
+    pub async fn root_exception(&self, jid: &str) -> Result<Option<String>, RestError> {
+        let v = self.ep.get(&format!("/jobs/{jid}/exceptions")).await?;
+        let text = v
+            .pointer("/exceptionHistory/entries/0/stacktrace")
+            .or_else(|| v.get("root-exception"))
+            .and_then(Value::as_str);
+        Ok(text.map(|t| truncate(&root_cause(t), 2000)))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

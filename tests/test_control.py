@@ -1,0 +1,249 @@
+"""Control plane: desired state written in transactions, reconciled by the background worker
+against the real Flink cluster."""
+import json
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+import requests
+from confluent_kafka import Producer
+
+from conftest import ENV, connect, unique
+
+DB = "pg_flink_test"  # listed in pg_flink.worker_databases by the stack
+
+
+def live_jobs(identity):
+    jobs = requests.get(ENV["PG_FLINK_REST_URL"] + "/jobs/overview", timeout=5).json()["jobs"]
+    return [j for j in jobs if j["name"].startswith(identity + "/v") and j["state"] not in ("FAILED", "CANCELED", "FINISHED")]
+
+
+def make_topic(topic):
+    p = Producer({"bootstrap.servers": ENV["PG_FLINK_KAFKA"]})
+    p.produce(topic, json.dumps({"n": 1}).encode())
+    assert p.flush(10) == 0
+
+
+@pytest.fixture(scope="module")
+def ctl(test_db):
+    with connect(DB) as c:
+        c.execute("SELECT * FROM flink.register_cluster('local', %s, %s)", (ENV["PG_FLINK_GATEWAY_URL"], ENV["PG_FLINK_REST_URL"]))
+        c.execute("SELECT * FROM flink.register_datasource('ctl_kafka', 'kafka', %s)", (json.dumps({"bootstrap_servers": ENV["PG_FLINK_KAFKA"]}),))
+    yield DB
+
+
+@pytest.fixture
+def db(ctl):
+    with connect(ctl) as c:
+        yield c
+
+
+def new_pipeline(c, flink_options=None):
+    name = unique("ctl")
+    topic_in = f"{name}_in"
+    make_topic(topic_in)
+    params = {"source": {"datasource": "ctl_kafka", "object": topic_in, "columns": [{"name": "n", "type": "BIGINT"}]},
+              "conditions": [{"column": "n", "op": ">", "value": 0}],
+              "sink": {"datasource": "ctl_kafka", "object": f"{name}_out"}}
+    c.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s, %s)",
+              (name, json.dumps(params), json.dumps({"flink": flink_options or {}})))
+    return name, f"pg_flink/{DB}/{name}"
+
+
+def cleanup(c, name):
+    c.execute("SELECT flink.stop(%s, with_savepoint => false)", (name,))
+    try:
+        c.execute("SELECT flink.wait(%s, 'stopped', '60 seconds')", (name,))
+    except psycopg.Error:
+        pass
+
+
+def test_rolled_back_start_submits_nothing(db):
+    name, identity = new_pipeline(db)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        with db.transaction():
+            db.execute("SELECT flink.start(%s)", (name,))
+            db.execute("SELECT 1/0")
+    time.sleep(3)  # six poll intervals
+    assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM flink.pipeline_state WHERE pipeline = %s", (name,)).fetchone()[0] == 0
+    assert live_jobs(identity) == []
+
+
+def test_start_reaches_running_records_transitions_and_notifies(db, ctl):
+    name, identity = new_pipeline(db)
+    events = []
+    with connect(ctl) as listener:
+        listener.execute("LISTEN flink_job_state")
+        t = time.monotonic()
+        db.execute("SELECT flink.start(%s)", (name,))
+        assert db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,)).fetchone()[0] == "RUNNING"
+        elapsed = time.monotonic() - t
+        for n in listener.notifies(timeout=1):
+            events.append(json.loads(n.payload))
+    try:
+        row = db.execute("SELECT flink_job_id, state, job_name, pipeline_version FROM flink.jobs WHERE pipeline = %s", (name,)).fetchall()
+        assert len(row) == 1
+        jid, state, job_name, version = row[0]
+        assert state == "RUNNING" and job_name == f"{identity}/v1" and version == 1
+        live = live_jobs(identity)
+        assert [j["jid"] for j in live] == [jid]
+        transitions = [r[0] for r in db.execute("SELECT to_state FROM flink.job_events WHERE pipeline = %s ORDER BY id", (name,))]
+        assert transitions[0] == "SUBMITTING" and transitions[-1] == "RUNNING"
+        mine = [e for e in events if e["pipeline"] == name]
+        assert [e["to"] for e in mine][:2] == ["SUBMITTING", "CREATED"] and mine[-1]["to"] == "RUNNING"
+        assert mine[1]["flink_job_id"] == jid
+        status = db.execute("SELECT desired, actual, healthy FROM flink.pipeline_status WHERE pipeline = %s", (name,)).fetchone()
+        assert status == ("running", "RUNNING", True)
+        assert elapsed < 60
+    finally:
+        cleanup(db, name)
+
+
+def test_concurrent_starts_yield_one_job(db, ctl):
+    name, identity = new_pipeline(db)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def start():
+        try:
+            with connect(ctl) as c:
+                with c.transaction():
+                    barrier.wait()
+                    c.execute("SELECT flink.start(%s)", (name,))
+                    time.sleep(0.3)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    try:
+        db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+        time.sleep(2)  # more ticks: still exactly one job
+        assert len(live_jobs(identity)) == 1
+        assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s AND flink_job_id IS NOT NULL", (name,)).fetchone()[0] == 1
+    finally:
+        cleanup(db, name)
+
+
+def test_stop_with_savepoint_then_resume_from_latest(db):
+    name, identity = new_pipeline(db)
+    db.execute("SELECT flink.start(%s)", (name,))
+    db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    first = db.execute("SELECT flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0]
+    db.execute("SELECT flink.stop(%s)", (name,))
+    assert db.execute("SELECT flink.wait(%s, 'stopped', '90 seconds')", (name,)).fetchone()[0] == "STOPPED"
+    sp = db.execute("SELECT path, trigger, pipeline_version FROM flink.savepoints WHERE pipeline = %s", (name,)).fetchall()
+    assert len(sp) == 1 and sp[0][1] == "stop" and sp[0][2] == 1
+    path = sp[0][0].replace("file:", "")
+    assert os.path.isdir(path), path
+    assert live_jobs(identity) == []
+    db.execute("SELECT flink.start(%s, from_savepoint => 'latest')", (name,))
+    try:
+        db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+        row = db.execute("SELECT flink_job_id, savepoint_used FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+        assert row[0] != first
+        assert row[1] == sp[0][0]
+        assert len(live_jobs(identity)) == 1
+    finally:
+        cleanup(db, name)
+
+
+def test_start_from_latest_without_savepoint_is_refused(db):
+    name, _ = new_pipeline(db)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+        db.execute("SELECT flink.start(%s, from_savepoint => 'latest')", (name,))
+    assert "has no savepoint" in str(e.value)
+
+
+def test_a_job_that_fails_at_runtime_is_failed_with_flinks_exception(db):
+    name = unique("ctl_fail")
+    params = {"source": {"datasource": "ctl_kafka", "object": f"{name}_never_created", "columns": [{"name": "n", "type": "BIGINT"}]},
+              "conditions": [{"column": "n", "op": ">", "value": 0}],
+              "sink": {"datasource": "ctl_kafka", "object": f"{name}_out"}}
+    db.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s, %s)",
+               (name, json.dumps(params), json.dumps({"flink": {"restart-strategy.type": "none"}})))
+    db.execute("SELECT flink.start(%s)", (name,))
+    with pytest.raises(psycopg.errors.ExternalRoutineException) as e:
+        db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    assert "is FAILED" in str(e.value)
+    err = db.execute("SELECT state, last_error FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()
+    assert err[0] == "FAILED"
+    assert "topic" in err[1].lower(), err[1]
+    # Not resubmitted in a loop.
+    time.sleep(2)
+    assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0] == 1
+
+
+def test_a_live_job_with_the_pipelines_identity_is_adopted_not_duplicated(db):
+    name, identity = new_pipeline(db)
+    # As if a crash lost the job row after Flink accepted the job: start it by hand with the
+    # rendered script (it carries the identity in pipeline.name).
+    script = db.execute("SELECT flink.render(%s, reveal_secrets => true)", (name,)).fetchone()[0]
+    rows = db.execute("SELECT job_id FROM flink.execute_sql(%s)", (script,)).fetchall()
+    jid = [r[0] for r in rows if r[0]][0]
+    deadline = time.time() + 60
+    while not [j for j in live_jobs(identity) if j["state"] == "RUNNING"] and time.time() < deadline:
+        time.sleep(0.5)
+    db.execute("SELECT flink.start(%s)", (name,))
+    try:
+        db.execute("SELECT flink.wait(%s, 'running', '60 seconds')", (name,))
+        assert db.execute("SELECT flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchall() == [(jid,)]
+        detail = db.execute("SELECT detail FROM flink.job_events WHERE pipeline = %s ORDER BY id LIMIT 1", (name,)).fetchone()[0]
+        assert "adopted" in detail
+        assert [j["jid"] for j in live_jobs(identity)] == [jid]
+    finally:
+        cleanup(db, name)
+
+
+def worker_pid(c):
+    r = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_flink worker' AND datname = %s", (DB,)).fetchone()
+    return r and r[0]
+
+
+def test_worker_sigterm_is_restarted_and_reconciles_without_duplicates(db):
+    name, identity = new_pipeline(db)
+    db.execute("SELECT flink.start(%s)", (name,))
+    db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    try:
+        old = worker_pid(db)
+        assert old
+        db.execute("SELECT pg_terminate_backend(%s)", (old,))
+        deadline = time.time() + 30
+        new = None
+        while time.time() < deadline:
+            new = worker_pid(db)
+            if new and new != old:
+                break
+            time.sleep(0.5)
+        assert new and new != old, "the postmaster restarted the worker"
+        time.sleep(2)
+        assert len(live_jobs(identity)) == 1
+        assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0] == 1
+        # The restarted worker acts on new requests.
+        db.execute("SELECT flink.stop(%s, with_savepoint => false)", (name,))
+        assert db.execute("SELECT flink.wait(%s, 'stopped', '60 seconds')", (name,)).fetchone()[0] == "STOPPED"
+    finally:
+        cleanup(db, name)
+
+
+def test_control_functions_need_a_served_database(fresh_db):
+    with connect(fresh_db) as c:
+        c.execute("CREATE EXTENSION pg_flink")
+        c.execute("SELECT * FROM flink.register_datasource('k', 'kafka', '{\"bootstrap_servers\": \"127.0.0.1:9092\"}')")
+        c.execute("SELECT * FROM flink.create_pipeline('p', 'filter_alert', %s)", (json.dumps(
+            {"source": {"datasource": "k", "object": "t", "columns": [{"name": "n", "type": "BIGINT"}]},
+             "conditions": [{"column": "n", "op": ">", "value": 0}], "sink": {"datasource": "k", "object": "o"}}),))
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+            c.execute("SELECT flink.start('p')")
+        assert "no pg_flink worker serves database" in str(e.value)
+        assert "pg_flink.worker_databases" in e.value.diag.message_hint
