@@ -42,7 +42,7 @@ SELECT column_name, source_type, flink_type FROM flink.describe_datasource('demo
 SELECT * FROM flink.create_pipeline('orders_per_minute', 'window_aggregate', $${
   "source": {"datasource": "demo_kafka", "object": "demo_orders",
              "columns": [{"name": "order_id", "type": "BIGINT"}, {"name": "amount", "type": "DECIMAL(10, 2)"},
-                         {"name": "city", "type": "STRING"}, {"name": "ts", "type": "TIMESTAMP(3)"}],
+                         {"name": "city", "type": "STRING"}, {"name": "ts", "type": "TIMESTAMP_LTZ(3)"}],
              "event_time": "ts", "watermark_delay": "5 seconds",
              "connector_options": {"json.timestamp-format.standard": "ISO-8601"}},
   "window": {"type": "tumble", "size": "1 minute"},
@@ -60,3 +60,38 @@ SELECT flink.render('orders_per_minute');
 \echo '--- validated by the real SQL Gateway (first lines of the plan)'
 SELECT ok, parameter, split_part(detail, E'\n', 1) || ' ... ' || split_part(detail, E'\n', 2) AS plan
 FROM flink.validate('orders_per_minute');
+
+\echo '--- the control plane: start it (the worker submits after COMMIT) and wait for RUNNING'
+BEGIN;
+SELECT flink.start('orders_per_minute');
+COMMIT;
+SELECT flink.wait('orders_per_minute', 'running', '120 seconds');
+SELECT pipeline, desired, actual, healthy, flink_job_id FROM flink.pipeline_status;
+
+\echo '--- a later order closes the 10:00 window: per-city results land in Elasticsearch'
+SELECT count(*) AS statements FROM flink.execute_sql($$
+  CREATE TEMPORARY TABLE orders (order_id BIGINT, amount DECIMAL(10, 2), city STRING, ts STRING) WITH (
+    'connector' = 'kafka', 'topic' = 'demo_orders',
+    'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json');
+  INSERT INTO orders VALUES (4, 12.00, 'Porto', '2024-05-01T10:02:00Z');
+$$);
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '90 seconds';
+BEGIN
+  LOOP
+    BEGIN
+      PERFORM * FROM flink.describe_datasource('demo_es', 'orders_per_minute');
+      EXIT;
+    EXCEPTION WHEN undefined_object THEN
+      IF clock_timestamp() > deadline THEN RAISE; END IF;
+      PERFORM pg_sleep(1);
+    END;
+  END LOOP;
+END $$;
+SELECT column_name, source_type, flink_type FROM flink.describe_datasource('demo_es', 'orders_per_minute');
+
+\echo '--- stop with a savepoint; every transition is recorded'
+SELECT flink.stop('orders_per_minute');
+SELECT flink.wait('orders_per_minute', 'stopped', '120 seconds');
+SELECT pipeline, trigger, path FROM flink.savepoints;
+SELECT at::time(0) AS at, from_state, to_state, left(detail, 60) AS detail FROM flink.job_events ORDER BY id;
