@@ -652,14 +652,16 @@ BEGIN
     IF cur.state = upper(wait.state) THEN
       RETURN cur.state;
     END IF;
-    IF upper(wait.state) = 'RUNNING' AND cur.state IN ('FAILED', 'SUBMIT_FAILED') THEN
+    -- A failed job is final; a failed submission is retried by the worker, so keep waiting.
+    IF upper(wait.state) = 'RUNNING' AND cur.state = 'FAILED' THEN
       RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
         MESSAGE = format('pipeline "%s" is %s: %s', wait.pipeline, cur.state, COALESCE(cur.last_error, 'no error text')),
         HINT = 'See flink.job_events for the transitions; fix the cause and call flink.restart().';
     END IF;
     IF clock_timestamp() > deadline THEN
       RAISE EXCEPTION USING ERRCODE = 'query_canceled',
-        MESSAGE = format('pipeline "%s" did not reach %s within %s (now %s)', wait.pipeline, upper(wait.state), timeout, COALESCE(cur.state, 'no job')),
+        MESSAGE = format('pipeline "%s" did not reach %s within %s (now %s%s)', wait.pipeline, upper(wait.state), timeout,
+                         COALESCE(cur.state, 'no job'), COALESCE(': ' || cur.last_error, '')),
         HINT = 'Check flink.pipeline_status and flink.job_events; is the worker running (pg_flink.worker_databases)?';
     END IF;
     PERFORM pg_sleep(0.1);

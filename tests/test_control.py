@@ -247,3 +247,60 @@ def test_control_functions_need_a_served_database(fresh_db):
             c.execute("SELECT flink.start('p')")
         assert "no pg_flink worker serves database" in str(e.value)
         assert "pg_flink.worker_databases" in e.value.diag.message_hint
+
+
+def test_gateway_down_during_submit_is_recorded_retried_and_recovers(db):
+    from conftest import stack
+    name, identity = new_pipeline(db)
+    assert stack("stop", "sql-gateway").returncode == 0
+    try:
+        db.execute("SELECT flink.start(%s)", (name,))
+        deadline = time.time() + 30
+        row = None
+        while time.time() < deadline:
+            row = db.execute("SELECT state, last_error, attempts FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+            if row and row[0] == "SUBMIT_FAILED":
+                break
+            time.sleep(0.3)
+        assert row and row[0] == "SUBMIT_FAILED", row
+        assert "Flink SQL Gateway" in row[1] and "unreachable" in row[1]
+        time.sleep(5)  # backoff: 2 s, 4 s, ... attempts keep being recorded
+        attempts = db.execute("SELECT max(attempts) FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0]
+        assert attempts >= 2
+        assert live_jobs(identity) == []
+    finally:
+        r = stack("start", "sql-gateway")
+        assert r.returncode == 0, r.stderr
+    try:
+        assert db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,)).fetchone()[0] == "RUNNING"
+        assert len(live_jobs(identity)) == 1
+    finally:
+        cleanup(db, name)
+
+
+def test_postmaster_kill_9_with_two_running_pipelines_leaves_one_job_each(db):
+    from conftest import stack
+    names = [new_pipeline(db) for _ in range(2)]
+    for name, _ in names:
+        db.execute("SELECT flink.start(%s)", (name,))
+    for name, _ in names:
+        db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    jids = {name: db.execute("SELECT flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0] for name, _ in names}
+    db.close()
+    pid = int(open(f"{ENV['PG_FLINK_STACK']}/run/pgdata/postmaster.pid").readline())
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(2)
+    # Crash recovery: start the cluster again (the stack script restarts what is down).
+    r = subprocess.run([str(__import__("conftest").STACK_SH), "up"], env={**os.environ, "PG_FLINK_SKIP_BUILD": "1"},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with connect(DB) as c:
+        time.sleep(3)  # several worker ticks after restart
+        try:
+            for name, identity in names:
+                assert [j["jid"] for j in live_jobs(identity)] == [jids[name]], "no duplicate after the crash"
+                rows = c.execute("SELECT flink_job_id, state FROM flink.jobs WHERE pipeline = %s", (name,)).fetchall()
+                assert rows == [(jids[name], "RUNNING")]
+        finally:
+            for name, _ in names:
+                cleanup(c, name)
