@@ -525,13 +525,17 @@ cmd_service() {
   case "$action:$svc" in
     stop:sql-gateway) stop_pidfile flink-sql-gateway "$(flink_pid sql-gateway)" ;;
     start:sql-gateway|start:flink) start_flink ;;
+    stop:flink)
+      stop_pidfile flink-sql-gateway "$(flink_pid sql-gateway)"
+      stop_pidfile flink-taskmanager "$(flink_pid taskexecutor)"
+      stop_pidfile flink-jobmanager "$(flink_pid standalonesession)" ;;
     stop:kafka) stop_pidfile kafka "$PIDS/kafka.pid" ;;
     start:kafka) start_kafka ;;
     stop:elasticsearch) stop_pidfile elasticsearch "$PIDS/elasticsearch.pid" ;;
     start:elasticsearch) start_es ;;
     stop:mariadb) stop_pidfile mariadb "$PIDS/mariadb.pid" ;;
     start:mariadb) start_mariadb ;;
-    *) die "usage: stack.sh start|stop sql-gateway|kafka|elasticsearch|mariadb" ;;
+    *) die "usage: stack.sh start|stop flink|sql-gateway|kafka|elasticsearch|mariadb" ;;
   esac
 }
 

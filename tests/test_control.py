@@ -304,3 +304,30 @@ def test_postmaster_kill_9_with_two_running_pipelines_leaves_one_job_each(db):
         finally:
             for name, _ in names:
                 cleanup(c, name)
+
+
+def test_jobmanager_restart_is_reconciled_without_ghost_running_rows(db):
+    from conftest import stack
+    name, identity = new_pipeline(db)
+    db.execute("SELECT flink.start(%s)", (name,))
+    db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    first = db.execute("SELECT id, flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()
+    assert stack("stop", "flink").returncode == 0
+    try:
+        time.sleep(2)
+        err = db.execute("SELECT last_error FROM flink.jobs WHERE id = %s", (first[0],)).fetchone()[0]
+        assert err and "cannot track jobs" in err and "Flink JobManager" in err
+    finally:
+        r = stack("start", "flink", timeout=600)
+        assert r.returncode == 0, r.stderr
+    try:
+        # The standalone JobManager has no HA: the job is gone. pg_flink records LOST and
+        # submits a new job; no row claims RUNNING for the vanished job.
+        assert db.execute("SELECT flink.wait(%s, 'running', '120 seconds')", (name,)).fetchone()[0] == "RUNNING"
+        rows = db.execute("SELECT id, flink_job_id, state FROM flink.jobs WHERE pipeline = %s ORDER BY id", (name,)).fetchall()
+        assert rows[0][0] == first[0] and rows[0][2] == "LOST"
+        assert rows[-1][2] == "RUNNING" and rows[-1][1] != first[1]
+        assert [r for r in rows if r[2] == "RUNNING"] == [rows[-1]]
+        assert [j["jid"] for j in live_jobs(identity)] == [rows[-1][1]]
+    finally:
+        cleanup(db, name)
