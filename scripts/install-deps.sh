@@ -12,7 +12,7 @@ STACK=${PG_FLINK_STACK:-/opt/pg_flink-stack}
 PGRX_VERSION=0.16.1
 log() { printf '[deps] %s\n' "$*" >&2; }
 
-pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config cmake mariadb-server mariadb-client unzip curl libcurl4-openssl-dev)
+pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config cmake mariadb-server mariadb-client unzip curl libcurl4-openssl-dev sqitch libdbd-pg-perl)
 command -v java >/dev/null 2>&1 || pkgs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
 missing=()

@@ -331,3 +331,48 @@ def test_jobmanager_restart_is_reconciled_without_ghost_running_rows(db):
         assert [j["jid"] for j in live_jobs(identity)] == [rows[-1][1]]
     finally:
         cleanup(db, name)
+
+
+MIGRATIONS = __import__("pathlib").Path(__file__).parent / "migrations"
+
+
+def sqitch(*args, pipeline, registry):
+    return subprocess.run(
+        ["sqitch", *args, "--target", f"db:pg://{ENV['PGUSER']}@{ENV['PGHOST']}:{ENV['PGPORT']}/{DB}",
+         "--registry", registry, "--set", f"pipeline={pipeline}"],
+        cwd=MIGRATIONS, capture_output=True, text=True, timeout=120)
+
+
+def test_migrations_with_sqitch_apply_reapply_and_roll_back(db):
+    name = unique("mig")
+    registry = unique("sqitch")
+    make_topic(f"{name}_in")
+    identity = f"pg_flink/{DB}/{name}"
+    try:
+        r = sqitch("deploy", "--to", "orders_pipeline", pipeline=name, registry=registry)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,)).fetchone()[0] == "RUNNING"
+        # Re-applying: sqitch has nothing to do, and re-running the script itself is a no-op too.
+        r = sqitch("deploy", "--to", "orders_pipeline", pipeline=name, registry=registry)
+        assert r.returncode == 0 and "Nothing to deploy" in r.stdout, r.stdout + r.stderr
+        before = db.execute("SELECT p.version, d.version FROM flink.pipelines p, flink.datasources d WHERE p.name = %s AND d.name = 'mig_kafka'", (name,)).fetchone()
+        r = subprocess.run(["psql", "-h", ENV["PGHOST"], "-U", ENV["PGUSER"], "-d", DB, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                            "-v", f"pipeline={name}", "-f", str(MIGRATIONS / "deploy" / "orders_pipeline.sql")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        after = db.execute("SELECT p.version, d.version FROM flink.pipelines p, flink.datasources d WHERE p.name = %s AND d.name = 'mig_kafka'", (name,)).fetchone()
+        assert before == after == (1, 1)
+        time.sleep(2)
+        assert len(live_jobs(identity)) == 1
+        assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0] == 1
+        # A failing migration rolls back: no pipeline, no desired state, no job in Flink.
+        r = sqitch("deploy", pipeline=name, registry=registry)
+        assert r.returncode != 0
+        assert "division by zero" in r.stdout + r.stderr
+        time.sleep(3)
+        assert db.execute("SELECT count(*) FROM flink.pipelines WHERE name = %s", (name + "_broken",)).fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name + "_broken",)).fetchone()[0] == 0
+        assert live_jobs(f"pg_flink/{DB}/{name}_broken") == []
+    finally:
+        cleanup(db, name)
+        db.execute(f'DROP SCHEMA IF EXISTS "{registry}" CASCADE')

@@ -1,0 +1,3 @@
+BEGIN;
+SELECT flink.stop(:'pipeline', with_savepoint => false);
+COMMIT;
