@@ -205,7 +205,8 @@ impl Worker<'_> {
         gucs::http_limits()
     }
 
-    fn tick(&self) {
+    /// One reconcile pass; true when it changed something (submitted, stopped, recorded).
+    fn tick(&self) -> bool {
         let installed = in_txn(|| {
             Spi::get_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_flink')",
@@ -215,14 +216,14 @@ impl Worker<'_> {
             .unwrap_or(false)
         });
         if installed != Ok(true) {
-            return;
+            return false;
         }
         let snap = match sql_json("SELECT flink._worker_snapshot()", vec![]) {
             Ok(Some(v)) => v,
-            Ok(None) => return,
+            Ok(None) => return false,
             Err(e) => {
                 warning!("pg_flink worker: {e}");
-                return;
+                return false;
             }
         };
         let items: Vec<Item> = snap
@@ -245,9 +246,10 @@ impl Worker<'_> {
                 }
             }
         }
+        let mut acted = false;
         for it in &items {
             if stopping() {
-                return;
+                return acted;
             }
             let (Some(rest), Some(_gw)) = (&it.rest_url, &it.gateway_url) else {
                 self.record_error(it, "no cluster: register one with flink.register_cluster() (or set options.cluster)");
@@ -270,10 +272,12 @@ impl Worker<'_> {
                 it.restart,
                 it.stop_with_savepoint,
             );
+            acted |= action != Action::Nothing;
             if let Err(e) = self.act(it, action, cluster) {
                 warning!("pg_flink worker: pipeline \"{}\": {e}", it.pipeline);
             }
         }
+        acted
     }
 
     /// Records an error on the pipeline's current job (if any) without changing its state.

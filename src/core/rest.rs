@@ -616,7 +616,7 @@ impl Gateway {
                         path = n;
                     }
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(500));
+                    wait = (wait * 2).min(Duration::from_millis(100));
                 }
             }
         }
