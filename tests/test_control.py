@@ -376,3 +376,88 @@ def test_migrations_with_sqitch_apply_reapply_and_roll_back(db):
     finally:
         cleanup(db, name)
         db.execute(f'DROP SCHEMA IF EXISTS "{registry}" CASCADE')
+
+
+def test_changed_definition_needs_restart_and_restart_deploys_it(db):
+    name, identity = new_pipeline(db)
+    db.execute("SELECT flink.start(%s)", (name,))
+    db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    try:
+        params = db.execute("SELECT params FROM flink.pipelines WHERE name = %s", (name,)).fetchone()[0]
+        params["conditions"][0]["value"] = 100
+        assert db.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s)", (name, json.dumps(params))).fetchone() == (name, 2, True)
+        assert db.execute("SELECT needs_restart FROM flink.pipeline_status WHERE pipeline = %s", (name,)).fetchone()[0] is True
+        old = db.execute("SELECT flink_job_id FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1", (name,)).fetchone()[0]
+        db.execute("SELECT flink.restart(%s)", (name,))
+        deadline = time.time() + 120
+        row = None
+        while time.time() < deadline:
+            row = db.execute("SELECT pipeline_version, state, savepoint_used, flink_job_id FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+            if row[0] == 2 and row[1] == "RUNNING":
+                break
+            time.sleep(0.3)
+        assert row[0] == 2 and row[1] == "RUNNING", row
+        assert row[2] and row[3] != old, "resubmitted from the stop savepoint"
+        assert [j["name"] for j in live_jobs(identity)] == [f"{identity}/v2"]
+        assert db.execute("SELECT needs_restart, running_version FROM flink.pipeline_status WHERE pipeline = %s", (name,)).fetchone() == (False, 2)
+    finally:
+        cleanup(db, name)
+
+
+def test_resume_from_savepoint_continues_the_jobs_state(db):
+    from confluent_kafka import Consumer, TopicPartition
+    name = unique("ctl_state")
+    src, out = f"{name}_events", f"{name}_counts"
+    prod = Producer({"bootstrap.servers": ENV["PG_FLINK_KAFKA"]})
+
+    def produce(n):
+        for i in range(n):
+            prod.produce(src, json.dumps({"k": "all", "n": i}).encode())
+        assert prod.flush(10) == 0
+
+    def last_count(timeout=60):
+        c = Consumer({"bootstrap.servers": ENV["PG_FLINK_KAFKA"], "group.id": unique("g"), "enable.auto.commit": False})
+        c.assign([TopicPartition(out, 0, 0)])
+        last, deadline = None, time.time() + timeout
+        while time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None and m.value():
+                last = json.loads(m.value())["total"]
+            elif m is None and last is not None:
+                break
+        c.close()
+        return last
+
+    produce(1)  # creates the topic
+    # A running count. The source starts at the *latest* offset, so only restored state (offsets
+    # and the count) can make the total continue across a stop/start.
+    params = {"sql": f"INSERT INTO {{{{ctl_kafka.{out}}}}} SELECT k, COUNT(*) AS total FROM {{{{ctl_kafka.{src}}}}} GROUP BY k",
+              "tables": {f"ctl_kafka.{src}": {"columns": [{"name": "k", "type": "STRING"}, {"name": "n", "type": "BIGINT"}],
+                                              "connector_options": {"scan.startup.mode": "latest-offset"}},
+                         f"ctl_kafka.{out}": {"columns": [{"name": "k", "type": "STRING"}, {"name": "total", "type": "BIGINT"}],
+                                             "primary_key": ["k"]}}}
+    db.execute("SELECT * FROM flink.create_pipeline(%s, 'sql', %s, %s)", (name, json.dumps(params), json.dumps({"checkpoint_interval": "2 seconds"})))
+    db.execute("SELECT flink.start(%s)", (name,))
+    db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+    try:
+        time.sleep(5)  # the source has picked its starting offsets
+        produce(5)
+        deadline = time.time() + 60
+        while last_count(10) != 5 and time.time() < deadline:
+            time.sleep(1)
+        assert last_count(10) == 5
+        db.execute("SELECT flink.stop(%s)", (name,))
+        db.execute("SELECT flink.wait(%s, 'stopped', '90 seconds')", (name,))
+        produce(3)  # arrive while the pipeline is stopped
+        db.execute("SELECT flink.start(%s, from_savepoint => 'latest')", (name,))
+        db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
+        deadline = time.time() + 60
+        total = None
+        while time.time() < deadline:
+            total = last_count(10)
+            if total == 8:
+                break
+            time.sleep(1)
+        assert total == 8, f"the count continued from the savepoint (5 + 3), got {total}"
+    finally:
+        cleanup(db, name)
