@@ -185,6 +185,38 @@ def scale(pipelines, seconds):
     }
 
 
+def real_jobs(n, seconds):
+    """n real pipelines running at once (the stack's 4 slots): worker CPU while tracking them."""
+    c = connect()
+    c.execute("DROP EXTENSION IF EXISTS pg_flink CASCADE")
+    c.execute("CREATE EXTENSION pg_flink")
+    c.execute("SELECT * FROM flink.register_cluster('local', %s, %s)", (ENV["PG_FLINK_GATEWAY_URL"], REST))
+    c.execute("SELECT * FROM flink.register_datasource('k', 'kafka', %s)", (json.dumps({"bootstrap_servers": ENV["PG_FLINK_KAFKA"]}),))
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": ENV["PG_FLINK_KAFKA"]})
+    names = ["real_" + uuid.uuid4().hex[:8] for _ in range(n)]
+    for name in names:
+        p.produce(f"{name}_in", b'{"n": 1}')
+    p.flush(10)
+    for name in names:
+        c.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s)", (name, json.dumps({
+            "source": {"datasource": "k", "object": f"{name}_in", "columns": [{"name": "n", "type": "BIGINT"}]},
+            "conditions": [{"column": "n", "op": ">", "value": 0}], "sink": {"datasource": "k", "object": f"{name}_out"}})))
+        c.execute("SELECT flink.start(%s)", (name,))
+    for name in names:
+        c.execute("SELECT flink.wait(%s, 'running', '120 seconds')", (name,))
+    pid = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_flink worker' AND datname = %s", (DB,)).fetchone()[0]
+    cpu0, t0 = worker_cpu_seconds(pid), time.time()
+    time.sleep(seconds)
+    cpu1, t1 = worker_cpu_seconds(pid), time.time()
+    for name in names:
+        c.execute("SELECT flink.stop(%s, with_savepoint => false)", (name,))
+    for name in names:
+        c.execute("SELECT flink.wait(%s, 'stopped', '120 seconds')", (name,))
+    c.close()
+    return {"real_jobs": n, "seconds": round(t1 - t0, 1), "worker_cpu_s_per_s": round((cpu1 - cpu0) / (t1 - t0), 4)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--transitions", type=int, default=50)
@@ -192,7 +224,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=30)
     a = ap.parse_args()
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{os.cpu_count()} cores",
-           "latency": latency(a.transitions), "scale": scale(a.pipelines, a.seconds)}
+           "latency": latency(a.transitions), "real_jobs": real_jobs(4, a.seconds), "scale": scale(a.pipelines, a.seconds)}
     res = HERE / "results"
     res.mkdir(exist_ok=True)
     (res / "control_plane.json").write_text(json.dumps(out, indent=2) + "\n")
