@@ -508,6 +508,7 @@ CREATE TABLE flink.job (
   ended_at         timestamptz,
   savepoint_used   text,
   last_error       text,
+  last_checkpoint_at timestamptz,
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX job_by_pipeline ON flink.job (pipeline, id DESC);
@@ -543,7 +544,8 @@ SELECT pg_catalog.pg_extension_config_dump('flink.savepoint_id_seq', '');
 
 CREATE VIEW flink.jobs AS
   SELECT j.id, j.pipeline, j.pipeline_version, j.script_hash, j.cluster, j.job_name, j.flink_job_id, j.state,
-         j.attempts, j.submitted_at, j.started_at, j.ended_at, j.savepoint_used, j.last_error, j.updated_at
+         j.attempts, j.submitted_at, j.started_at, j.ended_at, j.savepoint_used, j.last_error,
+         j.last_checkpoint_at, j.updated_at
   FROM flink.job j;
 CREATE VIEW flink.job_events AS
   SELECT e.id, e.job_id, e.pipeline, e.at, e.from_state, e.to_state, e.detail FROM flink.job_event e;
@@ -556,6 +558,7 @@ CREATE VIEW flink.pipeline_status AS
          j.flink_job_id, j.pipeline_version AS running_version, p.version AS defined_version,
          CASE WHEN j.state = 'RUNNING' THEN now() - j.started_at END AS uptime,
          GREATEST((SELECT count(*) FROM flink.job x WHERE x.pipeline = p.name AND x.flink_job_id IS NOT NULL) - 1, 0) AS restarts,
+         j.last_checkpoint_at,
          (SELECT max(s.taken_at) FROM flink.savepoint s WHERE s.pipeline = p.name) AS last_savepoint_at,
          j.last_error, p.needs_restart, j.updated_at
   FROM flink.pipeline p
@@ -718,6 +721,10 @@ BEGIN
   END IF;
 END
 $fn$;
+
+CREATE FUNCTION flink._job_checkpoint(job_id bigint, completed_ms bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$ UPDATE flink.job j SET last_checkpoint_at = to_timestamp(completed_ms / 1000.0) WHERE j.id = job_id $fn$;
 
 CREATE FUNCTION flink._job_begin(pipeline text, state text, flink_job_id text, savepoint text) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

@@ -352,6 +352,7 @@ impl Worker<'_> {
             },
             Action::Observe { jid, state } => {
                 let id = it.job_id.ok_or("no job row")?;
+                self.record_checkpoint(it, id, &jid);
                 let error = if state == "FAILED" {
                     self.root_exception(it, &jid)
                 } else {
@@ -377,6 +378,23 @@ impl Worker<'_> {
         }
     }
 
+    /// Details are fetched on change only: the latest completed checkpoint when a job changes
+    /// state (and before it is stopped).
+    fn record_checkpoint(&self, it: &Item, id: i64, jid: &str) {
+        let Some(rest) = it.rest_url.as_deref() else {
+            return;
+        };
+        let Ok(jm) = JobManager::new(rest, self.limits()) else {
+            return;
+        };
+        if let Ok(Some(ms)) = self.rt.block_on(jm.latest_checkpoint_ms(jid)) {
+            let _ = sql_run(
+                "SELECT flink._job_checkpoint($1, $2)",
+                vec![id.into(), ms.into()],
+            );
+        }
+    }
+
     fn root_exception(&self, it: &Item, jid: &str) -> Option<String> {
         let jm = JobManager::new(it.rest_url.as_deref()?, self.limits()).ok()?;
         self.rt.block_on(jm.root_exception(jid)).ok().flatten()
@@ -391,6 +409,7 @@ impl Worker<'_> {
             (Some(t), Some(id)) if t.flink_job_id.as_deref() == Some(jid) => id,
             _ => self.begin(&it.pipeline, "RUNNING", Some(jid), None)?,
         };
+        self.record_checkpoint(it, id, jid);
         self.transition(
             id,
             "STOPPING",

@@ -448,6 +448,9 @@ def test_resume_from_savepoint_continues_the_jobs_state(db):
         assert last_count(10) == 5
         db.execute("SELECT flink.stop(%s)", (name,))
         db.execute("SELECT flink.wait(%s, 'stopped', '90 seconds')", (name,))
+        # Checkpoints every 2 s: the stopped job's last completed checkpoint was recorded.
+        ck = db.execute("SELECT last_checkpoint_at, started_at FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+        assert ck[0] is not None and ck[0] > ck[1]
         produce(3)  # arrive while the pipeline is stopped
         db.execute("SELECT flink.start(%s, from_savepoint => 'latest')", (name,))
         db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))

@@ -425,6 +425,14 @@ impl JobManager {
         self.ep.send(self.ep.http.patch(url)).await.map(|_| ())
     }
 
+    /// When the job's latest checkpoint completed (epoch ms), from `GET /jobs/{id}/checkpoints`.
+    pub async fn latest_checkpoint_ms(&self, jid: &str) -> Result<Option<i64>, RestError> {
+        let v = self.ep.get(&format!("/jobs/{jid}/checkpoints")).await?;
+        Ok(v.pointer("/latest/completed/latest_ack_timestamp")
+            .and_then(Value::as_i64)
+            .filter(|t| *t > 0))
+    }
+
     /// The root exception of a job (`GET /jobs/{id}/exceptions`), if any.
     pub async fn root_exception(&self, jid: &str) -> Result<Option<String>, RestError> {
         let v = self.ep.get(&format!("/jobs/{jid}/exceptions")).await?;
