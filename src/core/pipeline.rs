@@ -830,6 +830,11 @@ impl Ctx<'_> {
         Ok(cols)
     }
 
+    /// The single `source` table of a template (with a processing-time column if asked).
+    fn source(&mut self, t: &TableRef, proctime: bool) -> Result<Vec<Col>, CatalogError> {
+        self.table("params.source", "source", t, Role::Source, None, proctime)
+    }
+
     fn connector(
         &self,
         path: &str,
@@ -1274,14 +1279,7 @@ impl Ctx<'_> {
     // ---------------------------------------------------------------- templates
 
     fn window_aggregate(&mut self, p: &WindowAggregateParams) -> Result<(), CatalogError> {
-        let src = self.table(
-            "params.source",
-            "source",
-            &p.source,
-            Role::Source,
-            None,
-            true,
-        )?;
+        let src = self.source(&p.source, true)?;
         let time_col = p
             .source
             .event_time
@@ -1515,14 +1513,7 @@ impl Ctx<'_> {
     }
 
     fn filter_alert(&mut self, p: &FilterAlertParams) -> Result<(), CatalogError> {
-        let src = self.table(
-            "params.source",
-            "source",
-            &p.source,
-            Role::Source,
-            None,
-            false,
-        )?;
+        let src = self.source(&p.source, false)?;
         let cond = self.conditions(
             "params.conditions",
             &src,
@@ -1709,14 +1700,7 @@ impl Ctx<'_> {
     }
 
     fn cep(&mut self, p: &CepParams) -> Result<(), CatalogError> {
-        let src = self.table(
-            "params.source",
-            "source",
-            &p.source,
-            Role::Source,
-            None,
-            true,
-        )?;
+        let src = self.source(&p.source, true)?;
         let time_col = p
             .source
             .event_time
@@ -1892,14 +1876,7 @@ impl Ctx<'_> {
     }
 
     fn sync(&mut self, p: &SyncParams) -> Result<(), CatalogError> {
-        let src = self.table(
-            "params.source",
-            "source",
-            &p.source,
-            Role::Source,
-            None,
-            false,
-        )?;
+        let src = self.source(&p.source, false)?;
         let mut out = Vec::new();
         let mut select = Vec::new();
         match &p.mapping {
