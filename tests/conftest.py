@@ -1,6 +1,6 @@
 """Fixtures for integration tests against the real local stack (scripts/stack.sh up).
 
-Nothing here is mocked: tests talk to the real PostgreSQL (with pg_flink installed), Flink
+Every test talks to the real PostgreSQL (with pg_flink installed), Flink
 JobManager + SQL Gateway, Kafka, Elasticsearch and MariaDB. A missing service makes tests fail,
 never skip.
 """

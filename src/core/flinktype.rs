@@ -219,7 +219,7 @@ impl Parser<'_> {
             false
         }
     }
-    fn expect(&mut self, c: u8) -> Result<(), String> {
+    fn expect_char(&mut self, c: u8) -> Result<(), String> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -248,7 +248,7 @@ impl Parser<'_> {
             while self.eat(b',') {
                 v.push(self.number()?);
             }
-            self.expect(b')')?;
+            self.expect_char(b')')?;
         }
         Ok(v)
     }
@@ -322,21 +322,21 @@ impl Parser<'_> {
             "TIMESTAMP" => Timestamp(self.one_arg(6)?),
             "TIMESTAMP_LTZ" => TimestampLtz(self.one_arg(6)?),
             "ARRAY" => {
-                self.expect(b'<')?;
+                self.expect_char(b'<')?;
                 let e = self.ty(depth + 1)?;
-                self.expect(b'>')?;
+                self.expect_char(b'>')?;
                 Array(Box::new(e))
             }
             "MAP" => {
-                self.expect(b'<')?;
+                self.expect_char(b'<')?;
                 let k = self.ty(depth + 1)?;
-                self.expect(b',')?;
+                self.expect_char(b',')?;
                 let v = self.ty(depth + 1)?;
-                self.expect(b'>')?;
+                self.expect_char(b'>')?;
                 Map(Box::new(k), Box::new(v))
             }
             "ROW" => {
-                self.expect(b'<')?;
+                self.expect_char(b'<')?;
                 let mut fields = Vec::new();
                 loop {
                     let n = self.ident()?;
@@ -346,7 +346,7 @@ impl Parser<'_> {
                         break;
                     }
                 }
-                self.expect(b'>')?;
+                self.expect_char(b'>')?;
                 Row(fields)
             }
             "" => return Err("empty type".into()),
