@@ -353,7 +353,8 @@ impl Worker<'_> {
             Action::Observe { jid, state } => {
                 let id = it.job_id.ok_or("no job row")?;
                 self.record_checkpoint(it, id, &jid);
-                let error = if state == "FAILED" {
+                // Why a job failed or is restarting: Flink's root exception, fetched on change.
+                let error = if state == "FAILED" || state == "RESTARTING" {
                     self.root_exception(it, &jid)
                 } else {
                     None

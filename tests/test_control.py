@@ -464,3 +464,27 @@ def test_resume_from_savepoint_continues_the_jobs_state(db):
         assert total == 8, f"the count continued from the savepoint (5 + 3), got {total}"
     finally:
         cleanup(db, name)
+
+
+def test_a_restarting_job_shows_why(db):
+    name = unique("ctl_restart")
+    params = {"source": {"datasource": "ctl_kafka", "object": f"{name}_never_created", "columns": [{"name": "n", "type": "BIGINT"}]},
+              "conditions": [{"column": "n", "op": ">", "value": 0}],
+              "sink": {"datasource": "ctl_kafka", "object": f"{name}_out"}}
+    db.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s, %s)", (name, json.dumps(params), json.dumps(
+        {"flink": {"restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": "1000",
+                   "restart-strategy.fixed-delay.delay": "2 s"}})))
+    db.execute("SELECT flink.start(%s)", (name,))
+    try:
+        deadline = time.time() + 90
+        row = None
+        while time.time() < deadline:
+            row = db.execute("SELECT state, last_error FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()
+            if row and row[0] == "RESTARTING" and row[1]:
+                break
+            time.sleep(0.5)
+        assert row and row[0] == "RESTARTING" and "topic" in row[1].lower(), row
+        status = db.execute("SELECT healthy, last_error FROM flink.pipeline_status WHERE pipeline = %s", (name,)).fetchone()
+        assert status[0] is False and status[1]
+    finally:
+        cleanup(db, name)
