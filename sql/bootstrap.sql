@@ -679,14 +679,14 @@ CREATE FUNCTION flink._worker_snapshot() RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT COALESCE(jsonb_agg(jsonb_build_object(
-           'pipeline', p.name, 'version', p.version, 'script_hash', p.script_hash,
+           'pipeline', p.name,
            'desired', ps.desired, 'from_savepoint', ps.from_savepoint,
            'stop_with_savepoint', ps.stop_with_savepoint, 'drain', ps.drain,
            'restart_requested', ps.restart_requested,
            'cluster', c.name, 'gateway_url', c.gateway_url, 'rest_url', c.rest_url,
            'identity', 'pg_flink/' || current_database() || '/' || p.name,
            'job', (SELECT jsonb_build_object('id', j.id, 'flink_job_id', j.flink_job_id, 'state', j.state,
-                                             'version', j.pipeline_version, 'attempts', j.attempts,
+                                             'attempts', j.attempts,
                                              'failed_ago_ms', (extract(epoch FROM now() - j.updated_at) * 1000)::bigint)
                    FROM flink.job j WHERE j.pipeline = p.name ORDER BY j.id DESC LIMIT 1)
          ) ORDER BY p.name), '[]')

@@ -188,7 +188,6 @@ fn parse_item(v: &Value) -> Option<Item> {
         tracked: job.map(|j| Tracked {
             flink_job_id: s(j, "flink_job_id"),
             state: s(j, "state").unwrap_or_default(),
-            version: j.get("version").and_then(Value::as_i64).unwrap_or(0) as i32,
             failed_ago_ms: (s(j, "state").as_deref() == Some("SUBMIT_FAILED")).then(|| {
                 j.get("failed_ago_ms")
                     .and_then(Value::as_i64)
@@ -273,7 +272,7 @@ impl Worker<'_> {
                 it.stop_with_savepoint,
             );
             acted |= action != Action::Nothing;
-            if let Err(e) = self.act(it, action, cluster) {
+            if let Err(e) = self.act(it, action) {
                 warning!("pg_flink worker: pipeline \"{}\": {e}", it.pipeline);
             }
         }
@@ -332,8 +331,7 @@ impl Worker<'_> {
         .ok_or_else(|| "_job_begin returned nothing".to_string())
     }
 
-    fn act(&self, it: &Item, action: Action, cluster: &[OverviewJob]) -> Result<(), String> {
-        let _ = cluster;
+    fn act(&self, it: &Item, action: Action) -> Result<(), String> {
         match action {
             Action::Nothing => Ok(()),
             Action::Submit => self.submit(it, it.from_savepoint.as_deref()),
@@ -428,13 +426,7 @@ impl Worker<'_> {
                     .transition(id, "STOPPED", None, Some("cancelled"), None)
                     .map(|_| None),
                 Err(e) => {
-                    self.transition(
-                        id,
-                        "RUNNING",
-                        None,
-                        None,
-                        Some(&format!("cancel failed: {e}")),
-                    )?;
+                    self.stop_failed(id, &format!("cancel failed: {e}"))?;
                     Err(e.to_string())
                 }
             };
@@ -442,13 +434,7 @@ impl Worker<'_> {
         let trigger = match self.rt.block_on(jm.stop_with_savepoint(jid, it.drain)) {
             Ok(t) => t,
             Err(e) => {
-                self.transition(
-                    id,
-                    "RUNNING",
-                    None,
-                    None,
-                    Some(&format!("stop with savepoint failed: {e}")),
-                )?;
+                self.stop_failed(id, &format!("stop with savepoint failed: {e}"))?;
                 return Err(e.to_string());
             }
         };
@@ -476,27 +462,20 @@ impl Worker<'_> {
                     std::thread::sleep(Duration::from_millis(300))
                 }
                 Ok(None) => {
-                    self.transition(
-                        id,
-                        "RUNNING",
-                        None,
-                        None,
-                        Some("stop with savepoint did not complete within 60 s"),
-                    )?;
+                    self.stop_failed(id, "stop with savepoint did not complete within 60 s")?;
                     return Err("savepoint timeout".into());
                 }
                 Err(e) => {
-                    self.transition(
-                        id,
-                        "RUNNING",
-                        None,
-                        None,
-                        Some(&format!("savepoint failed: {e}")),
-                    )?;
+                    self.stop_failed(id, &format!("savepoint failed: {e}"))?;
                     return Err(e.to_string());
                 }
             }
         }
+    }
+
+    /// A stop that did not happen: the job runs on, with the reason recorded.
+    fn stop_failed(&self, id: i64, why: &str) -> Result<(), String> {
+        self.transition(id, "RUNNING", None, None, Some(why))
     }
 
     fn submit(&self, it: &Item, savepoint: Option<&str>) -> Result<(), String> {

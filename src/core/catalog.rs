@@ -223,9 +223,19 @@ fn invalid(
     what: impl std::fmt::Display,
     hint: impl Into<String>,
 ) -> CatalogError {
+    invalid_for(&format!("datasource \"{ds}\""), key, what, hint)
+}
+
+/// An invalid option of `owner` (`datasource "x"`, `cluster "y"`).
+fn invalid_for(
+    owner: &str,
+    key: &str,
+    what: impl std::fmt::Display,
+    hint: impl Into<String>,
+) -> CatalogError {
     CatalogError {
         class: ErrorClass::InvalidParameter,
-        message: format!("datasource \"{ds}\": option \"{key}\" {what}"),
+        message: format!("{owner}: option \"{key}\" {what}"),
         hint: hint.into(),
     }
 }
@@ -338,6 +348,7 @@ pub fn validate(
         }
     };
 
+    let owner = format!("datasource \"{ds}\"");
     let mut out = Map::new();
     for (key, value) in opts {
         let Some(s) = spec.iter().find(|s| s.key == key) else {
@@ -355,7 +366,7 @@ pub fn validate(
                 ),
             });
         }
-        out.insert(key.clone(), check_value(ds, s, value)?);
+        out.insert(key.clone(), check_value(&owner, s, value)?);
     }
     for s in spec.iter().filter(|s| !s.secret) {
         if out.contains_key(s.key) {
@@ -496,25 +507,26 @@ pub fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> {
+/// Checks one option value; errors are worded for `owner` (`datasource "x"`, `cluster "y"`).
+fn check_value(owner: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> {
     let key = s.key;
     let want_string = |v: &Value| -> Result<String, CatalogError> {
         match v {
-            Value::String(x) if x.trim().is_empty() => Err(invalid(
-                ds,
+            Value::String(x) if x.trim().is_empty() => Err(invalid_for(
+                owner,
                 key,
                 "must not be empty",
                 format!("Give {}.", s.doc),
             )),
-            Value::String(x) if x.len() > MAX_VALUE => Err(invalid(
-                ds,
+            Value::String(x) if x.len() > MAX_VALUE => Err(invalid_for(
+                owner,
                 key,
                 format!("is longer than {MAX_VALUE} bytes"),
                 "Shorten the value.",
             )),
             Value::String(x) => Ok(x.clone()),
-            other => Err(invalid(
-                ds,
+            other => Err(invalid_for(
+                owner,
                 key,
                 format!("must be a string, not {}", json_type(other)),
                 format!("Give {} as a JSON string.", s.doc),
@@ -532,14 +544,14 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
             };
             match n {
                 Some(n) if (min..=max).contains(&n) => Ok(Value::from(n)),
-                Some(n) => Err(invalid(
-                    ds,
+                Some(n) => Err(invalid_for(
+                    owner,
                     key,
                     format!("must be between {min} and {max}, got {n}"),
                     format!("Give {}.", s.doc),
                 )),
-                None => Err(invalid(
-                    ds,
+                None => Err(invalid_for(
+                    owner,
                     key,
                     format!("must be an integer, not {}", json_type(v)),
                     format!("Give {} as a number.", s.doc),
@@ -548,8 +560,8 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
         }
         OptType::Bool => match v {
             Value::Bool(b) => Ok(Value::Bool(*b)),
-            other => Err(invalid(
-                ds,
+            other => Err(invalid_for(
+                owner,
                 key,
                 format!("must be true or false, not {}", json_type(other)),
                 "Use a JSON boolean.",
@@ -559,8 +571,8 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
             let x = want_string(v)?;
             match allowed.iter().find(|a| a.eq_ignore_ascii_case(&x)) {
                 Some(a) => Ok(Value::String(a.to_string())),
-                None => Err(invalid(
-                    ds,
+                None => Err(invalid_for(
+                    owner,
                     key,
                     format!(
                         "must be one of {}, got \"{}\"",
@@ -578,8 +590,8 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
             let x = want_string(v)?;
             for part in x.split(',') {
                 parse_host_port(part.trim()).map_err(|why| {
-                    invalid(
-                        ds,
+                    invalid_for(
+                        owner,
                         key,
                         format!("has a malformed broker \"{}\": {why}", shorten(part.trim())),
                         "Use host:port[,host:port], e.g. 127.0.0.1:9092.",
@@ -593,23 +605,23 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
         OptType::Host => {
             let x = want_string(v)?;
             if !valid_host(x.trim()) {
-                return Err(invalid(ds, key, format!("is not a host name or IP address: \"{}\"", shorten(&x)), "Give a host without scheme or port, e.g. 127.0.0.1; the port is a separate option."));
+                return Err(invalid_for(owner, key, format!("is not a host name or IP address: \"{}\"", shorten(&x)), "Give a host without scheme or port, e.g. 127.0.0.1; the port is a separate option."));
             }
             Ok(Value::String(x.trim().to_string()))
         }
         OptType::Url => {
             let x = want_string(v)?;
             let u = crate::core::urls::parse_base_url(&x).map_err(|e| {
-                invalid(
-                    ds,
+                invalid_for(
+                    owner,
                     key,
                     format!("is not a valid URL: {}", e.0),
                     "Use http(s)://host:port, e.g. http://127.0.0.1:9200.",
                 )
             })?;
             if !u.username().is_empty() || u.password().is_some() {
-                return Err(invalid(
-                    ds,
+                return Err(invalid_for(
+                    owner,
                     key,
                     "must not contain credentials",
                     "Put the user in \"username\" and the password in secrets.",
@@ -621,8 +633,8 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
             Value::Object(m) => {
                 for (k, val) in m {
                     if !val.is_string() {
-                        return Err(invalid(
-                            ds,
+                        return Err(invalid_for(
+                            owner,
                             key,
                             format!(
                                 "entry \"{}\" must be a string, not {}",
@@ -634,8 +646,8 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
                     }
                     let lk = k.to_ascii_lowercase();
                     if lk.contains("password") || lk.contains("secret") || lk.contains("jaas") {
-                        return Err(invalid(
-                            ds,
+                        return Err(invalid_for(
+                            owner,
                             key,
                             format!("entry \"{}\" looks like a secret", shorten(k)),
                             "Secrets go in the secrets argument, never in options.",
@@ -644,8 +656,8 @@ fn check_value(ds: &str, s: &OptSpec, v: &Value) -> Result<Value, CatalogError> 
                 }
                 Ok(v.clone())
             }
-            other => Err(invalid(
-                ds,
+            other => Err(invalid_for(
+                owner,
                 key,
                 format!("must be a JSON object, not {}", json_type(other)),
                 "Give client properties as {\"name\": \"value\"}.",
@@ -769,10 +781,7 @@ pub fn validate_cluster_options(
                 hint,
             });
         };
-        let checked = check_value(name, s, v).map_err(|mut e| {
-            e.message = e.message.replacen("datasource", "cluster", 1);
-            e
-        })?;
+        let checked = check_value(&format!("cluster \"{name}\""), s, v)?;
         out.insert(k.clone(), checked);
     }
     for s in SPEC {

@@ -48,7 +48,6 @@ pub struct Tracked {
     pub flink_job_id: Option<String>,
     /// pg_flink's state: SUBMITTING, a Flink state, STOPPING, STOPPED, LOST, SUBMIT_FAILED.
     pub state: String,
-    pub version: i32,
     /// Milliseconds since the last failed submission, when the last attempt failed.
     pub failed_ago_ms: Option<u64>,
     pub attempts: u32,
@@ -210,7 +209,6 @@ mod tests {
         Tracked {
             flink_job_id: jid.map(str::to_string),
             state: state.into(),
-            version: 1,
             failed_ago_ms: None,
             attempts: 0,
         }

@@ -815,7 +815,7 @@ impl Ctx<'_> {
                 ));
             }
         }
-        let with = self.connector(path, name, &ds, t, role)?;
+        let with = self.connector(path, &ds, t, role)?;
         let _ = writeln!(
             self.out,
             "CREATE TEMPORARY TABLE {} (\n{}\n) WITH (",
@@ -838,7 +838,6 @@ impl Ctx<'_> {
     fn connector(
         &self,
         path: &str,
-        table: &str,
         ds: &DatasourceInfo,
         t: &TableRef,
         role: Role,
@@ -1025,7 +1024,6 @@ impl Ctx<'_> {
             w.retain(|(key, _)| key != k);
             w.push((k.clone(), v.clone()));
         }
-        let _ = table;
         Ok(w)
     }
 
@@ -1278,6 +1276,40 @@ impl Ctx<'_> {
 
     // ---------------------------------------------------------------- templates
 
+    /// The step (`slide` of HOP, `step` of CUMULATE) and size of a window; size must be a
+    /// multiple of the step.
+    fn window_step(
+        &self,
+        p: &WindowAggregateParams,
+        step: &Option<String>,
+        name: &str,
+    ) -> Result<(Interval, Interval), CatalogError> {
+        let required = |f: &Option<String>, field: &str| -> Result<Interval, CatalogError> {
+            match f {
+                Some(s) => self.interval(&format!("params.window.{field}"), s),
+                None => Err(self.bad(
+                    &format!("params.window.{field}"),
+                    format!("is required for a {} window", p.window.kind),
+                    "See docs/pipelines.md for window types.",
+                )),
+            }
+        };
+        let (st, sz) = (required(step, name)?, required(&p.window.size, "size")?);
+        if sz.millis % st.millis != 0 {
+            let example = if name == "slide" {
+                "E.g. size '10 minutes' with slide '1 minute'."
+            } else {
+                "E.g. size '1 hour' with step '10 minutes'."
+            };
+            return Err(self.bad(
+                "params.window.size",
+                format!("must be a multiple of {name}"),
+                example,
+            ));
+        }
+        Ok((st, sz))
+    }
+
     fn window_aggregate(&mut self, p: &WindowAggregateParams) -> Result<(), CatalogError> {
         let src = self.source(&p.source, true)?;
         let time_col = p
@@ -1309,17 +1341,7 @@ impl Ctx<'_> {
                 size(self, &p.window.size, "size")?.sql()
             ),
             "hop" => {
-                let (sl, sz) = (
-                    size(self, &p.window.slide, "slide")?,
-                    size(self, &p.window.size, "size")?,
-                );
-                if sz.millis % sl.millis != 0 {
-                    return Err(self.bad(
-                        "params.window.size",
-                        "must be a multiple of slide",
-                        "E.g. size '10 minutes' with slide '1 minute'.",
-                    ));
-                }
+                let (sl, sz) = self.window_step(p, &p.window.slide, "slide")?;
                 format!(
                     "HOP(TABLE `source`, DESCRIPTOR({}), {}, {})",
                     ident(&time_col),
@@ -1328,17 +1350,7 @@ impl Ctx<'_> {
                 )
             }
             "cumulate" => {
-                let (st, sz) = (
-                    size(self, &p.window.step, "step")?,
-                    size(self, &p.window.size, "size")?,
-                );
-                if sz.millis % st.millis != 0 {
-                    return Err(self.bad(
-                        "params.window.size",
-                        "must be a multiple of step",
-                        "E.g. size '1 hour' with step '10 minutes'.",
-                    ));
-                }
+                let (st, sz) = self.window_step(p, &p.window.step, "step")?;
                 format!(
                     "CUMULATE(TABLE `source`, DESCRIPTOR({}), {}, {})",
                     ident(&time_col),

@@ -80,19 +80,6 @@ pub enum RestError {
     Statement { root_cause: String, trace: String },
 }
 
-impl RestError {
-    pub fn service(&self) -> Option<Service> {
-        match self {
-            RestError::BadUrl { service, .. }
-            | RestError::Unreachable { service, .. }
-            | RestError::Timeout { service, .. }
-            | RestError::Status { service, .. }
-            | RestError::Decode { service, .. } => Some(*service),
-            RestError::Statement { .. } => Some(Service::SqlGateway),
-        }
-    }
-}
-
 /// Shared HTTP plumbing: one reqwest client, the base URL, error mapping.
 #[derive(Debug, Clone)]
 struct Endpoint {
@@ -551,16 +538,6 @@ impl Gateway {
     pub async fn close_session(&self, session: &str) -> Result<(), RestError> {
         self.ep
             .delete(&format!("/v3/sessions/{session}"))
-            .await
-            .map(|_| ())
-    }
-
-    pub async fn heartbeat(&self, session: &str) -> Result<(), RestError> {
-        self.ep
-            .post(
-                &format!("/v3/sessions/{session}/heartbeat"),
-                &Value::Object(Default::default()),
-            )
             .await
             .map(|_| ())
     }
