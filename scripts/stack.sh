@@ -203,6 +203,10 @@ EOF
     echo "$conf_new" >"$PGDATA/pg_flink_stack.conf"; chown postgres:postgres "$PGDATA/pg_flink_stack.conf"
     EXTENSION_CHANGED=1
   fi
+  # The library Postgres has loaded (preloaded by the postmaster) vs the installed one: a
+  # manual `cargo pgrx install` between two `up`s is noticed too.
+  local so_now; so_now=$(md5sum /usr/lib/postgresql/15/lib/pg_flink.so 2>/dev/null | cut -d' ' -f1 || true)
+  [ "$(cat "$RUN/pg_flink.so.loaded" 2>/dev/null)" = "$so_now" ] || EXTENSION_CHANGED=1
   if pid_alive "$PGDATA/postmaster.pid"; then
     if [ "${EXTENSION_CHANGED:-0}" = 1 ]; then
       log "postgres: restarting to load the rebuilt extension / new settings"
@@ -213,6 +217,7 @@ EOF
     touch "$logf"; chown postgres:postgres "$logf"
     pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$logf" -w -t 60 start >/dev/null || die "postgres failed to start (log: $logf)"
   fi
+  echo "$so_now" >"$RUN/pg_flink.so.loaded"
   wait_until postgres 60 "$logf" pg_healthy
   head -n1 "$PGDATA/postmaster.pid" >"$PIDS/postgres.pid"
   local db

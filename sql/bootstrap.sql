@@ -797,3 +797,10 @@ GRANT SELECT ON flink.job TO flink_reader;
 -- render() runs as the caller: readers see masked scripts; it needs these two helpers.
 GRANT EXECUTE ON FUNCTION flink.render(text, boolean), flink._catalog_json(boolean),
   flink._pipeline_render(text, text, jsonb, jsonb, jsonb, text, integer) TO flink_reader;
+
+-- ------------------------------------------------------------------------------------------
+-- Foreign-data wrappers (docs/kafka-fdw.md, docs/elasticsearch-fdw.md)
+-- ------------------------------------------------------------------------------------------
+CREATE FOREIGN DATA WRAPPER pg_flink_kafka
+  HANDLER flink.kafka_fdw_handler VALIDATOR flink.kafka_fdw_validator;
+COMMENT ON FOREIGN DATA WRAPPER pg_flink_kafka IS 'pg_flink: Kafka topics as foreign tables (bounded snapshots, INSERT produces)';

@@ -15,6 +15,7 @@ pub mod block;
 pub mod core;
 pub mod errors;
 pub mod gucs;
+pub mod fdw;
 pub mod worker;
 
 ::pgrx::pg_module_magic!();

@@ -3,3 +3,4 @@ pub mod catalog;
 pub mod gateway;
 pub mod health;
 pub mod pipeline;
+pub mod fdw;

@@ -46,7 +46,7 @@ pub struct Described {
 }
 
 impl Source {
-    fn opt_str(&self, k: &str) -> &str {
+    pub(crate) fn opt_str(&self, k: &str) -> &str {
         self.options.get(k).and_then(Value::as_str).unwrap_or("")
     }
     fn opt_int(&self, k: &str, default: i64) -> i64 {
@@ -62,7 +62,7 @@ impl Source {
         Duration::from_millis(self.opt_int("timeout_ms", 10_000).max(100) as u64)
     }
 
-    fn err(&self, kind: SourceErrorKind, msg: impl std::fmt::Display) -> SourceError {
+    pub(crate) fn err(&self, kind: SourceErrorKind, msg: impl std::fmt::Display) -> SourceError {
         SourceError {
             kind,
             message: scrub(
@@ -431,7 +431,7 @@ impl Source {
 
     // ---------------------------------------------------------------- Kafka
 
-    fn kafka_config(&self) -> rdkafka::ClientConfig {
+    pub(crate) fn kafka_config(&self) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", self.opt_str("bootstrap_servers"))
             .set("security.protocol", self.opt_str("security_protocol"))
@@ -469,7 +469,7 @@ impl Source {
 
     /// Runs blocking librdkafka work off the backend's thread, so the caller can still react
     /// to query cancel; the work itself is bounded by timeout_ms.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {

@@ -1,0 +1,22 @@
+//! SQL entry points of the foreign-data wrappers (handlers and validators).
+use pgrx::prelude::*;
+
+
+#[pg_schema]
+mod flink {
+    use crate::fdw::glue;
+    use crate::fdw::kafka::KafkaFdw;
+    use pgrx::prelude::*;
+
+    /// FDW handler of `pg_flink_kafka`.
+    #[pg_extern(name = "kafka_fdw_handler")]
+    fn kafka_fdw_handler() -> supabase_wrappers::FdwRoutine {
+        glue::routine::<KafkaFdw>()
+    }
+
+    /// Option validator of `pg_flink_kafka`.
+    #[pg_extern(name = "kafka_fdw_validator")]
+    fn kafka_fdw_validator(options: Vec<Option<String>>, catalog: Option<pg_sys::Oid>) {
+        glue::validate::<KafkaFdw>(options, catalog)
+    }
+}

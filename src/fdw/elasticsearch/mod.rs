@@ -1,0 +1,1 @@
+//! `pg_flink_elasticsearch`: Elasticsearch indexes as foreign tables (work in progress).

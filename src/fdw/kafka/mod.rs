@@ -1,0 +1,247 @@
+//! `pg_flink_kafka`: Kafka topics as foreign tables.
+//!
+//! A scan is a bounded snapshot: every partition is read from its lower bound to the high
+//! watermark taken when the scan starts, by assignment (no consumer-group join, no offset
+//! commits). `_partition`, `_offset` and `_timestamp` conditions narrow the ranges (timestamps
+//! through offsets-for-times). INSERT produces messages and waits for their delivery.
+pub mod plan;
+mod scan;
+
+use crate::core::catalog::Kind;
+use crate::core::sources::Source;
+use crate::fdw::cond::{Cond, Request};
+use crate::fdw::{
+    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind, Scan, Ship,
+    TableDef, Wrapper,
+};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+use serde_json::Value;
+
+pub use scan::{KafkaModify, KafkaScan};
+
+/// Errors of the Kafka wrapper; each becomes an ErrorReport with its SQLSTATE and a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaFdwError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("foreign table {table}: topic \"{topic}\" does not exist")]
+    TopicMissing { table: String, topic: String },
+    #[error("{0}")]
+    Timeout(String),
+    #[error("foreign table {table}: topic \"{topic}\" partition {partition} offset {offset}: {message}")]
+    Decode { table: String, topic: String, partition: i32, offset: i64, message: String },
+    #[error("{0}")]
+    Delivery(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Remote(String),
+}
+
+impl From<KafkaFdwError> for ErrorReport {
+    fn from(e: KafkaFdwError) -> ErrorReport {
+        let (code, hint) = match &e {
+            KafkaFdwError::Unreachable(_) => (
+                PgSqlErrorCode::ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+                "Check that the brokers are up (scripts/stack.sh status) and the server's brokers/datasource option.",
+            ),
+            KafkaFdwError::TopicMissing { .. } => (
+                PgSqlErrorCode::ERRCODE_FDW_TABLE_NOT_FOUND,
+                "Check the table's topic option; IMPORT FOREIGN SCHEMA lists the topics that exist.",
+            ),
+            KafkaFdwError::Timeout(_) => (
+                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                "The brokers stopped answering; check them, or raise the timeout_ms option.",
+            ),
+            KafkaFdwError::Decode { .. } => (
+                PgSqlErrorCode::ERRCODE_FDW_INVALID_DATA_TYPE,
+                "The table has on_error 'error'; use on_error 'null' (default) to read such messages with _error set, or 'skip' to leave them out.",
+            ),
+            KafkaFdwError::Delivery(_) => (
+                PgSqlErrorCode::ERRCODE_FDW_ERROR,
+                "Kafka refused or did not confirm the messages; nothing was retried. Check the topic and the brokers.",
+            ),
+            KafkaFdwError::Config(_) => (
+                PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+                "Fix the server, user mapping or table options (see docs/kafka-fdw.md).",
+            ),
+            KafkaFdwError::Remote(_) => (PgSqlErrorCode::ERRCODE_FDW_ERROR, "See the Kafka broker logs."),
+        };
+        fdw_error(code, e.to_string(), hint)
+    }
+}
+
+pub struct KafkaFdw;
+
+const SERVER_OPTS: &[(&str, OptKind)] = &[
+    ("datasource", OptKind::Text),
+    ("brokers", OptKind::Text),
+    ("security_protocol", OptKind::OneOf(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])),
+    ("sasl_mechanism", OptKind::OneOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])),
+    ("timeout_ms", OptKind::Positive),
+    ("batch_size", OptKind::Positive),
+];
+const USER_OPTS: &[(&str, OptKind)] = &[("sasl_username", OptKind::Text), ("sasl_password", OptKind::Text)];
+const TABLE_OPTS: &[(&str, OptKind)] = &[
+    ("topic", OptKind::Text),
+    ("format", OptKind::OneOf(&["json", "text", "csv"])),
+    ("batch_size", OptKind::Positive),
+    ("timeout_ms", OptKind::Positive),
+    ("on_error", OptKind::OneOf(&["null", "error", "skip"])),
+];
+const COLUMN_OPTS: &[(&str, OptKind)] = &[("path", OptKind::Text), ("index", OptKind::Positive)];
+
+/// The Kafka connection of a table's server: a catalog datasource, or explicit brokers.
+pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
+    let mut src = if let Some(ds) = t.server_opts.get("datasource") {
+        let s = glue::datasource(t, ds)?;
+        if s.kind != Kind::Kafka {
+            return Err(KafkaFdwError::Config(format!(
+                "foreign server \"{}\": datasource \"{ds}\" is of kind {}, not kafka",
+                t.server,
+                s.kind.as_str()
+            ))
+            .into());
+        }
+        s
+    } else if let Some(brokers) = t.server_opts.get("brokers") {
+        let mut options = serde_json::Map::new();
+        options.insert("bootstrap_servers".into(), Value::from(brokers.as_str()));
+        options.insert(
+            "security_protocol".into(),
+            Value::from(t.server_opts.get("security_protocol").map(String::as_str).unwrap_or("PLAINTEXT")),
+        );
+        if let Some(m) = t.server_opts.get("sasl_mechanism") {
+            options.insert("sasl_mechanism".into(), Value::from(m.as_str()));
+        }
+        if let Some(u) = t.user_opts.get("sasl_username") {
+            options.insert("sasl_username".into(), Value::from(u.as_str()));
+        }
+        let mut secrets = serde_json::Map::new();
+        if let Some(p) = t.user_opts.get("sasl_password") {
+            secrets.insert("sasl_password".into(), Value::from(p.as_str()));
+        }
+        Source { name: t.server.clone(), kind: Kind::Kafka, options, secrets }
+    } else {
+        return Err(KafkaFdwError::Config(format!(
+            "foreign server \"{}\" needs option datasource or brokers",
+            t.server
+        ))
+        .into());
+    };
+    if let Some(ms) = t.opt("timeout_ms").and_then(|v| v.parse::<i64>().ok()) {
+        src.options.insert("timeout_ms".into(), Value::from(ms));
+    }
+    Ok(src)
+}
+
+pub(crate) fn topic(t: &TableDef) -> Result<String, ErrorReport> {
+    t.table_opts.get("topic").cloned().ok_or_else(|| {
+        KafkaFdwError::Config(format!("foreign table {} needs option topic", t.name)).into()
+    })
+}
+
+impl Wrapper for KafkaFdw {
+    const LABEL: &'static str = "Kafka";
+    const UPDATABLE: bool = false;
+
+    fn ship(table: &TableDef, cond: &Cond) -> Ship {
+        plan::ship(&plan::MetaCols::of(table), cond)
+    }
+
+    fn sort_exact(_table: &TableDef, _col: &ColDef) -> bool {
+        false
+    }
+
+    fn begin_scan(table: TableDef, req: Request, explain_only: bool) -> Result<Box<dyn Scan>, ErrorReport> {
+        Ok(Box::new(KafkaScan::new(table, req, explain_only)?))
+    }
+
+    fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport> {
+        Ok(Box::new(KafkaModify::new(table)?))
+    }
+
+    fn import(server: &TableDef, _remote_schema: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<ImportTable>, ErrorReport> {
+        let src = source(server)?;
+        let sample = server
+            .table_opts
+            .get("sample_size")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(100)
+            .clamp(1, 100_000);
+        let topics = scan::list_topics(&src)?;
+        let mut out = vec![];
+        for t in topics.into_iter().filter(|t| keep(t)) {
+            let described = crate::block::run(src.describe(&t, sample));
+            let mut columns = vec![
+                ImportColumn { name: "_partition".into(), sql_type: "integer".into(), options: vec![] },
+                ImportColumn { name: "_offset".into(), sql_type: "bigint".into(), options: vec![] },
+                ImportColumn { name: "_timestamp".into(), sql_type: "timestamptz".into(), options: vec![] },
+                ImportColumn { name: "_key".into(), sql_type: "text".into(), options: vec![] },
+                ImportColumn { name: "_headers".into(), sql_type: "jsonb".into(), options: vec![] },
+            ];
+            match described {
+                Ok(d) => {
+                    for c in d.columns {
+                        let ty = crate::fdw::value::pg_type_for_flink(c.flink_type.as_deref().unwrap_or("STRING"));
+                        let (name, options) = if c.name.starts_with('_') {
+                            (format!("value{}", c.name), vec![("path".to_string(), format!("/{}", c.name.replace('~', "~0").replace('/', "~1")))])
+                        } else {
+                            (c.name.clone(), vec![])
+                        };
+                        columns.push(ImportColumn { name, sql_type: ty, options });
+                    }
+                }
+                // No JSON sample (empty topic, text payloads): the whole value as text.
+                Err(_) => columns.push(ImportColumn { name: "_value".into(), sql_type: "text".into(), options: vec![] }),
+            }
+            columns.push(ImportColumn { name: "_error".into(), sql_type: "text".into(), options: vec![] });
+            out.push(ImportTable { name: t.clone(), columns, options: vec![("topic".into(), t)] });
+        }
+        Ok(out)
+    }
+
+    fn validate(class: OptClass, opts: &[(String, String)]) -> Result<(), ErrorReport> {
+        let (what, allowed) = match class {
+            OptClass::Wrapper => ("foreign-data wrapper", &[][..]),
+            OptClass::Server => ("server", SERVER_OPTS),
+            OptClass::UserMapping => ("user mapping", USER_OPTS),
+            OptClass::Table => ("foreign table", TABLE_OPTS),
+            OptClass::Column => ("column", COLUMN_OPTS),
+        };
+        check_options(what, opts, allowed)?;
+        if class == OptClass::Server
+            && !opts.iter().any(|(k, _)| k == "datasource" || k == "brokers")
+        {
+            return Err(KafkaFdwError::Config("a pg_flink_kafka server needs option datasource or brokers".into()).into());
+        }
+        if class == OptClass::Server && opts.iter().any(|(k, _)| k == "datasource") && opts.iter().any(|(k, _)| k == "brokers") {
+            return Err(KafkaFdwError::Config("give either datasource or brokers, not both".into()).into());
+        }
+        if class == OptClass::Table && !opts.iter().any(|(k, _)| k == "topic") {
+            return Err(KafkaFdwError::Config("a pg_flink_kafka foreign table needs option topic".into()).into());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn decode_error(t: &TableDef, topic: &str, partition: i32, offset: i64, message: String) -> ErrorReport {
+    KafkaFdwError::Decode { table: t.name.clone(), topic: topic.to_string(), partition, offset, message }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_options_are_checked() {
+        let o = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert!(KafkaFdw::validate(OptClass::Server, &o(&[("brokers", "127.0.0.1:9092")])).is_ok());
+        assert!(KafkaFdw::validate(OptClass::Server, &o(&[])).is_err());
+        assert!(KafkaFdw::validate(OptClass::Server, &o(&[("brokers", "x"), ("datasource", "y")])).is_err());
+        assert!(KafkaFdw::validate(OptClass::Table, &o(&[("format", "json")])).is_err());
+        assert!(KafkaFdw::validate(OptClass::Table, &o(&[("topic", "t"), ("on_error", "maybe")])).is_err());
+        assert!(KafkaFdw::validate(OptClass::Column, &o(&[("path", "/a/b")])).is_ok());
+    }
+}

@@ -1,0 +1,529 @@
+//! Reading (bounded snapshots) and writing (produce + confirm) Kafka topics.
+use super::plan::{self, Bounds, ColKind, Format, MetaCols, Msg, OnError};
+use super::{decode_error, source, topic, KafkaFdwError};
+use crate::core::sources::Source;
+use crate::fdw::cond::Request;
+use crate::fdw::value::Val;
+use crate::fdw::{int_opt, Modify, Scan, TableDef};
+use pgrx::pg_sys::panic::ErrorReport;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// The offsets of one partition a scan reads: `[start, end)`.
+#[derive(Debug, Clone)]
+struct Range {
+    partition: i32,
+    start: i64,
+    end: i64,
+    done: bool,
+}
+
+pub struct KafkaScan {
+    table: TableDef,
+    topic: String,
+    src: Source,
+    req: Request,
+    cols: Vec<ColKind>,
+    format: Format,
+    on_error: OnError,
+    timeout: Duration,
+    consumer: Option<BaseConsumer>,
+    ranges: Vec<Range>,
+    open: usize,
+    last_progress: Instant,
+    fetched: u64,
+    returned: u64,
+    skipped: u64,
+    started: bool,
+}
+
+fn unreachable(src: &Source, e: impl std::fmt::Display) -> KafkaFdwError {
+    KafkaFdwError::Unreachable(format!(
+        "cannot reach Kafka at {}: {e}",
+        src.opt_str("bootstrap_servers")
+    ))
+}
+
+/// Topic names of the cluster (no internal `__` topics), sorted.
+pub(crate) fn list_topics(src: &Source) -> Result<Vec<String>, ErrorReport> {
+    let cfg = src.kafka_config();
+    let s2 = src.clone();
+    let r = crate::block::run(src.blocking(move || {
+        let c: BaseConsumer = cfg.create().map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
+        let md = c
+            .fetch_metadata(None, s2.timeout())
+            .map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
+        let mut t: Vec<String> = md.topics().iter().map(|t| t.name().to_string()).filter(|n| !n.starts_with("__")).collect();
+        t.sort();
+        Ok(t)
+    }));
+    r.map_err(|e| KafkaFdwError::Unreachable(e.message).into())
+}
+
+/// Everything the start of a scan learns from the brokers.
+struct Started {
+    consumer: BaseConsumer,
+    ranges: Vec<Range>,
+}
+
+impl KafkaScan {
+    pub fn new(table: TableDef, req: Request, explain_only: bool) -> Result<KafkaScan, ErrorReport> {
+        let src = source(&table)?;
+        let topic = topic(&table)?;
+        let kinds = plan::col_kinds(&table);
+        let cols = req
+            .wanted
+            .iter()
+            .map(|a| kinds.iter().find(|(n, _)| n == a).map(|(_, k)| k.clone()).unwrap_or(ColKind::Error))
+            .collect();
+        let mut s = KafkaScan {
+            format: Format::parse(table.opt("format")),
+            on_error: OnError::parse(table.opt("on_error")),
+            timeout: src.timeout(),
+            table,
+            topic,
+            src,
+            req,
+            cols,
+            consumer: None,
+            ranges: vec![],
+            open: 0,
+            last_progress: Instant::now(),
+            fetched: 0,
+            returned: 0,
+            skipped: 0,
+            started: false,
+        };
+        if !explain_only {
+            s.start()?;
+        }
+        Ok(s)
+    }
+
+    /// Resolves per-partition ranges (metadata, watermarks, offsets-for-times) and assigns
+    /// the partitions to read. Runs off the backend thread so Ctrl-C stays responsive.
+    fn start(&mut self) -> Result<(), ErrorReport> {
+        self.consumer = None;
+        let mut cfg = self.src.kafka_config();
+        cfg.set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.message.max.bytes", (int_opt(&self.table, "batch_size", 1_048_576)).to_string());
+        let src = self.src.clone();
+        let topic = self.topic.clone();
+        let conds = self.req.conds.clone();
+        let meta = MetaCols::of(&self.table);
+        let table_name = self.table.name.clone();
+        let started = crate::block::run(self.src.blocking(move || {
+            Ok(start_blocking(&src, cfg, &topic, &table_name, &conds, &meta))
+        }));
+        let started = match started {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(KafkaFdwError::Timeout(e.message).into()),
+        };
+        self.open = started.ranges.iter().filter(|r| !r.done).count();
+        self.ranges = started.ranges;
+        self.consumer = Some(started.consumer);
+        self.last_progress = Instant::now();
+        self.fetched = 0;
+        self.returned = 0;
+        self.skipped = 0;
+        self.started = true;
+        Ok(())
+    }
+}
+
+fn start_blocking(
+    src: &Source,
+    cfg: rdkafka::ClientConfig,
+    topic: &str,
+    table: &str,
+    conds: &[crate::fdw::cond::Cond],
+    meta: &MetaCols,
+) -> Result<Started, KafkaFdwError> {
+    let deadline = Instant::now() + src.timeout();
+    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+    let consumer: BaseConsumer = cfg.create().map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?;
+    let md = consumer.fetch_metadata(Some(topic), left()).map_err(|e| unreachable(src, e))?;
+    let t = md.topics().iter().find(|t| t.name() == topic);
+    let Some(t) = t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) else {
+        return Err(KafkaFdwError::TopicMissing { table: table.to_string(), topic: topic.to_string() });
+    };
+    let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    parts.sort();
+    let mut ranges = vec![];
+    let mut wanted: Vec<(i32, Bounds)> = vec![];
+    for p in parts {
+        let b = plan::partition_bounds(meta, conds, p);
+        if !b.empty {
+            wanted.push((p, b));
+        }
+    }
+    // Offsets for timestamp bounds, one request per bound side.
+    let by_time = |pick: &dyn Fn(&Bounds) -> Option<i64>| -> Result<Vec<Option<i64>>, KafkaFdwError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, b) in &wanted {
+            if let Some(ms) = pick(b) {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(ms)).map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(vec![None; wanted.len()]);
+        }
+        let res = consumer.offsets_for_times(tpl, left()).map_err(|e| unreachable(src, e))?;
+        Ok(wanted
+            .iter()
+            .map(|(p, b)| {
+                pick(b)?;
+                match res.find_partition(topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    // No message at or after the timestamp.
+                    _ => Some(i64::MAX),
+                }
+            })
+            .collect())
+    };
+    let lo_t = by_time(&|b| b.ts_lo)?;
+    let hi_t = by_time(&|b| b.ts_hi)?;
+    let mut tpl = TopicPartitionList::new();
+    for (i, (p, b)) in wanted.iter().enumerate() {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, left()).map_err(|e| unreachable(src, e))?;
+        let start = low.max(b.off_lo).max(lo_t[i].unwrap_or(0));
+        let end = high.min(b.off_hi).min(hi_t[i].unwrap_or(i64::MAX));
+        let done = start >= end;
+        if !done {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(start)).map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
+        }
+        ranges.push(Range { partition: *p, start, end: end.max(start), done });
+    }
+    if tpl.count() > 0 {
+        consumer.assign(&tpl).map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
+    }
+    Ok(Started { consumer, ranges })
+}
+
+impl Scan for KafkaScan {
+    fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
+        loop {
+            if self.open == 0 {
+                return Ok(false);
+            }
+            let Some(consumer) = self.consumer.as_ref() else { return Ok(false) };
+            let polled = consumer.poll(POLL);
+            match polled {
+                None => {
+                    pgrx::check_for_interrupts!();
+                    if self.last_progress.elapsed() > self.timeout {
+                        let open: Vec<String> = self
+                            .ranges
+                            .iter()
+                            .filter(|r| !r.done)
+                            .map(|r| r.partition.to_string())
+                            .collect();
+                        return Err(KafkaFdwError::Timeout(format!(
+                            "foreign table {}: no message from topic \"{}\" partition(s) {} within {} ms (timeout_ms)",
+                            self.table.name,
+                            self.topic,
+                            open.join(", "),
+                            self.timeout.as_millis()
+                        ))
+                        .into());
+                    }
+                }
+                Some(Err(e)) => {
+                    pgrx::check_for_interrupts!();
+                    // Transport errors are retried by librdkafka; give up only after timeout_ms.
+                    if self.last_progress.elapsed() > self.timeout {
+                        return Err(KafkaFdwError::Timeout(format!(
+                            "foreign table {}: reading topic \"{}\" failed for {} ms (timeout_ms): {e}",
+                            self.table.name,
+                            self.topic,
+                            self.timeout.as_millis()
+                        ))
+                        .into());
+                    }
+                }
+                Some(Ok(m)) => {
+                    self.last_progress = Instant::now();
+                    let p = m.partition();
+                    let o = m.offset();
+                    let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) else { continue };
+                    if r.done || o >= r.end || o < r.start {
+                        continue;
+                    }
+                    self.fetched += 1;
+                    if o + 1 >= r.end {
+                        r.done = true;
+                        self.open -= 1;
+                    }
+                    if self.fetched % 4096 == 0 {
+                        pgrx::check_for_interrupts!();
+                    }
+                    if self.cols.is_empty() {
+                        self.returned += 1;
+                        return Ok(true);
+                    }
+                    let headers: Vec<(&str, Option<&[u8]>)> = match m.headers() {
+                        Some(h) => (0..h.count()).map(|i| { let x = h.get(i); (x.key, x.value) }).collect(),
+                        None => vec![],
+                    };
+                    let msg = Msg {
+                        partition: p,
+                        offset: o,
+                        timestamp_ms: m.timestamp().to_millis(),
+                        key: m.key(),
+                        headers,
+                        payload: m.payload(),
+                    };
+                    if let Some(err) = plan::decode(&msg, &self.cols, self.format, row) {
+                        match self.on_error {
+                            OnError::Null => {}
+                            OnError::Skip => {
+                                self.skipped += 1;
+                                continue;
+                            }
+                            OnError::Error => return Err(decode_error(&self.table, &self.topic, p, o, err)),
+                        }
+                    }
+                    self.returned += 1;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    fn rescan(&mut self, req: &Request) -> Result<(), ErrorReport> {
+        self.req = req.clone();
+        self.start()
+    }
+
+    fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)> {
+        let mut out = vec![("Kafka Topic".to_string(), self.topic.clone())];
+        if !self.req.conds.is_empty() {
+            out.push(("Kafka Filter".into(), plan::describe(&self.table, &self.req.conds)));
+        }
+        let has_params = serde_json::to_string(&self.req.conds).is_ok_and(|s| s.contains("\"Param\""));
+        if verbose && !self.started && !has_params {
+            // Plain EXPLAIN VERBOSE: ask the brokers which ranges the scan would read.
+            if let Err(e) = self.start() {
+                out.push(("Partition Ranges".into(), format!("(not resolved: {})", e.message())));
+            }
+        }
+        if self.started {
+            let ranges: Vec<String> = self
+                .ranges
+                .iter()
+                .filter(|r| r.end > r.start)
+                .map(|r| format!("{}:[{},{})", r.partition, r.start, r.end))
+                .collect();
+            let skipped_parts = self.ranges.iter().filter(|r| r.end <= r.start).count();
+            let total: i64 = self.ranges.iter().map(|r| r.end - r.start).sum();
+            if verbose || analyze {
+                out.push((
+                    "Partition Ranges".into(),
+                    if ranges.is_empty() { "none".into() } else { ranges.join(" ") },
+                ));
+                out.push(("Messages In Ranges".into(), total.to_string()));
+                if skipped_parts > 0 {
+                    out.push(("Partitions Skipped".into(), skipped_parts.to_string()));
+                }
+            }
+        }
+        if analyze {
+            out.push(("Messages Fetched".into(), self.fetched.to_string()));
+            if self.skipped > 0 {
+                out.push(("Messages Skipped (on_error skip)".into(), self.skipped.to_string()));
+            }
+        }
+        out
+    }
+}
+
+// ----------------------------------------------------------------------------- produce
+
+#[derive(Default)]
+struct Delivery {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+#[derive(Clone, Default)]
+struct DeliveryCtx(Arc<Delivery>);
+
+impl ClientContext for DeliveryCtx {}
+
+impl ProducerContext for DeliveryCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => {
+                self.0.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, m)) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut f) = self.0.first_error.lock() {
+                    f.get_or_insert_with(|| format!("partition {}: {e}", m.partition()));
+                }
+            }
+        }
+    }
+}
+
+pub struct KafkaModify {
+    table: TableDef,
+    topic: String,
+    src: Source,
+    format: Format,
+    kinds: Vec<(i16, ColKind)>,
+    producer: BaseProducer<DeliveryCtx>,
+    ctx: DeliveryCtx,
+    sent: u64,
+}
+
+impl KafkaModify {
+    pub fn new(table: TableDef) -> Result<KafkaModify, ErrorReport> {
+        let src = source(&table)?;
+        let topic = topic(&table)?;
+        let mut cfg = src.kafka_config();
+        // Producer-only settings; the consumer ones are harmless but noisy.
+        for k in ["group.id", "enable.auto.commit", "enable.auto.offset.store"] {
+            cfg.remove(k);
+        }
+        cfg.set("message.timeout.ms", src.timeout().as_millis().max(1000).to_string())
+            .set("linger.ms", "5")
+            .set("acks", "all");
+        let ctx = DeliveryCtx::default();
+        let producer: BaseProducer<DeliveryCtx> = cfg
+            .create_with_context(ctx.clone())
+            .map_err(|e| KafkaFdwError::Config(format!("Kafka producer: {e}")))?;
+        Ok(KafkaModify {
+            format: Format::parse(table.opt("format")),
+            kinds: plan::col_kinds(&table),
+            table,
+            topic,
+            src,
+            producer,
+            ctx,
+            sent: 0,
+        })
+    }
+}
+
+impl Modify for KafkaModify {
+    fn insert(&mut self, row: &[(i16, Val)]) -> Result<(), ErrorReport> {
+        let mut key: Option<Vec<u8>> = None;
+        let mut partition: Option<i32> = None;
+        let mut ts: Option<i64> = None;
+        let mut headers = OwnedHeaders::new();
+        let mut values: Vec<(ColKind, Val)> = vec![];
+        for (attnum, v) in row {
+            let Some((_, kind)) = self.kinds.iter().find(|(a, _)| a == attnum) else { continue };
+            match kind {
+                ColKind::Key(_) => {
+                    key = match v {
+                        Val::Null => None,
+                        Val::Bytes(b) => Some(b.clone()),
+                        other => other.to_text().map(String::into_bytes),
+                    }
+                }
+                ColKind::Partition => partition = v.as_i64().map(|p| p as i32),
+                ColKind::Timestamp => ts = v.as_epoch_millis(),
+                ColKind::Headers => {
+                    if let Val::Json(serde_json::Value::Object(o)) = v {
+                        for (k, hv) in o {
+                            let text = match hv {
+                                serde_json::Value::Null => None,
+                                serde_json::Value::String(s) => Some(s.clone()),
+                                other => Some(other.to_string()),
+                            };
+                            headers = headers.insert(Header { key: k, value: text.as_deref() });
+                        }
+                    }
+                }
+                ColKind::Offset | ColKind::Error => {}
+                other => values.push((other.clone(), v.clone())),
+            }
+        }
+        let payload = plan::encode_value(&values, self.format);
+        let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(&self.topic).headers(headers);
+        if let Some(k) = key.as_deref() {
+            rec = rec.key(k);
+        }
+        if let Some(p) = payload.as_deref() {
+            rec = rec.payload(p);
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        if let Some(t) = ts {
+            rec = rec.timestamp(t);
+        }
+        let deadline = Instant::now() + self.src.timeout();
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => break,
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    self.producer.poll(POLL);
+                    pgrx::check_for_interrupts!();
+                    if Instant::now() > deadline {
+                        return Err(KafkaFdwError::Timeout(format!(
+                            "foreign table {}: the producer queue stayed full for {} ms (timeout_ms)",
+                            self.table.name,
+                            self.src.timeout().as_millis()
+                        ))
+                        .into());
+                    }
+                }
+                Err((e, _)) => {
+                    return Err(KafkaFdwError::Delivery(format!(
+                        "foreign table {}: cannot produce to topic \"{}\": {e}",
+                        self.table.name, self.topic
+                    ))
+                    .into())
+                }
+            }
+        }
+        self.sent += 1;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), ErrorReport> {
+        let deadline = Instant::now() + self.src.timeout() + Duration::from_secs(1);
+        while self.producer.in_flight_count() > 0 {
+            self.producer.poll(POLL);
+            pgrx::check_for_interrupts!();
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        let d = &self.ctx.0;
+        let ok = d.ok.load(Ordering::Relaxed);
+        let failed = d.failed.load(Ordering::Relaxed);
+        let pending = self.sent.saturating_sub(ok + failed);
+        if failed > 0 || pending > 0 {
+            let first = d.first_error.lock().ok().and_then(|f| f.clone()).unwrap_or_else(|| "no confirmation".into());
+            return Err(KafkaFdwError::Delivery(format!(
+                "foreign table {}: {} of {} message(s) to topic \"{}\" were not confirmed ({failed} failed, {pending} unconfirmed after {} ms); first error: {first}",
+                self.table.name,
+                failed + pending,
+                self.sent,
+                self.topic,
+                self.src.timeout().as_millis()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,295 @@
+//! pg_flink's foreign-data wrappers: Kafka topics and Elasticsearch indexes as tables.
+//!
+//! Why our own planner/executor glue instead of supabase-wrappers' `ForeignDataWrapper` scan
+//! path: the only release that builds with rustc 1.95 (0.1.28) keeps its scan state as a raw
+//! pointer inside the plan and frees it at the end of the first execution, so a cached plan
+//! (a prepared statement run a sixth time, a plpgsql query) reads freed memory (upstream
+//! supabase/wrappers#645, fixed in 0.2.x, which needs rustc 1.97). It also pushes LIMIT below
+//! joins and unshipped filters, and its EXPLAIN cannot show the remote request. Here the plan
+//! carries a JSON [`cond::Request`] plus the parameter expressions (`fdw_exprs`), so every
+//! execution rebuilds its own state; the only supabase-wrappers type used is `FdwRoutine`
+//! (the `fdw_handler` SQL type).
+//!
+//! Layout: [`value`] and [`cond`] are pure; [`glue`] is the Postgres side (planning, scans,
+//! modifications, EXPLAIN, IMPORT FOREIGN SCHEMA, validators); each wrapper lives in its own
+//! folder and implements [`Wrapper`].
+pub mod cond;
+pub mod elasticsearch;
+pub mod glue;
+pub mod kafka;
+pub mod value;
+
+use cond::{Cond, Request};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+use std::collections::BTreeMap;
+use value::{PgType, Val};
+
+pub type Opts = BTreeMap<String, String>;
+
+/// A column of a foreign table.
+#[derive(Debug, Clone)]
+pub struct ColDef {
+    pub name: String,
+    pub attnum: i16,
+    /// None: a type the wrappers do not fill (an error if the query reads the column).
+    pub ty: Option<PgType>,
+    pub type_name: String,
+    pub opts: Opts,
+}
+
+/// Everything a wrapper needs to know about a foreign table (or a server, for IMPORT).
+#[derive(Debug, Clone, Default)]
+pub struct TableDef {
+    /// `schema.table` as users wrote it (for messages).
+    pub name: String,
+    pub server: String,
+    pub server_oid: u32,
+    pub server_owner: u32,
+    pub server_opts: Opts,
+    pub table_opts: Opts,
+    pub user_opts: Opts,
+    pub columns: Vec<ColDef>,
+}
+
+impl TableDef {
+    pub fn col(&self, attnum: i16) -> Option<&ColDef> {
+        self.columns.iter().find(|c| c.attnum == attnum)
+    }
+    pub fn col_named(&self, name: &str) -> Option<&ColDef> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+    /// A table option, else the server option of the same name.
+    pub fn opt(&self, key: &str) -> Option<&str> {
+        self.table_opts
+            .get(key)
+            .or_else(|| self.server_opts.get(key))
+            .map(String::as_str)
+    }
+}
+
+/// How well a wrapper can evaluate a condition remotely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ship {
+    /// Not at all: Postgres filters.
+    No,
+    /// Remotely, as a superset of the matching rows (Postgres rechecks).
+    Superset,
+    /// Remotely and exactly as Postgres would: LIMIT may be shipped too.
+    Exact,
+}
+
+/// Which option list a validator call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptClass {
+    Wrapper,
+    Server,
+    UserMapping,
+    Table,
+    Column,
+}
+
+/// A table IMPORT FOREIGN SCHEMA creates.
+#[derive(Debug, Clone)]
+pub struct ImportTable {
+    pub name: String,
+    pub columns: Vec<ImportColumn>,
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportColumn {
+    pub name: String,
+    pub sql_type: String,
+    pub options: Vec<(String, String)>,
+}
+
+/// An open scan. `next` fills `row` (one slot per wanted column, in `Request::wanted` order).
+pub trait Scan {
+    fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport>;
+    /// Starts over (new parameter values in `req`).
+    fn rescan(&mut self, req: &Request) -> Result<(), ErrorReport>;
+    /// EXPLAIN lines (label, value).
+    fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)>;
+}
+
+/// An open INSERT/UPDATE/DELETE; rows are buffered and sent in batches, `finish` flushes.
+pub trait Modify {
+    fn insert(&mut self, row: &[(i16, Val)]) -> Result<(), ErrorReport>;
+    fn update(&mut self, _id: &Val, _row: &[(i16, Val)]) -> Result<(), ErrorReport> {
+        Err(fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION,
+            "UPDATE is not supported by this foreign table",
+            "Only INSERT is supported.",
+        ))
+    }
+    fn delete(&mut self, _id: &Val) -> Result<(), ErrorReport> {
+        Err(fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION,
+            "DELETE is not supported by this foreign table",
+            "Only INSERT is supported.",
+        ))
+    }
+    fn finish(&mut self) -> Result<(), ErrorReport>;
+}
+
+/// A foreign-data wrapper of pg_flink.
+pub trait Wrapper: 'static {
+    /// Wrapper name in messages ("Kafka", "Elasticsearch").
+    const LABEL: &'static str;
+    /// Can UPDATE and DELETE (by `_id`) run?
+    const UPDATABLE: bool;
+    fn ship(table: &TableDef, cond: &Cond) -> Ship;
+    /// Can the remote side sort by this column exactly like Postgres?
+    fn sort_exact(table: &TableDef, col: &ColDef) -> bool;
+    /// `req` is resolved (no parameters) unless `explain_only`.
+    fn begin_scan(table: TableDef, req: Request, explain_only: bool) -> Result<Box<dyn Scan>, ErrorReport>;
+    fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport>;
+    /// Tables of `remote_schema` (filtered by `keep`), for IMPORT FOREIGN SCHEMA.
+    fn import(
+        server: &TableDef,
+        remote_schema: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<ImportTable>, ErrorReport>;
+    fn validate(class: OptClass, opts: &[(String, String)]) -> Result<(), ErrorReport>;
+}
+
+/// An ERROR for a wrapper failure.
+pub fn fdw_error(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    ErrorReport::new(code, message, "pg_flink fdw").set_hint(hint)
+}
+
+/// Checks option names and integer values against a list of (name, is_integer).
+pub fn check_options(
+    what: &str,
+    opts: &[(String, String)],
+    allowed: &[(&str, OptKind)],
+) -> Result<(), ErrorReport> {
+    for (k, v) in opts {
+        let Some((_, kind)) = allowed.iter().find(|(n, _)| n == k) else {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            return Err(fdw_error(
+                PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+                format!("invalid {what} option \"{k}\""),
+                if names.is_empty() {
+                    format!("{what} takes no options.")
+                } else {
+                    format!("Valid {what} options: {}.", names.join(", "))
+                },
+            ));
+        };
+        let ok = match kind {
+            OptKind::Text => true,
+            OptKind::Positive => v.parse::<i64>().is_ok_and(|n| n > 0),
+            OptKind::OneOf(set) => set.contains(&v.as_str()),
+            OptKind::Bool => matches!(v.as_str(), "true" | "false" | "on" | "off"),
+        };
+        if !ok {
+            let expect = match kind {
+                OptKind::Positive => "a positive integer".to_string(),
+                OptKind::OneOf(set) => format!("one of {}", set.join(", ")),
+                OptKind::Bool => "true or false".to_string(),
+                OptKind::Text => String::new(),
+            };
+            return Err(fdw_error(
+                PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+                format!("invalid value for {what} option \"{k}\": \"{v}\""),
+                format!("Give {expect}."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum OptKind {
+    Text,
+    Positive,
+    Bool,
+    OneOf(&'static [&'static str]),
+}
+
+/// Parses a positive integer option (already validated) with a default.
+pub fn int_opt(table: &TableDef, key: &str, default: i64) -> i64 {
+    table
+        .opt(key)
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
+
+/// Postgres identifier quoting for generated DDL (IMPORT FOREIGN SCHEMA).
+pub fn pg_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Postgres literal quoting (standard_conforming_strings is on since 9.1).
+pub fn pg_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The CREATE FOREIGN TABLE statement for an imported table.
+pub fn import_ddl(server: &str, t: &ImportTable) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let mut s = format!("{} {}", pg_ident(&c.name), c.sql_type);
+            if !c.options.is_empty() {
+                let o: Vec<String> = c
+                    .options
+                    .iter()
+                    .map(|(k, v)| format!("{} {}", pg_ident(k), pg_literal(v)))
+                    .collect();
+                s.push_str(&format!(" OPTIONS ({})", o.join(", ")));
+            }
+            s
+        })
+        .collect();
+    let opts: Vec<String> = t
+        .options
+        .iter()
+        .map(|(k, v)| format!("{} {}", pg_ident(k), pg_literal(v)))
+        .collect();
+    format!(
+        "CREATE FOREIGN TABLE {} (\n  {}\n) SERVER {} OPTIONS ({})",
+        pg_ident(&t.name),
+        cols.join(",\n  "),
+        pg_ident(server),
+        opts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_ddl_quotes_everything() {
+        let t = ImportTable {
+            name: "we\"ird".into(),
+            columns: vec![ImportColumn {
+                name: "a.b".into(),
+                sql_type: "text".into(),
+                options: vec![("path".into(), "it's".into())],
+            }],
+            options: vec![("topic".into(), "t'1".into())],
+        };
+        assert_eq!(
+            import_ddl("srv", &t),
+            "CREATE FOREIGN TABLE \"we\"\"ird\" (\n  \"a.b\" text OPTIONS (\"path\" 'it''s')\n) SERVER \"srv\" OPTIONS (\"topic\" 't''1')"
+        );
+    }
+
+    #[test]
+    fn option_checks_name_the_option() {
+        let allowed = [("batch_size", OptKind::Positive), ("format", OptKind::OneOf(&["json", "text"]))];
+        assert!(check_options("table", &[("batch_size".into(), "10".into())], &allowed).is_ok());
+        for bad in [("batch_size", "0"), ("batch_size", "x"), ("format", "xml"), ("nope", "1")] {
+            assert!(
+                check_options("table", &[(bad.0.into(), bad.1.into())], &allowed).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! Pure value layer shared by the foreign-data wrappers: the Postgres column types they
+//! support, a value type that crosses the planner/executor boundary (serialisable, no
+//! pointers), and conversions between JSON documents and typed values. No pgrx here.
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Microseconds between 1970-01-01 and 2000-01-01 (Postgres' epoch).
+pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days between 1970-01-01 and 2000-01-01.
+pub const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// A column type the wrappers can fill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PgType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Text,
+    Json,
+    Jsonb,
+    Timestamptz,
+    Timestamp,
+    Date,
+    Bytea,
+    Array(Box<PgType>),
+}
+
+impl PgType {
+    pub fn sql(&self) -> String {
+        match self {
+            PgType::Bool => "boolean".into(),
+            PgType::Int2 => "smallint".into(),
+            PgType::Int4 => "integer".into(),
+            PgType::Int8 => "bigint".into(),
+            PgType::Float4 => "real".into(),
+            PgType::Float8 => "double precision".into(),
+            PgType::Numeric => "numeric".into(),
+            PgType::Text => "text".into(),
+            PgType::Json => "json".into(),
+            PgType::Jsonb => "jsonb".into(),
+            PgType::Timestamptz => "timestamptz".into(),
+            PgType::Timestamp => "timestamp".into(),
+            PgType::Date => "date".into(),
+            PgType::Bytea => "bytea".into(),
+            PgType::Array(e) => format!("{}[]", e.sql()),
+        }
+    }
+}
+
+/// A typed value. Timestamps are microseconds since the Unix epoch (UTC), dates days since it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Numeric(String),
+    Text(String),
+    Json(Value),
+    Ts(i64),
+    Date(i32),
+    Bytes(Vec<u8>),
+    Array(Vec<Val>),
+}
+
+impl Val {
+    /// The value as JSON, the way Elasticsearch and JSON Kafka messages take it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Val::Null => Value::Null,
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Int(i) => Value::from(*i),
+            Val::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Val::Numeric(s) => serde_json::from_str::<serde_json::Number>(s)
+                .map(Value::Number)
+                .unwrap_or_else(|_| Value::String(s.clone())),
+            Val::Text(s) => Value::String(s.clone()),
+            Val::Json(v) => v.clone(),
+            Val::Ts(us) => Value::String(format_ts(*us)),
+            Val::Date(d) => Value::String(format_date(*d)),
+            Val::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+            Val::Array(a) => Value::Array(a.iter().map(Val::to_json).collect()),
+        }
+    }
+
+    /// The value as plain text (Kafka keys, `text` format values, header values).
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            Val::Null => None,
+            Val::Text(s) | Val::Numeric(s) => Some(s.clone()),
+            Val::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            other => Some(match other.to_json() {
+                Value::String(s) => s,
+                v => v.to_string(),
+            }),
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Val::Int(i) => Some(*i),
+            Val::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Some(*f as i64),
+            Val::Numeric(s) | Val::Text(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, for timestamp comparisons.
+    pub fn as_epoch_millis(&self) -> Option<i64> {
+        match self {
+            Val::Ts(us) => Some(us.div_euclid(1000)),
+            Val::Date(d) => Some(*d as i64 * 86_400_000),
+            Val::Int(i) => Some(*i),
+            Val::Text(s) => parse_datetime(s).map(|us| us.div_euclid(1000)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a JSON value did not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch(pub String);
+
+fn mismatch(v: &Value, ty: &PgType) -> Mismatch {
+    let mut shown = v.to_string();
+    if shown.len() > 60 {
+        let mut end = 57;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    Mismatch(format!("value {shown} does not fit type {}", ty.sql()))
+}
+
+/// Converts a JSON value (from a document or message) to a value of column type `ty`.
+/// Strings holding numbers or booleans are accepted for numeric/boolean columns (Elasticsearch
+/// and many producers send them that way); dates accept ISO 8601 and epoch milliseconds.
+pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
+    if v.is_null() {
+        return Ok(Val::Null);
+    }
+    let bad = || mismatch(v, ty);
+    Ok(match ty {
+        PgType::Bool => match v {
+            Value::Bool(b) => Val::Bool(*b),
+            Value::String(s) if s == "true" => Val::Bool(true),
+            Value::String(s) if s == "false" => Val::Bool(false),
+            _ => return Err(bad()),
+        },
+        PgType::Int2 | PgType::Int4 | PgType::Int8 => {
+            let i = match v {
+                Value::Number(n) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+                Value::String(s) => s.trim().parse::<i64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(bad)?;
+            let (lo, hi) = match ty {
+                PgType::Int2 => (i16::MIN as i64, i16::MAX as i64),
+                PgType::Int4 => (i32::MIN as i64, i32::MAX as i64),
+                _ => (i64::MIN, i64::MAX),
+            };
+            if i < lo || i > hi {
+                return Err(Mismatch(format!("value {i} is out of range for type {}", ty.sql())));
+            }
+            Val::Int(i)
+        }
+        PgType::Float4 | PgType::Float8 => match v {
+            Value::Number(n) => Val::Float(n.as_f64().ok_or_else(bad)?),
+            Value::String(s) => Val::Float(s.trim().parse::<f64>().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        PgType::Numeric => match v {
+            Value::Number(n) => Val::Numeric(n.to_string()),
+            Value::String(s) if s.trim().parse::<f64>().is_ok() => Val::Numeric(s.trim().into()),
+            _ => return Err(bad()),
+        },
+        PgType::Text => match v {
+            Value::String(s) => Val::Text(s.clone()),
+            other => Val::Text(other.to_string()),
+        },
+        PgType::Json | PgType::Jsonb => Val::Json(v.clone()),
+        PgType::Timestamptz | PgType::Timestamp => match v {
+            Value::Number(n) => Val::Ts(
+                n.as_i64()
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .ok_or_else(bad)?
+                    .checked_mul(1000)
+                    .ok_or_else(bad)?,
+            ),
+            Value::String(s) => Val::Ts(match s.trim().parse::<i64>() {
+                Ok(ms) => ms.checked_mul(1000).ok_or_else(bad)?,
+                Err(_) => parse_datetime(s).ok_or_else(bad)?,
+            }),
+            _ => return Err(bad()),
+        },
+        PgType::Date => match v {
+            Value::Number(n) => Val::Date(
+                (n.as_i64().ok_or_else(bad)?.div_euclid(86_400_000))
+                    .try_into()
+                    .map_err(|_| bad())?,
+            ),
+            Value::String(s) => {
+                let us = parse_datetime(s).ok_or_else(bad)?;
+                Val::Date(us.div_euclid(86_400_000_000).try_into().map_err(|_| bad())?)
+            }
+            _ => return Err(bad()),
+        },
+        PgType::Bytea => match v {
+            Value::String(s) => Val::Bytes(s.as_bytes().to_vec()),
+            other => Val::Bytes(other.to_string().into_bytes()),
+        },
+        PgType::Array(elem) => match v {
+            Value::Array(items) => Val::Array(
+                items
+                    .iter()
+                    .map(|i| from_json(i, elem))
+                    .collect::<Result<_, _>>()?,
+            ),
+            // A single value where an array column is declared: Elasticsearch does not
+            // distinguish a field from an array of one.
+            single => Val::Array(vec![from_json(single, elem)?]),
+        },
+    })
+}
+
+/// Converts text (a `text`-format message, a CSV field, a key) to column type `ty`.
+pub fn from_text(s: &str, ty: &PgType) -> Result<Val, Mismatch> {
+    match ty {
+        PgType::Text => Ok(Val::Text(s.to_string())),
+        PgType::Bytea => Ok(Val::Bytes(s.as_bytes().to_vec())),
+        PgType::Json | PgType::Jsonb | PgType::Array(_) => {
+            let v: Value = serde_json::from_str(s)
+                .map_err(|e| Mismatch(format!("not valid JSON for type {}: {e}", ty.sql())))?;
+            from_json(&v, ty)
+        }
+        _ => from_json(&Value::String(s.to_string()), ty),
+    }
+}
+
+
+/// The Postgres type for a Flink SQL type inferred from samples or mappings (IMPORT FOREIGN
+/// SCHEMA): scalars map one to one, structured types become jsonb.
+pub fn pg_type_for_flink(flink: &str) -> String {
+    let f = flink.trim().to_ascii_uppercase();
+    let base = f.split(['(', '<', ' ']).next().unwrap_or("");
+    match base {
+        "BOOLEAN" => "boolean",
+        "TINYINT" | "SMALLINT" => "smallint",
+        "INT" | "INTEGER" => "integer",
+        "BIGINT" => "bigint",
+        "FLOAT" => "real",
+        "DOUBLE" => "double precision",
+        "DECIMAL" | "NUMERIC" => "numeric",
+        "TIMESTAMP" | "TIMESTAMP_LTZ" => "timestamptz",
+        "DATE" => "date",
+        "BYTES" | "VARBINARY" | "BINARY" => "bytea",
+        "ROW" | "MAP" | "ARRAY" | "MULTISET" => "jsonb",
+        _ => "text",
+    }
+    .to_string()
+}
+
+// ------------------------------------------------------------------------------ dates
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Parses ISO 8601 dates and date-times as Elasticsearch's `strict_date_optional_time` writes
+/// them: `2024-05-01`, `2024-05-01T10:00`, `2024-05-01T10:00:00.123Z`, `…+02:00`, `…+0200`,
+/// with a space allowed instead of `T`. No zone means UTC. Returns microseconds since 1970.
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = s.get(from..from + len)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut us = days_from_civil(y, mo as u32, d as u32) * 86_400_000_000;
+    let mut i = 10;
+    if i < b.len() && (b[i] == b'T' || b[i] == b' ') {
+        i += 1;
+        let (h, mi) = (num(i, 2)?, num(i + 3, 2)?);
+        if b.get(i + 2) != Some(&b':') || h > 24 || mi > 59 {
+            return None;
+        }
+        us += (h * 3600 + mi * 60) * 1_000_000;
+        i += 5;
+        if b.get(i) == Some(&b':') {
+            let sec = num(i + 1, 2)?;
+            if sec > 60 {
+                return None;
+            }
+            us += sec * 1_000_000;
+            i += 3;
+            if matches!(b.get(i), Some(b'.') | Some(b',')) {
+                i += 1;
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let frac = &s[start..i];
+                if frac.is_empty() {
+                    return None;
+                }
+                let mut digits: String = frac.chars().take(6).collect();
+                while digits.len() < 6 {
+                    digits.push('0');
+                }
+                us += digits.parse::<i64>().ok()?;
+            }
+        }
+        match b.get(i) {
+            None => {}
+            Some(b'Z') | Some(b'z') if i + 1 == b.len() => {}
+            Some(&sign) if sign == b'+' || sign == b'-' => {
+                let rest = &s[i + 1..];
+                let (oh, om) = match rest.len() {
+                    5 if rest.as_bytes()[2] == b':' => (num(i + 1, 2)?, num(i + 4, 2)?),
+                    4 => (num(i + 1, 2)?, num(i + 3, 2)?),
+                    2 => (num(i + 1, 2)?, 0),
+                    _ => return None,
+                };
+                let off = (oh * 3600 + om * 60) * 1_000_000;
+                us += if sign == b'+' { -off } else { off };
+            }
+            _ => return None,
+        }
+    } else if i != b.len() {
+        return None;
+    }
+    Some(us)
+}
+
+/// `2024-05-01T10:00:00.123456Z` (fraction only when non-zero, millisecond precision when it
+/// suffices).
+pub fn format_ts(us: i64) -> String {
+    let days = us.div_euclid(86_400_000_000);
+    let rem = us.rem_euclid(86_400_000_000);
+    let (y, m, d) = civil_from_days(days);
+    let secs = rem / 1_000_000;
+    let frac = rem % 1_000_000;
+    let base = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if frac == 0 {
+        format!("{base}Z")
+    } else if frac % 1000 == 0 {
+        format!("{base}.{:03}Z", frac / 1000)
+    } else {
+        format!("{base}.{frac:06}Z")
+    }
+}
+
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dates_in_every_shape_elasticsearch_writes() {
+        let base = 1_714_557_600_000_000i64; // 2024-05-01T10:00:00Z
+        assert_eq!(parse_datetime("2024-05-01T10:00:00Z"), Some(base));
+        assert_eq!(parse_datetime("2024-05-01T10:00:00.5Z"), Some(base + 500_000));
+        assert_eq!(parse_datetime("2024-05-01T10:00:00.123456789Z"), Some(base + 123_456));
+        assert_eq!(parse_datetime("2024-05-01T12:00:00+02:00"), Some(base));
+        assert_eq!(parse_datetime("2024-05-01T08:00:00-0200"), Some(base));
+        assert_eq!(parse_datetime("2024-05-01 10:00"), Some(base));
+        assert_eq!(parse_datetime("2024-05-01"), Some(base - 36_000_000_000));
+        assert_eq!(parse_datetime("1969-12-31T23:59:59Z"), Some(-1_000_000));
+        for bad in ["", "2024-5-01", "2024-13-01", "2024-05-01T25:00", "2024-05-01Tx", "2024-05-01T10:00:00Q"] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+        assert_eq!(
+            from_json(&json!(1714557600000i64), &PgType::Timestamptz),
+            Ok(Val::Ts(base))
+        );
+        assert_eq!(
+            from_json(&json!("1714557600000"), &PgType::Timestamptz),
+            Ok(Val::Ts(base))
+        );
+        assert_eq!(
+            from_json(&json!("2024-05-01T10:00:00Z"), &PgType::Date),
+            Ok(Val::Date(19844))
+        );
+    }
+
+    #[test]
+    fn timestamps_round_trip_through_text() {
+        for us in [0i64, 1_714_557_600_123_000, 1_714_557_600_123_456, -86_400_000_001, 253_402_300_799_000_000] {
+            assert_eq!(parse_datetime(&format_ts(us)), Some(us), "{}", format_ts(us));
+        }
+        assert_eq!(format_ts(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_date(19844), "2024-05-01");
+    }
+
+    #[test]
+    fn numbers_fit_or_name_the_problem() {
+        assert_eq!(from_json(&json!(7), &PgType::Int2), Ok(Val::Int(7)));
+        assert_eq!(from_json(&json!("7"), &PgType::Int8), Ok(Val::Int(7)));
+        assert_eq!(from_json(&json!(7.0), &PgType::Int4), Ok(Val::Int(7)));
+        assert_eq!(
+            from_json(&json!(70000), &PgType::Int2).unwrap_err().0,
+            "value 70000 is out of range for type smallint"
+        );
+        assert_eq!(
+            from_json(&json!("abc"), &PgType::Int4).unwrap_err().0,
+            "value \"abc\" does not fit type integer"
+        );
+        assert_eq!(from_json(&json!(1.5), &PgType::Numeric), Ok(Val::Numeric("1.5".into())));
+        assert!(from_json(&json!({"a": 1}), &PgType::Float8).is_err());
+        assert_eq!(from_json(&json!("true"), &PgType::Bool), Ok(Val::Bool(true)));
+    }
+
+    #[test]
+    fn objects_and_arrays() {
+        assert_eq!(from_json(&json!({"a": 1}), &PgType::Text), Ok(Val::Text("{\"a\":1}".into())));
+        assert_eq!(
+            from_json(&json!([1, 2]), &PgType::Array(Box::new(PgType::Int8))),
+            Ok(Val::Array(vec![Val::Int(1), Val::Int(2)]))
+        );
+        assert_eq!(
+            from_json(&json!("x"), &PgType::Array(Box::new(PgType::Text))),
+            Ok(Val::Array(vec![Val::Text("x".into())]))
+        );
+        assert_eq!(from_json(&json!(null), &PgType::Int4), Ok(Val::Null));
+    }
+
+    #[test]
+    fn values_back_to_json() {
+        assert_eq!(Val::Ts(0).to_json(), json!("1970-01-01T00:00:00Z"));
+        assert_eq!(Val::Numeric("1.50".into()).to_json().to_string(), "1.5");
+        assert_eq!(Val::Float(f64::NAN).to_json(), Value::Null);
+        assert_eq!(Val::Json(json!({"a": [1]})).to_text().unwrap(), "{\"a\":[1]}");
+    }
+}
