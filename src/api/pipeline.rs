@@ -194,6 +194,47 @@ mod flink {
         pipeline::render(&def, &cat).unwrap_or_else(|e| raise_catalog(e, F))
     }
 
+    /// The sink of a stored pipeline for `flink.expose_results`: datasource, kind, object and
+    /// the columns with their Postgres types.
+    #[pg_extern(stable, parallel_safe, name = "_pipeline_sink")]
+    fn pipeline_sink(
+        name: &str,
+        template: &str,
+        params: JsonB,
+        options: JsonB,
+        catalog: JsonB,
+        database: &str,
+        version: i32,
+    ) -> Option<JsonB> {
+        const F: &str = "flink.expose_results";
+        let (cat, _) = catalog_from_json(&catalog.0, F);
+        let def = Definition {
+            name,
+            template,
+            params: &params.0,
+            options: &options.0,
+            database,
+            version,
+        };
+        let (sink, cols) = pipeline::sink(&def, &cat).unwrap_or_else(|e| raise_catalog(e, F))?;
+        let kind = catalog
+            .0
+            .get(&sink.datasource)
+            .and_then(|d| d.get("kind"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let columns: Vec<Value> = cols
+            .iter()
+            .map(|(n, t)| json!({"name": n, "flink_type": t, "pg_type": crate::fdw::value::pg_type_for_flink(t)}))
+            .collect();
+        Some(JsonB(json!({
+            "datasource": sink.datasource,
+            "kind": kind,
+            "object": sink.object,
+            "columns": columns,
+        })))
+    }
+
     /// Sends a rendered script to the SQL Gateway: every statement but the INSERT is executed
     /// in a fresh session, the INSERT is EXPLAINed. Never raises for Flink's verdict.
     #[pg_extern(volatile, parallel_unsafe, name = "_pipeline_validate")]

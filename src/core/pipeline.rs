@@ -522,10 +522,32 @@ struct Ctx<'a> {
     pipeline: &'a str,
     catalog: &'a Catalog,
     out: String,
+    /// The sink's columns (name, Flink type), once rendered.
+    sink_cols: Vec<(String, String)>,
 }
 
 /// Renders the whole script. Errors name the pipeline and the params path at fault.
 pub fn render(def: &Definition, catalog: &Catalog) -> Result<String, CatalogError> {
+    render_full(def, catalog).map(|(script, _)| script)
+}
+
+/// The sink of a pipeline: (datasource, object, columns as (name, Flink type)); None for raw
+/// SQL pipelines, whose sink is inside the statement.
+pub fn sink(def: &Definition, catalog: &Catalog) -> Result<Option<(TableRef, Vec<(String, String)>)>, CatalogError> {
+    let params = Params::parse(def.name, def.template, def.params)?;
+    let sink = match &params {
+        Params::WindowAggregate(p) => p.sink.clone(),
+        Params::FilterAlert(p) => p.sink.clone(),
+        Params::IntervalJoin(p) => p.sink.clone(),
+        Params::Cep(p) => p.sink.clone(),
+        Params::Sync(p) => p.sink.clone(),
+        Params::Sql(_) => return Ok(None),
+    };
+    let (_, cols) = render_full(def, catalog)?;
+    Ok(Some((sink, cols)))
+}
+
+fn render_full(def: &Definition, catalog: &Catalog) -> Result<(String, Vec<(String, String)>), CatalogError> {
     let params = Params::parse(def.name, def.template, def.params)?;
     let opts: PipelineOptions = if def.options.is_null() {
         PipelineOptions::default()
@@ -536,6 +558,7 @@ pub fn render(def: &Definition, catalog: &Catalog) -> Result<String, CatalogErro
         pipeline: def.name,
         catalog,
         out: String::new(),
+        sink_cols: Vec::new(),
     };
     let _ = writeln!(
         cx.out,
@@ -551,7 +574,7 @@ pub fn render(def: &Definition, catalog: &Catalog) -> Result<String, CatalogErro
         Params::Sync(p) => cx.sync(p)?,
         Params::Sql(p) => cx.sql(p)?,
     }
-    Ok(cx.out)
+    Ok((cx.out, cx.sink_cols))
 }
 
 /// The Flink job name of a pipeline version: how the control plane recognises its jobs.
@@ -1039,6 +1062,7 @@ impl Ctx<'_> {
                 "Make the sink's columns match the query output, or omit sink columns for Kafka/Elasticsearch sinks to derive them.",
             ));
         }
+        self.sink_cols = sink_cols.iter().map(|c| (c.name.clone(), c.ty.to_string())).collect();
         let mut order = Vec::new();
         for s in &sink_cols {
             let q = out

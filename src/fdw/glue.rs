@@ -1056,7 +1056,8 @@ pub fn datasource(server: &TableDef, name: &str) -> Result<crate::core::sources:
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut uid, &mut sec);
     }
-    let owner: Option<Oid> = Spi::get_one("SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'flink.datasource_secret'::regclass")
+    let owner: Option<Oid> = Spi::get_one("SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'flink' AND c.relname = 'datasource_secret'")
         .ok()
         .flatten();
     let Some(owner) = owner else {

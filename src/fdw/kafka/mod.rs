@@ -184,7 +184,11 @@ impl Wrapper for KafkaFdw {
             match described {
                 Ok(d) => {
                     for c in d.columns {
-                        let ty = crate::fdw::value::pg_type_for_flink(c.flink_type.as_deref().unwrap_or("STRING"));
+                        // Objects, arrays and mixed values stay JSON (Flink keeps them as text).
+                        let ty = match c.source_type.as_str() {
+                            "json object" | "json array" | "json mixed" => "jsonb".to_string(),
+                            _ => crate::fdw::value::pg_type_for_flink(c.flink_type.as_deref().unwrap_or("STRING")),
+                        };
                         let (name, options) = if c.name.starts_with('_') {
                             (format!("value{}", c.name), vec![("path".to_string(), format!("/{}", c.name.replace('~', "~0").replace('/', "~1")))])
                         } else {

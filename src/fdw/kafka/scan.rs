@@ -30,7 +30,11 @@ pub struct KafkaScan {
     topic: String,
     src: Source,
     req: Request,
+    /// Columns decoded per message (the wanted ones, or all of them in skip/error mode).
     cols: Vec<ColKind>,
+    buf: Vec<Val>,
+    /// For each wanted column, its position in `cols`.
+    out: Vec<usize>,
     format: Format,
     on_error: OnError,
     timeout: Duration,
@@ -78,14 +82,28 @@ impl KafkaScan {
         let src = source(&table)?;
         let topic = topic(&table)?;
         let kinds = plan::col_kinds(&table);
-        let cols = req
-            .wanted
+        let on_error = OnError::parse(table.opt("on_error"));
+        // With on_error skip/error, whether a message is bad must not depend on the columns a
+        // query reads (count(*) and SELECT * see the same rows): decode every column then.
+        let decoded: Vec<i16> = if on_error == OnError::Null {
+            req.wanted.clone()
+        } else {
+            kinds.iter().map(|(a, _)| *a).collect()
+        };
+        let cols = decoded
             .iter()
             .map(|a| kinds.iter().find(|(n, _)| n == a).map(|(_, k)| k.clone()).unwrap_or(ColKind::Error))
             .collect();
+        let out: Vec<usize> = req
+            .wanted
+            .iter()
+            .map(|a| decoded.iter().position(|d| d == a).unwrap_or(0))
+            .collect();
         let mut s = KafkaScan {
+            buf: vec![Val::Null; decoded.len()],
+            out,
             format: Format::parse(table.opt("format")),
-            on_error: OnError::parse(table.opt("on_error")),
+            on_error,
             timeout: src.timeout(),
             table,
             topic,
@@ -284,7 +302,7 @@ impl Scan for KafkaScan {
                         headers,
                         payload: m.payload(),
                     };
-                    if let Some(err) = plan::decode(&msg, &self.cols, self.format, row) {
+                    if let Some(err) = plan::decode(&msg, &self.cols, self.format, &mut self.buf) {
                         match self.on_error {
                             OnError::Null => {}
                             OnError::Skip => {
@@ -293,6 +311,9 @@ impl Scan for KafkaScan {
                             }
                             OnError::Error => return Err(decode_error(&self.table, &self.topic, p, o, err)),
                         }
+                    }
+                    for (slot, &i) in row.iter_mut().zip(&self.out) {
+                        *slot = std::mem::replace(&mut self.buf[i], Val::Null);
                     }
                     self.returned += 1;
                     return Ok(true);

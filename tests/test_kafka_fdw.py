@@ -1,0 +1,386 @@
+"""Kafka foreign tables (pg_flink_kafka) against the stack's real Kafka broker."""
+import json
+import re
+import threading
+import time
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import ENV, connect, stack, unique
+
+BROKERS = ENV["PG_FLINK_KAFKA"]
+BASE_MS = 1_700_000_000_000  # message i has timestamp BASE_MS + i * 1000
+N = 300
+
+
+def create_topic(name, partitions=3):
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        f.result()
+    # Metadata settles within a moment; wait until every partition has a leader.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        md = admin.list_topics(name, timeout=5).topics.get(name)
+        if md and len(md.partitions) == partitions and all(p.leader >= 0 for p in md.partitions.values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"topic {name} not ready")
+
+
+def produce(topic, messages):
+    p = Producer({"bootstrap.servers": BROKERS, "linger.ms": 20})
+    for m in messages:
+        p.produce(topic, **m)
+    assert p.flush(30) == 0
+
+
+def doc(i):
+    return {"id": i, "name": f"n{i}", "amount": i * 1.5, "tags": [f"t{i}", "x"], "nested": {"x": i * 2}}
+
+
+@pytest.fixture(scope="module")
+def kdb(test_db):
+    """A 3-partition topic: message i goes to partition i % 3 (offset i // 3), key k<i>,
+    header trace=t<i>, timestamp BASE_MS + i s; and a server + table over it."""
+    topic = unique("it_kfdw")
+    create_topic(topic)
+    produce(topic, [dict(value=json.dumps(doc(i)).encode(), key=f"k{i}".encode(), partition=i % 3,
+                         timestamp=BASE_MS + i * 1000, headers=[("trace", f"t{i}".encode())])
+                    for i in range(N)])
+    with connect(test_db) as c:
+        c.execute("DROP SERVER IF EXISTS kfdw_it CASCADE")
+        c.execute(f"CREATE SERVER kfdw_it FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (brokers '{BROKERS}')")
+        c.execute(f"""CREATE FOREIGN TABLE kt (
+            _partition int, _offset bigint, _timestamp timestamptz, _key text, _headers jsonb,
+            id int, name text, amount float8, tags text[], x bigint OPTIONS (path '/nested/x'),
+            nested jsonb, _error text) SERVER kfdw_it OPTIONS (topic '{topic}')""")
+    return topic
+
+
+def explain(c, sql, params=None, analyze=True):
+    opts = "ANALYZE, VERBOSE" if analyze else "VERBOSE"
+    return "\n".join(r[0] for r in c.execute(f"EXPLAIN ({opts}) {sql}", params).fetchall())
+
+
+def fetched(plan):
+    m = re.search(r"Messages Fetched: (\d+)", plan)
+    assert m, plan
+    return int(m.group(1))
+
+
+def test_columns_metadata_keys_headers_and_timestamps(conn, kdb):
+    assert conn.execute("SELECT count(*) FROM kt").fetchone()[0] == N
+    row = conn.execute("SELECT _partition, _offset, _key, _headers, _timestamp = to_timestamp(%s / 1000.0),"
+                       " id, name, amount, tags, x, nested, _error FROM kt WHERE id = 10",
+                       (BASE_MS + 10_000,)).fetchone()
+    assert row == (1, 3, "k10", {"trace": "t10"}, True, 10, "n10", 15.0, ["t10", "x"], 20, {"x": 20}, None)
+    # Whole-table read matches what was produced, message for message.
+    rows = conn.execute("SELECT id, _partition, _offset, _key FROM kt ORDER BY id").fetchall()
+    assert rows == [(i, i % 3, i // 3, f"k{i}") for i in range(N)]
+
+
+# (WHERE clause, messages the ranges hold, python predicate on i)
+PUSHDOWN = [
+    ("_partition = 1", 100, lambda i: i % 3 == 1),
+    ("_partition IN (0, 2)", 200, lambda i: i % 3 in (0, 2)),
+    ("_partition = ANY(ARRAY[2])", 100, lambda i: i % 3 == 2),
+    ("_offset >= 90", 30, lambda i: i // 3 >= 90),
+    ("_offset > 95 AND _offset <= 97", 6, lambda i: 95 < i // 3 <= 97),
+    ("_offset BETWEEN 5 AND 9 AND _partition = 2", 5, lambda i: 5 <= i // 3 <= 9 and i % 3 == 2),
+    ("_offset = 42", 3, lambda i: i // 3 == 42),
+    ("_offset < 3", 9, lambda i: i // 3 < 3),
+    ("(_partition = 0 AND _offset >= 98) OR (_partition = 1 AND _offset < 2)", 4,
+     lambda i: (i % 3 == 0 and i // 3 >= 98) or (i % 3 == 1 and i // 3 < 2)),
+    (f"_timestamp >= to_timestamp({(BASE_MS + 290_000) / 1000})", 10, lambda i: i >= 290),
+    (f"_timestamp < to_timestamp({(BASE_MS + 9_000) / 1000})", 9, lambda i: i < 9),
+    (f"_timestamp BETWEEN to_timestamp({(BASE_MS + 30_000) / 1000}) AND to_timestamp({(BASE_MS + 35_000) / 1000})"
+     " AND _partition = 0", 2, lambda i: 30 <= i <= 35 and i % 3 == 0),
+    ("_partition = 1 AND _offset > 1000", 0, lambda i: False),
+]
+
+
+@pytest.mark.parametrize("where,in_ranges,pred", PUSHDOWN, ids=[p[0][:50] for p in PUSHDOWN])
+def test_pushdown_reads_only_the_ranges_it_needs(conn, kdb, where, in_ranges, pred):
+    got = sorted(r[0] for r in conn.execute(f"SELECT id FROM kt WHERE {where}").fetchall())
+    assert got == [i for i in range(N) if pred(i)]
+    plan = explain(conn, f"SELECT id FROM kt WHERE {where}")
+    assert "Kafka Filter:" in plan
+    assert fetched(plan) == in_ranges, plan
+    assert f"Messages In Ranges: {in_ranges}" in plan
+
+
+def test_explain_verbose_shows_ranges_without_running(conn, kdb):
+    plan = explain(conn, "SELECT * FROM kt WHERE _partition = 1 AND _offset >= 10 AND _offset < 20", analyze=False)
+    assert "Kafka Topic: " + kdb in plan
+    assert "Partition Ranges: 1:[10,20)" in plan
+    assert "Messages Fetched" not in plan
+
+
+def test_unpushed_filters_are_rechecked_and_limit_stops_early(conn, kdb):
+    plan = explain(conn, "SELECT id FROM kt WHERE name = 'n5'")
+    assert "Kafka Filter" not in plan and fetched(plan) == N
+    assert conn.execute("SELECT id FROM kt WHERE name = 'n5'").fetchall() == [(5,)]
+    plan = explain(conn, "SELECT id FROM kt LIMIT 5")
+    assert fetched(plan) == 5, plan
+    assert len(conn.execute("SELECT * FROM kt LIMIT 5").fetchall()) == 5
+
+
+def test_bad_messages_in_all_three_modes(conn):
+    topic = unique("it_kbad")
+    create_topic(topic, 1)
+    produce(topic, [dict(value=b'{"id": 1, "n": "a"}'), dict(value=b"not json at all"),
+                    dict(value=b'{"id": "many", "n": "b"}'), dict(value=b'{"id": 4, "n": "d"}'),
+                    dict(value=None, key=b"tombstone")])
+    for mode in ("null", "skip", "error"):
+        conn.execute(f"DROP FOREIGN TABLE IF EXISTS kbad_{mode}")
+        conn.execute(f"CREATE FOREIGN TABLE kbad_{mode} (_offset bigint, id int, n text, _error text) "
+                     f"SERVER kfdw_it OPTIONS (topic '{topic}', on_error '{mode}')")
+    rows = conn.execute("SELECT _offset, id, n, _error FROM kbad_null ORDER BY _offset").fetchall()
+    assert [r[:3] for r in rows] == [(0, 1, "a"), (1, None, None), (2, None, "b"), (3, 4, "d"), (4, None, None)]
+    assert rows[0][3] is None and rows[3][3] is None and rows[4][3] is None
+    assert rows[1][3].startswith("partition 0 offset 1: value is not JSON")
+    assert rows[2][3] == 'partition 0 offset 2: field id: value "many" does not fit type integer'
+    assert conn.execute("SELECT _offset FROM kbad_skip ORDER BY 1").fetchall() == [(0,), (3,), (4,)]
+    with pytest.raises(psycopg.errors.FdwInvalidDataType) as e:
+        conn.execute("SELECT * FROM kbad_error").fetchall()
+    assert f'topic "{topic}" partition 0 offset 1: partition 0 offset 1: value is not JSON' in str(e.value)
+    assert e.value.diag.message_hint and "on_error" in e.value.diag.message_hint
+
+
+def test_insert_produces_confirmed_messages_read_back_by_a_real_consumer(conn):
+    topic = unique("it_kins")
+    create_topic(topic, 2)
+    conn.execute(f"CREATE FOREIGN TABLE kins (_partition int, _key text, _headers jsonb, _timestamp timestamptz,"
+                 f" id bigint, city text OPTIONS (path '/where/city'), _offset bigint, _error text)"
+                 f" SERVER kfdw_it OPTIONS (topic '{topic}')")
+    n = conn.execute("""INSERT INTO kins (_partition, _key, _headers, _timestamp, id, city)
+                        SELECT g % 2, 'key' || g, jsonb_build_object('src', 'pg', 'n', g::text),
+                               to_timestamp(1700000000 + g), g, CASE WHEN g = 3 THEN NULL ELSE 'c' || g END
+                        FROM generate_series(1, 50) g""").rowcount
+    assert n == 50
+    # Visible to the next scan (the statement returned only after delivery was confirmed).
+    rows = conn.execute("SELECT _partition, _key, _headers, _timestamp = to_timestamp(1700000000 + id), id, city"
+                        " FROM kins ORDER BY id").fetchall()
+    assert rows[:3] == [(1, "key1", {"src": "pg", "n": "1"}, True, 1, "c1"),
+                        (0, "key2", {"src": "pg", "n": "2"}, True, 2, "c2"),
+                        (1, "key3", {"src": "pg", "n": "3"}, True, 3, None)]
+    assert len(rows) == 50
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": unique("it_reader"), "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0), TopicPartition(topic, 1, 0)])
+    seen = {}
+    deadline = time.time() + 20
+    while len(seen) < 50 and time.time() < deadline:
+        m = c.poll(1)
+        if m is not None and not m.error():
+            seen[m.key().decode()] = (m.partition(), json.loads(m.value()), dict(m.headers()), m.timestamp()[1])
+    c.close()
+    assert seen["key4"] == (0, {"id": 4, "where": {"city": "c4"}}, {"src": b"pg", "n": b"4"}, 1700000004000)
+    assert seen["key3"][1] == {"id": 3}
+
+
+def test_delivery_failure_is_a_sql_error(conn, kdb):
+    conn.execute("DROP FOREIGN TABLE IF EXISTS kshort")
+    conn.execute(f"CREATE FOREIGN TABLE kshort (_partition int, id int) SERVER kfdw_it"
+                 f" OPTIONS (topic '{kdb}', timeout_ms '3000')")
+    t = time.time()
+    with pytest.raises(psycopg.errors.FdwError) as e:
+        conn.execute("INSERT INTO kshort VALUES (7, 1)")
+    assert time.time() - t < 10
+    assert "were not confirmed" in str(e.value) and "partition 7" in str(e.value)
+
+
+def test_text_format_and_whole_value_columns(conn):
+    topic = unique("it_ktext")
+    create_topic(topic, 1)
+    conn.execute(f"CREATE FOREIGN TABLE ktext (line text, _offset bigint) SERVER kfdw_it"
+                 f" OPTIONS (topic '{topic}', format 'text')")
+    conn.execute("INSERT INTO ktext (line) VALUES ('hello, world'), ('second')")
+    assert conn.execute("SELECT _offset, line FROM ktext ORDER BY 1").fetchall() == [(0, "hello, world"), (1, "second")]
+    # The whole value as one column: jsonb needs JSON, so these text lines are decoding errors.
+    conn.execute(f"CREATE FOREIGN TABLE kwhole (_value jsonb, _error text) SERVER kfdw_it OPTIONS (topic '{topic}')")
+    rows = conn.execute("SELECT _value, _error FROM kwhole").fetchall()
+    assert [r[0] for r in rows] == [None, None] and all("not valid JSON for type jsonb" in r[1] for r in rows)
+    conn.execute("ALTER FOREIGN TABLE kwhole OPTIONS (ADD on_error 'error')")
+    with pytest.raises(psycopg.errors.FdwInvalidDataType):
+        conn.execute("SELECT * FROM kwhole").fetchall()
+
+
+def test_csv_round_trip(conn):
+    topic = unique("it_kcsv")
+    create_topic(topic, 1)
+    conn.execute(f"CREATE FOREIGN TABLE kcsv2 (a int, b text, c float8, _error text) SERVER kfdw_it"
+                 f" OPTIONS (topic '{topic}', format 'csv')")
+    conn.execute("INSERT INTO kcsv2 (a, b, c) VALUES (1, 'x,y', 1.5), (2, 'say \"hi\"', NULL)")
+    produce(topic, [dict(value=b"3,plain,notanumber")])
+    rows = conn.execute("SELECT a, b, c, _error FROM kcsv2 ORDER BY a").fetchall()
+    assert rows[:2] == [(1, "x,y", 1.5, None), (2, 'say "hi"', None, None)]
+    assert rows[2][:3] == (3, "plain", None) and "field 3" in rows[2][3]
+
+
+def test_rescan_in_joins_prepared_statements_and_plpgsql(conn, kdb):
+    conn.execute("SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off")
+    n = conn.execute("SELECT count(*) FROM (VALUES (0), (1), (2)) v(p) JOIN kt ON kt._partition = v.p").fetchone()[0]
+    assert n == N
+    # Correlated subquery: the partition is a parameter re-evaluated at every rescan.
+    rows = conn.execute("SELECT v.p, (SELECT count(*) FROM kt WHERE _partition = v.p AND _offset < v.p + 5)"
+                        " FROM (VALUES (0), (1), (2)) v(p)").fetchall()
+    assert rows == [(0, 5), (1, 6), (2, 7)]
+    sub = "SELECT v.p, (SELECT count(*) FROM kt WHERE _partition = v.p AND _offset < v.p + 5) FROM (VALUES (0), (1), (2)) v(p)"
+    plain = explain(conn, sub, analyze=False)
+    assert re.search(r"Kafka Filter: .*_partition = \$param\d", plain) and re.search(r"_offset < \$param\d", plain), plain
+    # After running, EXPLAIN shows the values of the last rescan and what it fetched.
+    plan = explain(conn, sub)
+    assert "_partition = 2" in plan and "_offset < 7" in plan and fetched(plan) == 7
+    conn.execute("RESET ALL")
+    # A prepared statement, run past the point where Postgres switches to a cached generic plan.
+    conn.execute("PREPARE kq(int, bigint) AS SELECT count(*), min(id), max(_offset) FROM kt"
+                 " WHERE _partition = $1 AND _offset >= $2")
+    for k in range(10):
+        p, off = k % 3, k * 7
+        expect = [i for i in range(N) if i % 3 == p and i // 3 >= off]
+        assert conn.execute(f"EXECUTE kq({p}, {off})").fetchone() == (len(expect), min(expect), 99)
+        # The same through the extended protocol (how drivers and BI tools prepare).
+        assert conn.execute("SELECT count(*), min(id), max(_offset) FROM kt WHERE _partition = %s AND _offset >= %s",
+                            (p, off), prepare=True).fetchone() == (len(expect), min(expect), 99)
+    conn.execute("DEALLOCATE kq")
+    # plpgsql caches its plans too.
+    conn.execute("""CREATE OR REPLACE FUNCTION pg_temp.kcount(p int) RETURNS bigint LANGUAGE plpgsql AS
+                    $$ BEGIN RETURN (SELECT count(*) FROM kt WHERE _partition = p); END $$""")
+    assert [conn.execute("SELECT pg_temp.kcount(%s)", (k % 3,)).fetchone()[0] for k in range(8)] == [100] * 8
+
+
+def test_scans_commit_no_offsets_and_join_no_group(conn, kdb):
+    conn.execute("SELECT count(*) FROM kt").fetchone()
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    groups = admin.list_consumer_groups().result(timeout=10)
+    ids = [g.group_id for g in groups.valid]
+    assert "pg_flink-metadata" not in ids, ids
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("pg_flink-metadata")])
+    offsets = list(res.values())[0].result(timeout=10)
+    assert all(tp.offset < 0 for tp in offsets.topic_partitions), offsets.topic_partitions
+
+
+def test_import_foreign_schema_samples_topics(conn):
+    t1, t2 = unique("it_kimp_a"), unique("it_kimp_b")
+    create_topic(t1, 1)
+    create_topic(t2, 1)
+    produce(t1, [dict(value=json.dumps({"user": "u1", "n": 1, "score": 0.5, "ok": True,
+                                        "at": "2024-05-01T10:00:00Z", "meta": {"a": 1}}).encode())])
+    produce(t2, [dict(value=b"plain text payload")])
+    conn.execute("DROP SCHEMA IF EXISTS kimp CASCADE; CREATE SCHEMA kimp")
+    conn.execute(f'IMPORT FOREIGN SCHEMA topics LIMIT TO ("{t1}") FROM SERVER kfdw_it INTO kimp OPTIONS (sample_size \'10\')')
+    cols = conn.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"
+                        " WHERE table_schema = 'kimp' ORDER BY table_name, ordinal_position").fetchall()
+    assert {c[0] for c in cols} == {t1}
+    assert [(c[1], c[2]) for c in cols] == [
+        ("_partition", "integer"), ("_offset", "bigint"), ("_timestamp", "timestamp with time zone"),
+        ("_key", "text"), ("_headers", "jsonb"), ("user", "text"), ("n", "bigint"), ("score", "double precision"),
+        ("ok", "boolean"), ("at", "timestamp with time zone"), ("meta", "jsonb"), ("_error", "text")]
+    assert conn.execute(f'SELECT "user", n, at = \'2024-05-01T10:00:00Z\', meta FROM kimp."{t1}"').fetchall() == [
+        ("u1", 1, True, {"a": 1})]
+    conn.execute(f'IMPORT FOREIGN SCHEMA topics EXCEPT ("{t1}") FROM SERVER kfdw_it INTO kimp')
+    names = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'kimp'")}
+    assert t1 in names and t2 in names
+    assert conn.execute(f'SELECT _value FROM kimp."{t2}"').fetchall() == [("plain text payload",)]
+
+
+def test_datasource_servers_and_who_may_use_them(conn, kdb):
+    conn.execute("SELECT flink.register_datasource('kfdw_ds', 'kafka', %s)", (json.dumps({"bootstrap_servers": BROKERS}),))
+    conn.execute("DROP SERVER IF EXISTS kfdw_ds_srv CASCADE")
+    conn.execute("CREATE SERVER kfdw_ds_srv FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (datasource 'kfdw_ds')")
+    conn.execute(f"CREATE FOREIGN TABLE kds (id int) SERVER kfdw_ds_srv OPTIONS (topic '{kdb}')")
+    assert conn.execute("SELECT count(*) FROM kds").fetchone()[0] == N
+    # A reader with USAGE on the server reads without any access to the secrets table.
+    conn.execute("DROP ROLE IF EXISTS kfdw_reader; CREATE ROLE kfdw_reader LOGIN")
+    conn.execute("GRANT USAGE ON FOREIGN SERVER kfdw_ds_srv TO kfdw_reader; GRANT SELECT ON kds TO kfdw_reader")
+    with connect(options="-c role=kfdw_reader") as r:
+        assert r.execute("SELECT count(*) FROM kds").fetchone()[0] == N
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            r.execute("SELECT * FROM flink.datasource_secret")
+    # A server owned by someone outside flink_admin may not borrow a datasource's credentials.
+    conn.execute("ALTER SERVER kfdw_ds_srv OWNER TO kfdw_reader")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        conn.execute("SELECT count(*) FROM kds")
+    assert "not a member of flink_admin" in str(e.value)
+    conn.execute("ALTER SERVER kfdw_ds_srv OWNER TO postgres")
+    # Unknown datasource, wrong kind, bad options: named errors.
+    conn.execute("CREATE SERVER kfdw_bad FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (datasource 'nope')")
+    conn.execute(f"CREATE FOREIGN TABLE kbad_ds (id int) SERVER kfdw_bad OPTIONS (topic '{kdb}')")
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute("SELECT * FROM kbad_ds")
+    assert 'datasource "nope"' in str(e.value) and e.value.diag.message_hint
+    with pytest.raises(psycopg.errors.FdwInvalidOptionName) as e:
+        conn.execute("CREATE FOREIGN TABLE kbad_opt (id int) SERVER kfdw_it OPTIONS (topik 'x')")
+    assert "topik" in str(e.value) and "topic" in e.value.diag.message_hint
+    with pytest.raises(psycopg.errors.FdwInvalidOptionName):
+        conn.execute("CREATE FOREIGN TABLE kbad_opt (id int) SERVER kfdw_it OPTIONS (topic 'x', on_error 'maybe')")
+    with pytest.raises(psycopg.errors.FdwTableNotFound) as e:
+        conn.execute("CREATE FOREIGN TABLE kmissing (id int) SERVER kfdw_it OPTIONS (topic 'no_such_topic_x')")
+        conn.execute("SELECT * FROM kmissing").fetchall()
+    assert 'topic "no_such_topic_x" does not exist' in str(e.value)
+    conn.execute("DROP FOREIGN TABLE IF EXISTS kmissing, kbad_ds; DROP SERVER kfdw_bad")
+    conn.execute("REVOKE ALL ON kds FROM kfdw_reader; REVOKE USAGE ON FOREIGN SERVER kfdw_ds_srv FROM kfdw_reader")
+    conn.execute("DROP ROLE kfdw_reader")
+
+
+def test_cancel_stops_a_long_scan_within_a_second(conn, kdb):
+    topic = unique("it_kbig")
+    create_topic(topic, 3)
+    p = Producer({"bootstrap.servers": BROKERS, "linger.ms": 50, "batch.num.messages": 10000})
+    body = json.dumps({"id": 1, "pad": "x" * 200}).encode()
+    for i in range(600_000):
+        while True:
+            try:
+                p.produce(topic, body, partition=i % 3)
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(60) == 0
+    conn.execute(f"CREATE FOREIGN TABLE kbig (id int, pad text, _offset bigint) SERVER kfdw_it OPTIONS (topic '{topic}')")
+    conn.execute("SET statement_timeout = '300ms'")
+    t = time.time()
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        conn.execute("SELECT count(*) FROM kbig WHERE pad <> id::text").fetchone()
+    assert time.time() - t < 1.3
+    conn.execute("RESET statement_timeout")
+    # The backend is fine afterwards, and pushdown makes a small slice cheap.
+    assert conn.execute("SELECT count(*) FROM kbig WHERE _offset < 10").fetchone()[0] == 30
+
+
+def test_stopped_broker_is_a_clear_error_within_timeout_and_cancel_still_works(conn, kdb):
+    conn.execute("DROP FOREIGN TABLE IF EXISTS kfast, kslow")
+    conn.execute(f"CREATE FOREIGN TABLE kfast (id int) SERVER kfdw_it OPTIONS (topic '{kdb}', timeout_ms '2000')")
+    conn.execute(f"CREATE FOREIGN TABLE kslow (id int) SERVER kfdw_it OPTIONS (topic '{kdb}', timeout_ms '60000')")
+    assert stack("stop", "kafka").returncode == 0
+    try:
+        t = time.time()
+        with pytest.raises(psycopg.errors.FdwUnableToEstablishConnection) as e:
+            conn.execute("SELECT count(*) FROM kfast").fetchone()
+        took = time.time() - t
+        assert took < 4.5, took
+        assert f"cannot reach Kafka at {BROKERS}" in str(e.value)
+        # A long timeout never pins the backend: a cancel ends the wait within a second.
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        timer = threading.Timer(1.0, lambda: connect().execute("SELECT pg_cancel_backend(%s)", (pid,)))
+        timer.start()
+        t = time.time()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT count(*) FROM kslow").fetchone()
+        assert time.time() - t < 2.2
+        timer.join()
+    finally:
+        r = stack("start", "kafka", timeout=180)
+        assert r.returncode == 0, r.stderr
+    deadline = time.time() + 60
+    while True:
+        try:
+            assert conn.execute("SELECT count(*) FROM kslow").fetchone()[0] == N
+            break
+        except psycopg.Error:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
