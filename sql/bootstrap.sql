@@ -807,6 +807,10 @@ COMMENT ON FOREIGN DATA WRAPPER pg_flink_kafka IS 'pg_flink: Kafka topics as for
 -- flink_admin members may create servers; a server naming a catalog datasource must be owned by
 -- one of them (checked at use), and they grant USAGE on it to whoever should read it.
 GRANT USAGE ON FOREIGN DATA WRAPPER pg_flink_kafka TO flink_admin;
+CREATE FOREIGN DATA WRAPPER pg_flink_elasticsearch
+  HANDLER flink.elasticsearch_fdw_handler VALIDATOR flink.elasticsearch_fdw_validator;
+COMMENT ON FOREIGN DATA WRAPPER pg_flink_elasticsearch IS 'pg_flink: Elasticsearch indexes as foreign tables (DSL pushdown, point-in-time paging, bulk writes)';
+GRANT USAGE ON FOREIGN DATA WRAPPER pg_flink_elasticsearch TO flink_admin;
 
 -- Pipeline results as tables: a foreign table over a pipeline's Kafka topic or Elasticsearch
 -- index, in schema `into_schema`, named after the pipeline. Idempotent: re-running replaces the

@@ -83,3 +83,16 @@ impl ReportError for pgrx::pg_sys::panic::ErrorReport {
         unreachable!("ereport(ERROR) returned")
     }
 }
+
+/// Runs `fut` for at most `limit` without looking at interrupts and without raising: for
+/// best-effort cleanup while a query is being torn down (closing an Elasticsearch point in
+/// time after a cancel). Returns None on timeout or if no runtime is usable here.
+pub fn run_cleanup<F: Future>(fut: F, limit: Duration) -> Option<F::Output> {
+    RUNTIME.with(|cell| {
+        let rt = cell.get()?.as_ref().ok()?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return None; // inside the runtime already (unwinding from a cancel): skip
+        }
+        rt.block_on(async { tokio::time::timeout(limit, fut).await.ok() })
+    })
+}

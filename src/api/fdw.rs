@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 #[pg_schema]
 mod flink {
     use crate::fdw::glue;
+    use crate::fdw::elasticsearch::EsFdw;
     use crate::fdw::kafka::KafkaFdw;
     use pgrx::prelude::*;
 
@@ -18,5 +19,17 @@ mod flink {
     #[pg_extern(name = "kafka_fdw_validator")]
     fn kafka_fdw_validator(options: Vec<Option<String>>, catalog: Option<pg_sys::Oid>) {
         glue::validate::<KafkaFdw>(options, catalog)
+    }
+
+    /// FDW handler of `pg_flink_elasticsearch`.
+    #[pg_extern(name = "elasticsearch_fdw_handler")]
+    fn elasticsearch_fdw_handler() -> supabase_wrappers::FdwRoutine {
+        glue::routine::<EsFdw>()
+    }
+
+    /// Option validator of `pg_flink_elasticsearch`.
+    #[pg_extern(name = "elasticsearch_fdw_validator")]
+    fn elasticsearch_fdw_validator(options: Vec<Option<String>>, catalog: Option<pg_sys::Oid>) {
+        glue::validate::<EsFdw>(options, catalog)
     }
 }

@@ -1,1 +1,259 @@
-//! `pg_flink_elasticsearch`: Elasticsearch indexes as foreign tables (work in progress).
+//! `pg_flink_elasticsearch`: Elasticsearch indexes as foreign tables.
+//!
+//! Scans page with a point in time + `search_after` (bounded memory whatever the result size,
+//! no deep from/size, no scroll); WHERE / ORDER BY / LIMIT become query DSL ([`dsl`]);
+//! INSERT / UPDATE / DELETE go through the bulk API, batched per statement.
+pub mod dsl;
+mod scan;
+
+use crate::core::catalog::Kind;
+use crate::core::sources::Source;
+use crate::fdw::cond::{Cond, Request};
+use crate::fdw::{
+    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind, Scan, Ship,
+    TableDef, Wrapper,
+};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+use serde_json::Value;
+
+pub use scan::{EsModify, EsScan};
+
+/// Errors of the Elasticsearch wrapper; each becomes an ErrorReport with a SQLSTATE and hint.
+#[derive(Debug, thiserror::Error)]
+pub enum EsFdwError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("foreign table {table}: index \"{index}\" does not exist")]
+    IndexMissing { table: String, index: String },
+    #[error("{0}")]
+    Timeout(String),
+    #[error("foreign table {table}: index \"{index}\" document _id \"{id}\" field \"{field}\": {message}")]
+    Conversion { table: String, index: String, id: String, field: String, message: String },
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Remote(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<EsFdwError> for ErrorReport {
+    fn from(e: EsFdwError) -> ErrorReport {
+        let (code, hint) = match &e {
+            EsFdwError::Unreachable(_) => (
+                PgSqlErrorCode::ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+                "Check that Elasticsearch is up (scripts/stack.sh status) and the server's url/datasource option.",
+            ),
+            EsFdwError::IndexMissing { .. } => (
+                PgSqlErrorCode::ERRCODE_FDW_TABLE_NOT_FOUND,
+                "Check the table's index option; IMPORT FOREIGN SCHEMA lists the indexes that exist.",
+            ),
+            EsFdwError::Timeout(_) => (
+                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                "Elasticsearch did not answer in time; check its health, or raise the timeout_ms option.",
+            ),
+            EsFdwError::Conversion { .. } => (
+                PgSqlErrorCode::ERRCODE_FDW_INVALID_DATA_TYPE,
+                "Declare the column with a type that fits (text or jsonb take anything), or set the table option on_error 'null' to read such values as NULL.",
+            ),
+            EsFdwError::Rejected(_) => (
+                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                "Elasticsearch rejected these documents (often a mapping conflict); the other documents of the statement were written.",
+            ),
+            EsFdwError::Remote(_) => (PgSqlErrorCode::ERRCODE_FDW_ERROR, "See the Elasticsearch log for details."),
+            EsFdwError::Config(_) => (
+                PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+                "Fix the server, user mapping or table options (see docs/elasticsearch-fdw.md).",
+            ),
+        };
+        fdw_error(code, e.to_string(), hint)
+    }
+}
+
+pub struct EsFdw;
+
+const SERVER_OPTS: &[(&str, OptKind)] = &[
+    ("datasource", OptKind::Text),
+    ("url", OptKind::Text),
+    ("timeout_ms", OptKind::Positive),
+    ("batch_size", OptKind::Positive),
+];
+const USER_OPTS: &[(&str, OptKind)] = &[("username", OptKind::Text), ("password", OptKind::Text), ("api_key", OptKind::Text)];
+const TABLE_OPTS: &[(&str, OptKind)] = &[
+    ("index", OptKind::Text),
+    ("query", OptKind::Text),
+    ("batch_size", OptKind::Positive),
+    ("timeout_ms", OptKind::Positive),
+    ("on_error", OptKind::OneOf(&["error", "null"])),
+    ("refresh", OptKind::OneOf(&["true", "false", "wait_for"])),
+];
+const COLUMN_OPTS: &[(&str, OptKind)] = &[
+    ("field", OptKind::Text),
+    ("es_type", OptKind::Text),
+];
+
+/// The Elasticsearch connection of a table's server: a catalog datasource, or a URL with
+/// credentials in the user mapping.
+pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
+    let mut src = if let Some(ds) = t.server_opts.get("datasource") {
+        let s = glue::datasource(t, ds)?;
+        if s.kind != Kind::Elasticsearch {
+            return Err(EsFdwError::Config(format!(
+                "foreign server \"{}\": datasource \"{ds}\" is of kind {}, not elasticsearch",
+                t.server,
+                s.kind.as_str()
+            ))
+            .into());
+        }
+        s
+    } else if let Some(url) = t.server_opts.get("url") {
+        let mut options = serde_json::Map::new();
+        options.insert("url".into(), Value::from(url.as_str()));
+        if let Some(u) = t.user_opts.get("username") {
+            options.insert("username".into(), Value::from(u.as_str()));
+        }
+        let mut secrets = serde_json::Map::new();
+        for k in ["password", "api_key"] {
+            if let Some(v) = t.user_opts.get(k) {
+                secrets.insert(k.into(), Value::from(v.as_str()));
+            }
+        }
+        Source { name: t.server.clone(), kind: Kind::Elasticsearch, options, secrets }
+    } else {
+        return Err(EsFdwError::Config(format!("foreign server \"{}\" needs option datasource or url", t.server)).into());
+    };
+    if let Some(ms) = t.opt("timeout_ms").and_then(|v| v.parse::<i64>().ok()) {
+        src.options.insert("timeout_ms".into(), Value::from(ms));
+    }
+    Ok(src)
+}
+
+pub(crate) fn index(t: &TableDef) -> Result<String, ErrorReport> {
+    t.table_opts
+        .get("index")
+        .cloned()
+        .ok_or_else(|| EsFdwError::Config(format!("foreign table {} needs option index", t.name)).into())
+}
+
+/// The table's base `query` option, parsed.
+pub(crate) fn base_query(t: &TableDef) -> Result<Option<Value>, ErrorReport> {
+    match t.table_opts.get("query") {
+        None => Ok(None),
+        Some(q) => serde_json::from_str::<Value>(q)
+            .ok()
+            .filter(Value::is_object)
+            .map(Some)
+            .ok_or_else(|| {
+                EsFdwError::Config(format!("foreign table {}: option query is not a JSON object (query DSL)", t.name)).into()
+            }),
+    }
+}
+
+impl Wrapper for EsFdw {
+    const LABEL: &'static str = "Elasticsearch";
+    const UPDATABLE: bool = true;
+
+    fn ship(table: &TableDef, cond: &Cond) -> Ship {
+        dsl::ship_with(&scan::plan_fields(table), cond)
+    }
+
+    fn sort_exact(table: &TableDef, col: &ColDef) -> bool {
+        dsl::sort_exact(&scan::plan_fields(table), col.attnum)
+    }
+
+    fn begin_scan(table: TableDef, req: Request, explain_only: bool) -> Result<Box<dyn Scan>, ErrorReport> {
+        Ok(Box::new(EsScan::new(table, req, explain_only)?))
+    }
+
+    fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport> {
+        Ok(Box::new(EsModify::new(table)?))
+    }
+
+    fn import(server: &TableDef, remote_schema: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<ImportTable>, ErrorReport> {
+        let src = source(server)?;
+        let pattern = match remote_schema {
+            "" | "_all" | "*" | "public" => "*",
+            p => p,
+        };
+        let mappings = scan::mappings(&src, pattern)?;
+        let mut out = vec![];
+        for (index, props) in mappings {
+            if index.starts_with('.') || !keep(&index) {
+                continue;
+            }
+            let mut columns = vec![ImportColumn { name: "_id".into(), sql_type: "text".into(), options: vec![] }];
+            let mut names: Vec<&String> = props.keys().collect();
+            names.sort();
+            for name in names {
+                if name.starts_with('_') {
+                    continue;
+                }
+                let f = &props[name.as_str()];
+                let es_type = match f.get("type").and_then(Value::as_str) {
+                    Some(t) => t,
+                    None if f.get("properties").is_some() => "object",
+                    None => "object",
+                };
+                let sql_type = dsl::pg_type_for_es(es_type).to_string();
+                let mut options = vec![("es_type".to_string(), es_type.to_string())];
+                if sql_type == "jsonb" {
+                    options.clear();
+                }
+                columns.push(ImportColumn { name: name.clone(), sql_type, options });
+            }
+            columns.push(ImportColumn { name: "_score".into(), sql_type: "double precision".into(), options: vec![] });
+            columns.push(ImportColumn { name: "_index".into(), sql_type: "text".into(), options: vec![] });
+            out.push(ImportTable { name: index.clone(), columns, options: vec![("index".into(), index)] });
+        }
+        Ok(out)
+    }
+
+    fn validate(class: OptClass, opts: &[(String, String)]) -> Result<(), ErrorReport> {
+        let (what, allowed) = match class {
+            OptClass::Wrapper => ("foreign-data wrapper", &[][..]),
+            OptClass::Server => ("server", SERVER_OPTS),
+            OptClass::UserMapping => ("user mapping", USER_OPTS),
+            OptClass::Table => ("foreign table", TABLE_OPTS),
+            OptClass::Column => ("column", COLUMN_OPTS),
+        };
+        check_options(what, opts, allowed)?;
+        let has = |k: &str| opts.iter().any(|(n, _)| n == k);
+        if class == OptClass::Server && !has("datasource") && !has("url") {
+            return Err(EsFdwError::Config("a pg_flink_elasticsearch server needs option datasource or url".into()).into());
+        }
+        if class == OptClass::Server && has("datasource") && has("url") {
+            return Err(EsFdwError::Config("give either datasource or url, not both".into()).into());
+        }
+        if class == OptClass::Server {
+            if let Some((_, u)) = opts.iter().find(|(k, _)| k == "url") {
+                crate::core::urls::parse_base_url(u).map_err(|e| EsFdwError::Config(format!("option url: {e}")))?;
+            }
+        }
+        if class == OptClass::Table && !has("index") {
+            return Err(EsFdwError::Config("a pg_flink_elasticsearch foreign table needs option index".into()).into());
+        }
+        if let Some((_, q)) = opts.iter().find(|(k, _)| k == "query") {
+            if !serde_json::from_str::<Value>(q).is_ok_and(|v| v.is_object()) {
+                return Err(EsFdwError::Config(format!("option query is not a JSON object: {q}")).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        let o = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert!(EsFdw::validate(OptClass::Server, &o(&[("url", "http://127.0.0.1:9200")])).is_ok());
+        assert!(EsFdw::validate(OptClass::Server, &o(&[("url", "ftp://x")])).is_err());
+        assert!(EsFdw::validate(OptClass::Table, &o(&[("index", "i"), ("query", "{\"term\": {}}")])).is_ok());
+        assert!(EsFdw::validate(OptClass::Table, &o(&[("index", "i"), ("query", "[1]")])).is_err());
+        assert!(EsFdw::validate(OptClass::Table, &o(&[("query", "{}")])).is_err());
+        assert!(EsFdw::validate(OptClass::Column, &o(&[("field", "a.b"), ("es_type", "keyword")])).is_ok());
+    }
+}
