@@ -26,7 +26,8 @@ PG_DSN = f"host={ENV['PGHOST']} port={ENV['PGPORT']} user={ENV['PGUSER']}"
 
 
 def connect(dbname="pg_flink_test", **kw):
-    return psycopg.connect(f"{PG_DSN} dbname={dbname}", autocommit=True, **kw)
+    kw.setdefault("autocommit", True)
+    return psycopg.connect(f"{PG_DSN} dbname={dbname}", **kw)
 
 
 @pytest.fixture(scope="session")
