@@ -155,7 +155,11 @@ build_extension() {
   local so=/usr/lib/postgresql/15/lib/pg_flink.so before after
   before=$(md5sum "$so" 2>/dev/null | cut -d' ' -f1 || true)
   log "building and installing the pg_flink extension (cargo pgrx install)"
-  (cd "$REPO" && cargo pgrx install --pg-config "$PG_CONFIG") >"$LOGS/build.log" 2>&1 \
+  # PG_FLINK_PROFILE=release builds an optimised library (benchmarks); the default debug build
+  # keeps test iterations fast.
+  local profile_flag=""
+  [ "${PG_FLINK_PROFILE:-debug}" = release ] && profile_flag="--release"
+  (cd "$REPO" && cargo pgrx install $profile_flag --pg-config "$PG_CONFIG") >"$LOGS/build.log" 2>&1 \
     || { tail -n 40 "$LOGS/build.log" >&2; die "extension build failed (log: $LOGS/build.log)"; }
   after=$(md5sum "$so" | cut -d' ' -f1)
   [ "$before" = "$after" ] || EXTENSION_CHANGED=1

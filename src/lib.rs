@@ -14,8 +14,8 @@ pub mod api;
 pub mod block;
 pub mod core;
 pub mod errors;
-pub mod gucs;
 pub mod fdw;
+pub mod gucs;
 pub mod worker;
 
 ::pgrx::pg_module_magic!();

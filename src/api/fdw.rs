@@ -1,11 +1,10 @@
 //! SQL entry points of the foreign-data wrappers (handlers and validators).
 use pgrx::prelude::*;
 
-
 #[pg_schema]
 mod flink {
-    use crate::fdw::glue;
     use crate::fdw::elasticsearch::EsFdw;
+    use crate::fdw::glue;
     use crate::fdw::kafka::KafkaFdw;
     use pgrx::prelude::*;
 

@@ -531,9 +531,12 @@ pub fn render(def: &Definition, catalog: &Catalog) -> Result<String, CatalogErro
     render_full(def, catalog).map(|(script, _)| script)
 }
 
+/// A pipeline's sink and its columns as (name, Flink type).
+pub type SinkInfo = (TableRef, Vec<(String, String)>);
+
 /// The sink of a pipeline: (datasource, object, columns as (name, Flink type)); None for raw
 /// SQL pipelines, whose sink is inside the statement.
-pub fn sink(def: &Definition, catalog: &Catalog) -> Result<Option<(TableRef, Vec<(String, String)>)>, CatalogError> {
+pub fn sink(def: &Definition, catalog: &Catalog) -> Result<Option<SinkInfo>, CatalogError> {
     let params = Params::parse(def.name, def.template, def.params)?;
     let sink = match &params {
         Params::WindowAggregate(p) => p.sink.clone(),
@@ -547,7 +550,10 @@ pub fn sink(def: &Definition, catalog: &Catalog) -> Result<Option<(TableRef, Vec
     Ok(Some((sink, cols)))
 }
 
-fn render_full(def: &Definition, catalog: &Catalog) -> Result<(String, Vec<(String, String)>), CatalogError> {
+fn render_full(
+    def: &Definition,
+    catalog: &Catalog,
+) -> Result<(String, Vec<(String, String)>), CatalogError> {
     let params = Params::parse(def.name, def.template, def.params)?;
     let opts: PipelineOptions = if def.options.is_null() {
         PipelineOptions::default()
@@ -1062,7 +1068,10 @@ impl Ctx<'_> {
                 "Make the sink's columns match the query output, or omit sink columns for Kafka/Elasticsearch sinks to derive them.",
             ));
         }
-        self.sink_cols = sink_cols.iter().map(|c| (c.name.clone(), c.ty.to_string())).collect();
+        self.sink_cols = sink_cols
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_string()))
+            .collect();
         let mut order = Vec::new();
         for s in &sink_cols {
             let q = out

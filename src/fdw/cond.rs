@@ -61,12 +61,26 @@ impl CmpOp {
 /// A condition on the columns of one foreign table (columns by attribute number).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Cond {
-    Cmp { col: i16, op: CmpOp, arg: Operand },
+    Cmp {
+        col: i16,
+        op: CmpOp,
+        arg: Operand,
+    },
     /// `col = ANY(array)` (`IN`), or `col <> ALL(array)` (`NOT IN`) when `negated`.
-    In { col: i16, list: Operand, negated: bool },
-    IsNull { col: i16, negated: bool },
+    In {
+        col: i16,
+        list: Operand,
+        negated: bool,
+    },
+    IsNull {
+        col: i16,
+        negated: bool,
+    },
     /// `col LIKE pattern`.
-    Like { col: i16, pattern: Operand },
+    Like {
+        col: i16,
+        pattern: Operand,
+    },
     And(Vec<Cond>),
     Or(Vec<Cond>),
 }
@@ -79,10 +93,21 @@ impl Cond {
             v => v.clone(),
         };
         match self {
-            Cond::Cmp { col, op, arg } => Cond::Cmp { col: *col, op: *op, arg: r(arg) },
-            Cond::In { col, list, negated } => Cond::In { col: *col, list: r(list), negated: *negated },
+            Cond::Cmp { col, op, arg } => Cond::Cmp {
+                col: *col,
+                op: *op,
+                arg: r(arg),
+            },
+            Cond::In { col, list, negated } => Cond::In {
+                col: *col,
+                list: r(list),
+                negated: *negated,
+            },
             Cond::IsNull { .. } => self.clone(),
-            Cond::Like { col, pattern } => Cond::Like { col: *col, pattern: r(pattern) },
+            Cond::Like { col, pattern } => Cond::Like {
+                col: *col,
+                pattern: r(pattern),
+            },
             Cond::And(v) => Cond::And(v.iter().map(|c| c.resolve(params)).collect()),
             Cond::Or(v) => Cond::Or(v.iter().map(|c| c.resolve(params)).collect()),
         }
@@ -91,9 +116,10 @@ impl Cond {
     /// Every column the condition reads.
     pub fn columns(&self, out: &mut Vec<i16>) {
         match self {
-            Cond::Cmp { col, .. } | Cond::In { col, .. } | Cond::IsNull { col, .. } | Cond::Like { col, .. } => {
-                out.push(*col)
-            }
+            Cond::Cmp { col, .. }
+            | Cond::In { col, .. }
+            | Cond::IsNull { col, .. }
+            | Cond::Like { col, .. } => out.push(*col),
             Cond::And(v) | Cond::Or(v) => v.iter().for_each(|c| c.columns(out)),
         }
     }
@@ -146,22 +172,41 @@ mod tests {
     #[test]
     fn parameters_are_resolved_everywhere() {
         let c = Cond::Or(vec![
-            Cond::Cmp { col: 1, op: CmpOp::Ge, arg: Operand::Param(0) },
-            Cond::And(vec![Cond::Like { col: 2, pattern: Operand::Param(1) }]),
+            Cond::Cmp {
+                col: 1,
+                op: CmpOp::Ge,
+                arg: Operand::Param(0),
+            },
+            Cond::And(vec![Cond::Like {
+                col: 2,
+                pattern: Operand::Param(1),
+            }]),
         ]);
         let r = c.resolve(&[Val::Int(5), Val::Text("a%".into())]);
         assert_eq!(
             r,
             Cond::Or(vec![
-                Cond::Cmp { col: 1, op: CmpOp::Ge, arg: Operand::Val(Val::Int(5)) },
-                Cond::And(vec![Cond::Like { col: 2, pattern: Operand::Val(Val::Text("a%".into())) }]),
+                Cond::Cmp {
+                    col: 1,
+                    op: CmpOp::Ge,
+                    arg: Operand::Val(Val::Int(5))
+                },
+                Cond::And(vec![Cond::Like {
+                    col: 2,
+                    pattern: Operand::Val(Val::Text("a%".into()))
+                }]),
             ])
         );
         let mut cols = vec![];
         c.columns(&mut cols);
         assert_eq!(cols, vec![1, 2]);
         // A request survives the trip through the plan (JSON) unchanged.
-        let req = Request { conds: vec![c], wanted: vec![1, 2], limit: Some(3), ..Default::default() };
+        let req = Request {
+            conds: vec![c],
+            wanted: vec![1, 2],
+            limit: Some(3),
+            ..Default::default()
+        };
         let back: Request = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
         assert_eq!(back, req);
     }

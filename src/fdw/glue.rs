@@ -24,7 +24,9 @@ unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
         return vec![];
     }
     let n = (*list).length as usize;
-    (0..n).map(|i| (*(*list).elements.add(i)).ptr_value).collect()
+    (0..n)
+        .map(|i| (*(*list).elements.add(i)).ptr_value)
+        .collect()
 }
 
 unsafe fn cstr(p: *const std::ffi::c_char) -> String {
@@ -136,9 +138,10 @@ pub(crate) unsafe fn server_def(server_oid: Oid) -> TableDef {
         ..Default::default()
     };
     // A user mapping is optional (credentials for servers given by URL/brokers).
-    let um = pgrx::PgTryBuilder::new(|| Some(pg_sys::GetUserMapping(pg_sys::GetUserId(), server_oid)))
-        .catch_others(|_| None)
-        .execute();
+    let um =
+        pgrx::PgTryBuilder::new(|| Some(pg_sys::GetUserMapping(pg_sys::GetUserId(), server_oid)))
+            .catch_others(|_| None)
+            .execute();
     if let Some(um) = um.filter(|u| !u.is_null()) {
         def.user_opts = options((*um).options);
     }
@@ -155,7 +158,12 @@ pub(crate) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
     }
     let is = |x: B| x.value() == oid;
     let arr = |v: Option<Vec<Option<Val>>>| {
-        Val::Array(v.unwrap_or_default().into_iter().map(|x| x.unwrap_or(Val::Null)).collect())
+        Val::Array(
+            v.unwrap_or_default()
+                .into_iter()
+                .map(|x| x.unwrap_or(Val::Null))
+                .collect(),
+        )
     };
     if is(B::BOOLOID) {
         Val::Bool(bool::from_datum(d, false).unwrap_or(false))
@@ -170,8 +178,17 @@ pub(crate) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
     } else if is(B::FLOAT8OID) {
         Val::Float(f64::from_datum(d, false).unwrap_or(0.0))
     } else if is(B::NUMERICOID) {
-        Val::Numeric(AnyNumeric::from_datum(d, false).map(|n| n.to_string()).unwrap_or_default())
-    } else if is(B::TEXTOID) || is(B::VARCHAROID) || is(B::BPCHAROID) || is(B::NAMEOID) || is(B::UNKNOWNOID) {
+        Val::Numeric(
+            AnyNumeric::from_datum(d, false)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        )
+    } else if is(B::TEXTOID)
+        || is(B::VARCHAROID)
+        || is(B::BPCHAROID)
+        || is(B::NAMEOID)
+        || is(B::UNKNOWNOID)
+    {
         if is(B::NAMEOID) || is(B::UNKNOWNOID) {
             return Val::Text(output_text(d, oid));
         }
@@ -179,7 +196,11 @@ pub(crate) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
     } else if is(B::JSONBOID) {
         Val::Json(JsonB::from_datum(d, false).map(|j| j.0).unwrap_or_default())
     } else if is(B::JSONOID) {
-        Val::Json(pgrx::Json::from_datum(d, false).map(|j| j.0).unwrap_or_default())
+        Val::Json(
+            pgrx::Json::from_datum(d, false)
+                .map(|j| j.0)
+                .unwrap_or_default(),
+        )
     } else if is(B::TIMESTAMPTZOID) || is(B::TIMESTAMPOID) {
         Val::Ts((d.value() as i64).saturating_add(PG_EPOCH_MICROS))
     } else if is(B::DATEOID) {
@@ -187,25 +208,43 @@ pub(crate) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
     } else if is(B::BYTEAOID) {
         Val::Bytes(Vec::<u8>::from_datum(d, false).unwrap_or_default())
     } else if is(B::TEXTARRAYOID) || is(B::VARCHARARRAYOID) {
-        arr(Vec::<Option<String>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(Val::Text)).collect()))
+        arr(Vec::<Option<String>>::from_datum(d, false)
+            .map(|v| v.into_iter().map(|x| x.map(Val::Text)).collect()))
     } else if is(B::INT2ARRAYOID) {
-        arr(Vec::<Option<i16>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(|i| Val::Int(i as i64))).collect()))
-    } else if is(B::INT4ARRAYOID) {
-        arr(Vec::<Option<i32>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(|i| Val::Int(i as i64))).collect()))
-    } else if is(B::INT8ARRAYOID) {
-        arr(Vec::<Option<i64>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(Val::Int)).collect()))
-    } else if is(B::FLOAT8ARRAYOID) {
-        arr(Vec::<Option<f64>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(Val::Float)).collect()))
-    } else if is(B::FLOAT4ARRAYOID) {
-        arr(Vec::<Option<f32>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(|f| Val::Float(f as f64))).collect()))
-    } else if is(B::BOOLARRAYOID) {
-        arr(Vec::<Option<bool>>::from_datum(d, false).map(|v| v.into_iter().map(|x| x.map(Val::Bool)).collect()))
-    } else if is(B::TIMESTAMPTZARRAYOID) {
-        arr(Vec::<Option<pgrx::datum::TimestampWithTimeZone>>::from_datum(d, false).map(|v| {
+        arr(Vec::<Option<i16>>::from_datum(d, false).map(|v| {
             v.into_iter()
-                .map(|x| x.map(|t| Val::Ts(i64::from(t).saturating_add(PG_EPOCH_MICROS))))
+                .map(|x| x.map(|i| Val::Int(i as i64)))
                 .collect()
         }))
+    } else if is(B::INT4ARRAYOID) {
+        arr(Vec::<Option<i32>>::from_datum(d, false).map(|v| {
+            v.into_iter()
+                .map(|x| x.map(|i| Val::Int(i as i64)))
+                .collect()
+        }))
+    } else if is(B::INT8ARRAYOID) {
+        arr(Vec::<Option<i64>>::from_datum(d, false)
+            .map(|v| v.into_iter().map(|x| x.map(Val::Int)).collect()))
+    } else if is(B::FLOAT8ARRAYOID) {
+        arr(Vec::<Option<f64>>::from_datum(d, false)
+            .map(|v| v.into_iter().map(|x| x.map(Val::Float)).collect()))
+    } else if is(B::FLOAT4ARRAYOID) {
+        arr(Vec::<Option<f32>>::from_datum(d, false).map(|v| {
+            v.into_iter()
+                .map(|x| x.map(|f| Val::Float(f as f64)))
+                .collect()
+        }))
+    } else if is(B::BOOLARRAYOID) {
+        arr(Vec::<Option<bool>>::from_datum(d, false)
+            .map(|v| v.into_iter().map(|x| x.map(Val::Bool)).collect()))
+    } else if is(B::TIMESTAMPTZARRAYOID) {
+        arr(
+            Vec::<Option<pgrx::datum::TimestampWithTimeZone>>::from_datum(d, false).map(|v| {
+                v.into_iter()
+                    .map(|x| x.map(|t| Val::Ts(i64::from(t).saturating_add(PG_EPOCH_MICROS))))
+                    .collect()
+            }),
+        )
     } else {
         // Anything else (uuid, inet, …) as its text form.
         Val::Text(output_text(d, oid))
@@ -269,8 +308,11 @@ fn val_to_datum(v: Val, ty: &PgType) -> Result<Option<Datum>, String> {
                     _ => None,
                 })
                 .into_datum(),
-                PgType::Numeric => col(items, |v| v.to_text().and_then(|s| AnyNumeric::try_from(s.as_str()).ok()))
-                    .into_datum(),
+                PgType::Numeric => col(items, |v| {
+                    v.to_text()
+                        .and_then(|s| AnyNumeric::try_from(s.as_str()).ok())
+                })
+                .into_datum(),
                 other => return Err(format!("arrays of {} are not supported", other.sql())),
             }
         }
@@ -302,7 +344,8 @@ impl PlanCtx<'_> {
             return None;
         }
         let v = node as *mut pg_sys::Var;
-        ((*v).varno as u32 == self.varno && (*v).varlevelsup == 0 && (*v).varattno >= 1).then_some((*v).varattno)
+        ((*v).varno as u32 == self.varno && (*v).varlevelsup == 0 && (*v).varattno >= 1)
+            .then_some((*v).varattno)
     }
 
     /// A constant, or an expression evaluated at scan start (parameters, stable functions,
@@ -314,7 +357,11 @@ impl PlanCtx<'_> {
         }
         if (*node).type_ == pg_sys::NodeTag::T_Const {
             let c = node as *mut pg_sys::Const;
-            return Some(Operand::Val(datum_to_val((*c).constvalue, (*c).constisnull, (*c).consttype)));
+            return Some(Operand::Val(datum_to_val(
+                (*c).constvalue,
+                (*c).constisnull,
+                (*c).consttype,
+            )));
         }
         if pg_sys::contain_var_clause(node) || pg_sys::contain_volatile_functions(node) {
             return None;
@@ -348,7 +395,11 @@ impl PlanCtx<'_> {
                 }
                 let op = CmpOp::from_pg(&name)?;
                 let arg = self.operand(other)?;
-                Some(Cond::Cmp { col, op: if commuted { op.commuted() } else { op }, arg })
+                Some(Cond::Cmp {
+                    col,
+                    op: if commuted { op.commuted() } else { op },
+                    arg,
+                })
             }
             pg_sys::NodeTag::T_ScalarArrayOpExpr => {
                 let e = node as *mut pg_sys::ScalarArrayOpExpr;
@@ -369,27 +420,42 @@ impl PlanCtx<'_> {
             pg_sys::NodeTag::T_NullTest => {
                 let e = node as *mut pg_sys::NullTest;
                 let col = self.our_col((*e).arg as _)?;
-                Some(Cond::IsNull { col, negated: (*e).nulltesttype == pg_sys::NullTestType::IS_NOT_NULL })
+                Some(Cond::IsNull {
+                    col,
+                    negated: (*e).nulltesttype == pg_sys::NullTestType::IS_NOT_NULL,
+                })
             }
             pg_sys::NodeTag::T_BoolExpr => {
                 let e = node as *mut pg_sys::BoolExpr;
                 let args = list_ptrs((*e).args);
                 match (*e).boolop {
-                    pg_sys::BoolExprType::AND_EXPR => {
-                        Some(Cond::And(args.into_iter().map(|a| self.cond(a as _)).collect::<Option<_>>()?))
-                    }
-                    pg_sys::BoolExprType::OR_EXPR => {
-                        Some(Cond::Or(args.into_iter().map(|a| self.cond(a as _)).collect::<Option<_>>()?))
-                    }
+                    pg_sys::BoolExprType::AND_EXPR => Some(Cond::And(
+                        args.into_iter()
+                            .map(|a| self.cond(a as _))
+                            .collect::<Option<_>>()?,
+                    )),
+                    pg_sys::BoolExprType::OR_EXPR => Some(Cond::Or(
+                        args.into_iter()
+                            .map(|a| self.cond(a as _))
+                            .collect::<Option<_>>()?,
+                    )),
                     _ => {
                         let col = self.our_col(*args.first()? as _)?;
-                        Some(Cond::Cmp { col, op: CmpOp::Eq, arg: Operand::Val(Val::Bool(false)) })
+                        Some(Cond::Cmp {
+                            col,
+                            op: CmpOp::Eq,
+                            arg: Operand::Val(Val::Bool(false)),
+                        })
                     }
                 }
             }
             pg_sys::NodeTag::T_Var => {
                 let col = self.our_col(node)?;
-                Some(Cond::Cmp { col, op: CmpOp::Eq, arg: Operand::Val(Val::Bool(true)) })
+                Some(Cond::Cmp {
+                    col,
+                    op: CmpOp::Eq,
+                    arg: Operand::Val(Val::Bool(true)),
+                })
             }
             _ => None,
         }
@@ -398,9 +464,18 @@ impl PlanCtx<'_> {
 
 /// Serialised planning result kept in `baserel->fdw_private` between callbacks:
 /// [String(json request), List(exprs)].
-unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_sys::RelOptInfo, relid: Oid) {
+unsafe fn plan_rel<W: Wrapper>(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    relid: Oid,
+) {
     let table = table_def(relid);
-    let mut ctx = PlanCtx { root, varno: (*baserel).relid, exprs: vec![], _p: PhantomData };
+    let mut ctx = PlanCtx {
+        root,
+        varno: (*baserel).relid,
+        exprs: vec![],
+        _p: PhantomData,
+    };
     let mut req = Request::default();
     let mut all_exact = true;
     for ri in list_ptrs((*baserel).baserestrictinfo) {
@@ -426,9 +501,17 @@ unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_
 
     // Columns the query reads (target list and local quals).
     let mut attrs: *mut pg_sys::Bitmapset = ptr::null_mut();
-    pg_sys::pull_varattnos((*(*baserel).reltarget).exprs as _, (*baserel).relid, &mut attrs);
+    pg_sys::pull_varattnos(
+        (*(*baserel).reltarget).exprs as _,
+        (*baserel).relid,
+        &mut attrs,
+    );
     for ri in list_ptrs((*baserel).baserestrictinfo) {
-        pg_sys::pull_varattnos((*(ri as *mut pg_sys::RestrictInfo)).clause as _, (*baserel).relid, &mut attrs);
+        pg_sys::pull_varattnos(
+            (*(ri as *mut pg_sys::RestrictInfo)).clause as _,
+            (*baserel).relid,
+            &mut attrs,
+        );
     }
     let mut whole_row = false;
     let mut x = -1;
@@ -486,7 +569,8 @@ unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_
             break;
         };
         let c = table.col(col);
-        let collation_c = (*ec).ec_collation == pg_sys::C_COLLATION_OID || (*ec).ec_collation.to_u32() == 951;
+        let collation_c =
+            (*ec).ec_collation == pg_sys::C_COLLATION_OID || (*ec).ec_collation.to_u32() == 951;
         let exact = c.is_some_and(|c| W::sort_exact(&table, c))
             && (collation_c || !matches!(c.and_then(|c| c.ty.clone()), Some(PgType::Text)));
         sort_exact &= exact;
@@ -498,7 +582,8 @@ unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_
     }
 
     // LIMIT only when stopping early remotely cannot change the answer.
-    let single = pg_sys::bms_membership((*root).all_baserels) == pg_sys::BMS_Membership::BMS_SINGLETON;
+    let single =
+        pg_sys::bms_membership((*root).all_baserels) == pg_sys::BMS_Membership::BMS_SINGLETON;
     let plain = (*parse).groupClause.is_null()
         && !(*parse).hasAggs
         && !(*parse).hasWindowFuncs
@@ -521,7 +606,9 @@ unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_
             }
             Some(i64::from_datum((*c).constvalue, false))
         };
-        if let (Some(Some(count)), Some(offset)) = (konst((*parse).limitCount), konst((*parse).limitOffset)) {
+        if let (Some(Some(count)), Some(offset)) =
+            (konst((*parse).limitCount), konst((*parse).limitOffset))
+        {
             req.limit = Some((count.max(0) + offset.unwrap_or(0).max(0)) as u64);
         }
     }
@@ -530,7 +617,11 @@ unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_
         Some(l) => l as f64,
         None => 1000.0,
     };
-    if req.conds.iter().any(|c| matches!(c, Cond::Cmp { op: CmpOp::Eq, .. })) {
+    if req
+        .conds
+        .iter()
+        .any(|c| matches!(c, Cond::Cmp { op: CmpOp::Eq, .. }))
+    {
         rows = rows.min(10.0);
     }
     (*baserel).rows = rows.max(1.0);
@@ -542,7 +633,10 @@ unsafe fn plan_rel<W: Wrapper>(root: *mut pg_sys::PlannerInfo, baserel: *mut pg_
         exprs = pg_sys::lappend(exprs, e as *mut c_void);
     }
     let mut private: *mut pg_sys::List = ptr::null_mut();
-    private = pg_sys::lappend(private, pg_sys::makeString(pg_sys::pstrdup(json.as_ptr())) as *mut c_void);
+    private = pg_sys::lappend(
+        private,
+        pg_sys::makeString(pg_sys::pstrdup(json.as_ptr())) as *mut c_void,
+    );
     private = pg_sys::lappend(private, exprs as *mut c_void);
     (*baserel).fdw_private = private as *mut c_void;
 }
@@ -633,13 +727,15 @@ unsafe extern "C-unwind" fn drop_modify_state(arg: *mut c_void) {
 }
 
 /// Frees `arg` with `f` when `cxt` is reset/deleted (error paths), unless disarmed first.
-unsafe fn arm(cxt: pg_sys::MemoryContext, f: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> *mut pg_sys::MemoryContextCallback {
-    let cb = pg_sys::MemoryContextAllocZero(cxt, std::mem::size_of::<pg_sys::MemoryContextCallback>())
-        as *mut pg_sys::MemoryContextCallback;
-    (*cb).func = Some(std::mem::transmute::<
-        unsafe extern "C-unwind" fn(*mut c_void),
-        unsafe extern "C-unwind" fn(*mut c_void),
-    >(f));
+unsafe fn arm(
+    cxt: pg_sys::MemoryContext,
+    f: unsafe extern "C-unwind" fn(*mut c_void),
+    arg: *mut c_void,
+) -> *mut pg_sys::MemoryContextCallback {
+    let cb =
+        pg_sys::MemoryContextAllocZero(cxt, std::mem::size_of::<pg_sys::MemoryContextCallback>())
+            as *mut pg_sys::MemoryContextCallback;
+    (*cb).func = Some(f);
     (*cb).arg = arg;
     pg_sys::MemoryContextRegisterResetCallback(cxt, cb);
     cb
@@ -661,22 +757,48 @@ unsafe fn eval_params(node: *mut pg_sys::ForeignScanState, exprs: *mut pg_sys::L
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(node: *mut pg_sys::ForeignScanState, eflags: i32) {
+unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
+    node: *mut pg_sys::ForeignScanState,
+    eflags: i32,
+) {
     let plan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
     let private = list_ptrs((*plan).fdw_private);
-    let json = private.first().map(|s| cstr((*(*s as *mut pg_sys::String)).sval)).unwrap_or_default();
+    let json = private
+        .first()
+        .map(|s| cstr((*(*s as *mut pg_sys::String)).sval))
+        .unwrap_or_default();
     let req: Request = serde_json::from_str(&json).unwrap_or_default();
     let relid = (*(*node).ss.ss_currentRelation).rd_id;
     let table = table_def(relid);
-    let types = req.wanted.iter().map(|a| table.col(*a).and_then(|c| c.ty.clone())).collect();
+    let types = req
+        .wanted
+        .iter()
+        .map(|a| table.col(*a).and_then(|c| c.ty.clone()))
+        .collect();
     let exprs = pg_sys::ExecInitExprList((*plan).fdw_exprs, node as *mut pg_sys::PlanState);
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     let row = vec![Val::Null; req.wanted.len()];
-    let state = Box::into_raw(Box::new(ScanState { table, req, types, exprs, scan: None, row, cb: ptr::null_mut() }));
-    (*state).cb = arm((*(*node).ss.ps.state).es_query_cxt, drop_scan_state, state as *mut c_void);
+    let state = Box::into_raw(Box::new(ScanState {
+        table,
+        req,
+        types,
+        exprs,
+        scan: None,
+        row,
+        cb: ptr::null_mut(),
+    }));
+    (*state).cb = arm(
+        (*(*node).ss.ps.state).es_query_cxt,
+        drop_scan_state,
+        state as *mut c_void,
+    );
     (*node).fdw_state = state as *mut c_void;
     let st = &mut *state;
-    let req = if explain_only { st.req.clone() } else { st.req.resolve(&eval_params(node, st.exprs)) };
+    let req = if explain_only {
+        st.req.clone()
+    } else {
+        st.req.resolve(&eval_params(node, st.exprs))
+    };
     match W::begin_scan(st.table.clone(), req, explain_only) {
         Ok(s) => st.scan = Some(s),
         Err(e) => e.report_error(),
@@ -684,11 +806,15 @@ unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(node: *mut pg_sys::Fo
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn iterate_foreign_scan(node: *mut pg_sys::ForeignScanState) -> *mut pg_sys::TupleTableSlot {
+unsafe extern "C-unwind" fn iterate_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+) -> *mut pg_sys::TupleTableSlot {
     let slot = (*node).ss.ss_ScanTupleSlot;
     pg_sys::ExecClearTuple(slot);
     let st = &mut *((*node).fdw_state as *mut ScanState);
-    let Some(scan) = st.scan.as_mut() else { return slot };
+    let Some(scan) = st.scan.as_mut() else {
+        return slot;
+    };
     for v in st.row.iter_mut() {
         *v = Val::Null;
     }
@@ -718,7 +844,11 @@ unsafe extern "C-unwind" fn iterate_foreign_scan(node: *mut pg_sys::ForeignScanS
             Ok(None) => {}
             Err(msg) => {
                 pg_sys::MemoryContextSwitchTo(old);
-                let col = st.table.col(*attnum).map(|c| c.name.clone()).unwrap_or_default();
+                let col = st
+                    .table
+                    .col(*attnum)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
                 fdw_error(
                     PgSqlErrorCode::ERRCODE_FDW_INVALID_DATA_TYPE,
                     format!("foreign table {}, column \"{col}\": {msg}", st.table.name),
@@ -756,7 +886,10 @@ unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanState
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn explain_foreign_scan(node: *mut pg_sys::ForeignScanState, es: *mut pg_sys::ExplainState) {
+unsafe extern "C-unwind" fn explain_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+    es: *mut pg_sys::ExplainState,
+) {
     let state = (*node).fdw_state as *mut ScanState;
     if state.is_null() {
         return;
@@ -790,7 +923,14 @@ unsafe extern "C-unwind" fn add_foreign_update_targets(
     for i in 0..(*desc).natts as usize {
         let att = (*desc).attrs.as_ptr().add(i);
         if !(*att).attisdropped && cstr((*att).attname.data.as_ptr()) == "_id" {
-            let var = pg_sys::makeVar(rtindex as _, (*att).attnum, (*att).atttypid, (*att).atttypmod, (*att).attcollation, 0);
+            let var = pg_sys::makeVar(
+                rtindex as _,
+                (*att).attnum,
+                (*att).atttypid,
+                (*att).atttypmod,
+                (*att).attcollation,
+                0,
+            );
             pg_sys::add_row_identity_var(root, var, rtindex, c"_id".as_ptr());
             return;
         }
@@ -837,8 +977,17 @@ unsafe extern "C-unwind" fn begin_foreign_modify<W: Wrapper>(
         let sub = (*mtstate).ps.lefttree;
         id_attno = pg_sys::ExecFindJunkAttributeInTlist((*(*sub).plan).targetlist, c"_id".as_ptr());
     }
-    let state = Box::into_raw(Box::new(ModifyState { table: table.clone(), modify: None, id_attno, cb: ptr::null_mut() }));
-    (*state).cb = arm((*(*mtstate).ps.state).es_query_cxt, drop_modify_state, state as *mut c_void);
+    let state = Box::into_raw(Box::new(ModifyState {
+        table: table.clone(),
+        modify: None,
+        id_attno,
+        cb: ptr::null_mut(),
+    }));
+    (*state).cb = arm(
+        (*(*mtstate).ps.state).es_query_cxt,
+        drop_modify_state,
+        state as *mut c_void,
+    );
     (*rinfo).ri_FdwState = state as *mut c_void;
     match W::begin_modify(table) {
         Ok(m) => (*state).modify = Some(m),
@@ -864,7 +1013,13 @@ unsafe fn slot_row(table: &TableDef, slot: *mut pg_sys::TupleTableSlot) -> Vec<(
 unsafe fn junk_id(st: &ModifyState, plan_slot: *mut pg_sys::TupleTableSlot) -> Val {
     let mut isnull = false;
     let d = pg_sys::slot_getattr(plan_slot, st.id_attno as i32, &mut isnull);
-    let oid = st.table.columns.iter().find(|c| c.name == "_id").map(|_| pg_sys::TEXTOID).unwrap_or(pg_sys::TEXTOID);
+    let oid = st
+        .table
+        .columns
+        .iter()
+        .find(|c| c.name == "_id")
+        .map(|_| pg_sys::TEXTOID)
+        .unwrap_or(pg_sys::TEXTOID);
     datum_to_val(d, isnull, oid)
 }
 
@@ -925,7 +1080,10 @@ unsafe extern "C-unwind" fn exec_foreign_delete(
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn end_foreign_modify(_estate: *mut pg_sys::EState, rinfo: *mut pg_sys::ResultRelInfo) {
+unsafe extern "C-unwind" fn end_foreign_modify(
+    _estate: *mut pg_sys::EState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+) {
     let state = (*rinfo).ri_FdwState as *mut ModifyState;
     if state.is_null() {
         return;
@@ -943,7 +1101,8 @@ unsafe extern "C-unwind" fn end_foreign_modify(_estate: *mut pg_sys::EState, rin
 unsafe extern "C-unwind" fn is_updatable<W: Wrapper>(_rel: pg_sys::Relation) -> i32 {
     let mut bits = 1 << pg_sys::CmdType::CMD_INSERT as i32;
     if W::UPDATABLE {
-        bits |= (1 << pg_sys::CmdType::CMD_UPDATE as i32) | (1 << pg_sys::CmdType::CMD_DELETE as i32);
+        bits |=
+            (1 << pg_sys::CmdType::CMD_UPDATE as i32) | (1 << pg_sys::CmdType::CMD_DELETE as i32);
     }
     bits
 }
@@ -984,7 +1143,9 @@ unsafe extern "C-unwind" fn import_foreign_schema<W: Wrapper>(
 /// The FdwRoutine of wrapper `W`.
 pub fn routine<W: Wrapper>() -> supabase_wrappers::FdwRoutine {
     unsafe {
-        let mut r = PgBox::<pg_sys::FdwRoutine, pgrx::AllocatedByRust>::alloc_node(pg_sys::NodeTag::T_FdwRoutine);
+        let mut r = PgBox::<pg_sys::FdwRoutine, pgrx::AllocatedByRust>::alloc_node(
+            pg_sys::NodeTag::T_FdwRoutine,
+        );
         r.GetForeignRelSize = Some(get_foreign_rel_size::<W>);
         r.GetForeignPaths = Some(get_foreign_paths);
         r.GetForeignPlan = Some(get_foreign_plan);
@@ -1033,7 +1194,10 @@ pub fn validate<W: Wrapper>(options: Vec<Option<String>>, catalog: Option<Oid>) 
 /// The server must be owned by a superuser or a member of flink_admin: only they may turn a
 /// datasource's credentials into a server others can use. The read runs as the extension's
 /// owner, so users of the server never need (or get) access to the secrets table.
-pub fn datasource(server: &TableDef, name: &str) -> Result<crate::core::sources::Source, pgrx::pg_sys::panic::ErrorReport> {
+pub fn datasource(
+    server: &TableDef,
+    name: &str,
+) -> Result<crate::core::sources::Source, pgrx::pg_sys::panic::ErrorReport> {
     let owner_ok = Spi::get_one_with_args::<bool>(
         "SELECT r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'flink_admin', 'MEMBER') FROM pg_catalog.pg_roles r WHERE r.oid = $1",
         &[Oid::from(server.server_owner).into()],
@@ -1082,15 +1246,29 @@ pub fn datasource(server: &TableDef, name: &str) -> Result<crate::core::sources:
         Ok((Some(k), Some(b))) => (k, b.0),
         _ => {
             return Err(fdw_error(
-                PgSqlErrorCode::ERRCODE_FDW_OPTION_NAME_NOT_FOUND,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
                 format!("datasource \"{name}\" (option datasource of foreign server \"{}\") does not exist", server.server),
                 "See flink.datasources for registered datasources, or register it with flink.register_datasource().",
             ))
         }
     };
     let kind = crate::core::catalog::check_kind(name, Some(&kind)).map_err(|e| {
-        fdw_error(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, e.to_string(), "Re-register the datasource.")
+        fdw_error(
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            e.to_string(),
+            "Re-register the datasource.",
+        )
     })?;
-    let obj = |k: &str| body.get(k).and_then(|v| v.as_object()).cloned().unwrap_or_default();
-    Ok(crate::core::sources::Source { name: name.to_string(), kind, options: obj("options"), secrets: obj("secrets") })
+    let obj = |k: &str| {
+        body.get(k)
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default()
+    };
+    Ok(crate::core::sources::Source {
+        name: name.to_string(),
+        kind,
+        options: obj("options"),
+        secrets: obj("secrets"),
+    })
 }

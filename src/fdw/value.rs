@@ -170,7 +170,10 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
                 _ => (i64::MIN, i64::MAX),
             };
             if i < lo || i > hi {
-                return Err(Mismatch(format!("value {i} is out of range for type {}", ty.sql())));
+                return Err(Mismatch(format!(
+                    "value {i} is out of range for type {}",
+                    ty.sql()
+                )));
             }
             Val::Int(i)
         }
@@ -211,7 +214,11 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
             ),
             Value::String(s) => {
                 let us = parse_datetime(s).ok_or_else(bad)?;
-                Val::Date(us.div_euclid(86_400_000_000).try_into().map_err(|_| bad())?)
+                Val::Date(
+                    us.div_euclid(86_400_000_000)
+                        .try_into()
+                        .map_err(|_| bad())?,
+                )
             }
             _ => return Err(bad()),
         },
@@ -246,7 +253,6 @@ pub fn from_text(s: &str, ty: &PgType) -> Result<Val, Mismatch> {
         _ => from_json(&Value::String(s.to_string()), ty),
     }
 }
-
 
 /// The Postgres type for a Flink SQL type inferred from samples or mappings (IMPORT FOREIGN
 /// SCHEMA): scalars map one to one, structured types become jsonb.
@@ -410,14 +416,27 @@ mod tests {
     fn dates_in_every_shape_elasticsearch_writes() {
         let base = 1_714_557_600_000_000i64; // 2024-05-01T10:00:00Z
         assert_eq!(parse_datetime("2024-05-01T10:00:00Z"), Some(base));
-        assert_eq!(parse_datetime("2024-05-01T10:00:00.5Z"), Some(base + 500_000));
-        assert_eq!(parse_datetime("2024-05-01T10:00:00.123456789Z"), Some(base + 123_456));
+        assert_eq!(
+            parse_datetime("2024-05-01T10:00:00.5Z"),
+            Some(base + 500_000)
+        );
+        assert_eq!(
+            parse_datetime("2024-05-01T10:00:00.123456789Z"),
+            Some(base + 123_456)
+        );
         assert_eq!(parse_datetime("2024-05-01T12:00:00+02:00"), Some(base));
         assert_eq!(parse_datetime("2024-05-01T08:00:00-0200"), Some(base));
         assert_eq!(parse_datetime("2024-05-01 10:00"), Some(base));
         assert_eq!(parse_datetime("2024-05-01"), Some(base - 36_000_000_000));
         assert_eq!(parse_datetime("1969-12-31T23:59:59Z"), Some(-1_000_000));
-        for bad in ["", "2024-5-01", "2024-13-01", "2024-05-01T25:00", "2024-05-01Tx", "2024-05-01T10:00:00Q"] {
+        for bad in [
+            "",
+            "2024-5-01",
+            "2024-13-01",
+            "2024-05-01T25:00",
+            "2024-05-01Tx",
+            "2024-05-01T10:00:00Q",
+        ] {
             assert_eq!(parse_datetime(bad), None, "{bad}");
         }
         assert_eq!(
@@ -436,8 +455,19 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip_through_text() {
-        for us in [0i64, 1_714_557_600_123_000, 1_714_557_600_123_456, -86_400_000_001, 253_402_300_799_000_000] {
-            assert_eq!(parse_datetime(&format_ts(us)), Some(us), "{}", format_ts(us));
+        for us in [
+            0i64,
+            1_714_557_600_123_000,
+            1_714_557_600_123_456,
+            -86_400_000_001,
+            253_402_300_799_000_000,
+        ] {
+            assert_eq!(
+                parse_datetime(&format_ts(us)),
+                Some(us),
+                "{}",
+                format_ts(us)
+            );
         }
         assert_eq!(format_ts(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_date(19844), "2024-05-01");
@@ -456,14 +486,23 @@ mod tests {
             from_json(&json!("abc"), &PgType::Int4).unwrap_err().0,
             "value \"abc\" does not fit type integer"
         );
-        assert_eq!(from_json(&json!(1.5), &PgType::Numeric), Ok(Val::Numeric("1.5".into())));
+        assert_eq!(
+            from_json(&json!(1.5), &PgType::Numeric),
+            Ok(Val::Numeric("1.5".into()))
+        );
         assert!(from_json(&json!({"a": 1}), &PgType::Float8).is_err());
-        assert_eq!(from_json(&json!("true"), &PgType::Bool), Ok(Val::Bool(true)));
+        assert_eq!(
+            from_json(&json!("true"), &PgType::Bool),
+            Ok(Val::Bool(true))
+        );
     }
 
     #[test]
     fn objects_and_arrays() {
-        assert_eq!(from_json(&json!({"a": 1}), &PgType::Text), Ok(Val::Text("{\"a\":1}".into())));
+        assert_eq!(
+            from_json(&json!({"a": 1}), &PgType::Text),
+            Ok(Val::Text("{\"a\":1}".into()))
+        );
         assert_eq!(
             from_json(&json!([1, 2]), &PgType::Array(Box::new(PgType::Int8))),
             Ok(Val::Array(vec![Val::Int(1), Val::Int(2)]))
@@ -480,6 +519,9 @@ mod tests {
         assert_eq!(Val::Ts(0).to_json(), json!("1970-01-01T00:00:00Z"));
         assert_eq!(Val::Numeric("1.50".into()).to_json().to_string(), "1.5");
         assert_eq!(Val::Float(f64::NAN).to_json(), Value::Null);
-        assert_eq!(Val::Json(json!({"a": [1]})).to_text().unwrap(), "{\"a\":[1]}");
+        assert_eq!(
+            Val::Json(json!({"a": [1]})).to_text().unwrap(),
+            "{\"a\":[1]}"
+        );
     }
 }

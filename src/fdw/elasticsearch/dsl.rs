@@ -46,7 +46,9 @@ impl FieldKind {
     /// Best guess from the Postgres column type when the mapping is not known (plan time).
     fn guess(ty: Option<&PgType>) -> FieldKind {
         match ty {
-            Some(PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Float8 | PgType::Numeric) => FieldKind::Number,
+            Some(PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Float8 | PgType::Numeric) => {
+                FieldKind::Number
+            }
             Some(PgType::Float4) => FieldKind::LossyNumber,
             Some(PgType::Bool) => FieldKind::Bool,
             Some(PgType::Timestamptz | PgType::Timestamp | PgType::Date) => FieldKind::Date,
@@ -56,6 +58,9 @@ impl FieldKind {
         }
     }
 }
+
+/// Field path → (mapping type, keyword sub-field), from an index mapping.
+pub type MappingLookup<'a> = &'a dyn Fn(&str) -> Option<(String, Option<String>)>;
 
 /// A column as an Elasticsearch field.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,24 +74,44 @@ pub struct Field {
 /// Field of every column: `_id`/`_score`/`_index` are metadata; others map by the `field`
 /// option or the column name; `es_type` (set by IMPORT FOREIGN SCHEMA) or the index mapping
 /// (`mapping`: field path → (type, keyword sub-field)) tells how it is indexed.
-pub fn fields(table: &TableDef, mapping: Option<&dyn Fn(&str) -> Option<(String, Option<String>)>>) -> Vec<(i16, Field)> {
+pub fn fields(table: &TableDef, mapping: Option<MappingLookup<'_>>) -> Vec<(i16, Field)> {
     table
         .columns
         .iter()
         .map(|c| {
             let f = match c.name.as_str() {
-                "_id" => Field { path: "_id".into(), kind: FieldKind::Id, keyword_sub: None },
-                "_index" => Field { path: "_index".into(), kind: FieldKind::Index, keyword_sub: None },
-                "_score" => Field { path: "_score".into(), kind: FieldKind::Score, keyword_sub: None },
+                "_id" => Field {
+                    path: "_id".into(),
+                    kind: FieldKind::Id,
+                    keyword_sub: None,
+                },
+                "_index" => Field {
+                    path: "_index".into(),
+                    kind: FieldKind::Index,
+                    keyword_sub: None,
+                },
+                "_score" => Field {
+                    path: "_score".into(),
+                    kind: FieldKind::Score,
+                    keyword_sub: None,
+                },
                 name => {
-                    let path = c.opts.get("field").cloned().unwrap_or_else(|| name.to_string());
+                    let path = c
+                        .opts
+                        .get("field")
+                        .cloned()
+                        .unwrap_or_else(|| name.to_string());
                     let from_map = mapping.and_then(|m| m(&path));
                     let (kind, keyword_sub) = match (&from_map, c.opts.get("es_type")) {
                         (Some((t, sub)), _) => (FieldKind::from_es(t), sub.clone()),
                         (None, Some(t)) => (FieldKind::from_es(t), None),
                         (None, None) => (FieldKind::guess(c.ty.as_ref()), None),
                     };
-                    Field { path, kind, keyword_sub }
+                    Field {
+                        path,
+                        kind,
+                        keyword_sub,
+                    }
                 }
             };
             (c.attnum, f)
@@ -112,13 +137,20 @@ pub fn ship(table: &TableDef, c: &Cond) -> Ship {
 }
 
 pub fn ship_with(f: &[(i16, Field)], c: &Cond) -> Ship {
-    let kind = |col: &i16| field_of(f, *col).map(|x| x.kind).unwrap_or(FieldKind::Other);
+    let kind = |col: &i16| {
+        field_of(f, *col)
+            .map(|x| x.kind)
+            .unwrap_or(FieldKind::Other)
+    };
     let is_param = |o: &Operand| matches!(o, Operand::Param(_));
     match c {
         Cond::Cmp { col, op, arg } => match (kind(col), op) {
             (FieldKind::Other | FieldKind::Score | FieldKind::LossyNumber, _) => Ship::No,
             (FieldKind::Text, CmpOp::Eq) => Ship::Superset,
-            (FieldKind::Text | FieldKind::Keyword | FieldKind::Id | FieldKind::Index, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) => Ship::No,
+            (
+                FieldKind::Text | FieldKind::Keyword | FieldKind::Id | FieldKind::Index,
+                CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge,
+            ) => Ship::No,
             (FieldKind::Text, CmpOp::Ne) => Ship::No,
             (FieldKind::Date, _) if is_param(arg) || !whole_ms(arg) => Ship::Superset,
             _ => Ship::Exact,
@@ -134,7 +166,9 @@ pub fn ship_with(f: &[(i16, Field)], c: &Cond) -> Ship {
             _ => Ship::Exact,
         },
         Cond::Like { col, pattern } => match (kind(col), pattern) {
-            (FieldKind::Keyword, Operand::Val(Val::Text(p))) if like_prefix(p).is_some() => Ship::Exact,
+            (FieldKind::Keyword, Operand::Val(Val::Text(p))) if like_prefix(p).is_some() => {
+                Ship::Exact
+            }
             (FieldKind::Keyword, Operand::Param(_)) => Ship::Superset,
             _ => Ship::No,
         },
@@ -175,7 +209,9 @@ const MATCH_NONE: fn() -> Value = || json!({"match_none": {}});
 /// One condition as a query clause (resolved values; placeholders for EXPLAIN).
 fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
     match c {
-        Cond::And(v) => json!({"bool": {"filter": v.iter().map(|c| clause(f, c)).collect::<Vec<_>>()}}),
+        Cond::And(v) => {
+            json!({"bool": {"filter": v.iter().map(|c| clause(f, c)).collect::<Vec<_>>()}})
+        }
         Cond::Or(v) => {
             let arms: Vec<Value> = v.iter().map(|c| clause(f, c)).collect();
             if arms.iter().any(|a| a.get("match_all").is_some()) {
@@ -184,9 +220,17 @@ fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
             json!({"bool": {"should": arms, "minimum_should_match": 1}})
         }
         Cond::IsNull { col, negated } => {
-            let Some(fd) = field_of(f, *col) else { return MATCH_ALL() };
+            let Some(fd) = field_of(f, *col) else {
+                return MATCH_ALL();
+            };
             match fd.kind {
-                FieldKind::Id | FieldKind::Index => if *negated { MATCH_ALL() } else { MATCH_NONE() },
+                FieldKind::Id | FieldKind::Index => {
+                    if *negated {
+                        MATCH_ALL()
+                    } else {
+                        MATCH_NONE()
+                    }
+                }
                 FieldKind::Other | FieldKind::Score => MATCH_ALL(),
                 _ => {
                     let exists = json!({"exists": {"field": fd.path}});
@@ -199,20 +243,30 @@ fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
             }
         }
         Cond::Like { col, pattern } => {
-            let Some(fd) = field_of(f, *col) else { return MATCH_ALL() };
+            let Some(fd) = field_of(f, *col) else {
+                return MATCH_ALL();
+            };
             match (fd.kind, pattern) {
                 (FieldKind::Keyword, Operand::Val(Val::Text(p))) => match like_prefix(p) {
                     Some(prefix) => json!({"prefix": {fd.path.clone(): {"value": prefix}}}),
                     None => MATCH_ALL(),
                 },
-                (FieldKind::Keyword, Operand::Param(i)) => json!({"prefix": {fd.path.clone(): {"value": format!("$param{} (prefix)", i + 1)}}}),
+                (FieldKind::Keyword, Operand::Param(i)) => {
+                    json!({"prefix": {fd.path.clone(): {"value": format!("$param{} (prefix)", i + 1)}}})
+                }
                 _ => MATCH_ALL(),
             }
         }
         Cond::In { col, list, negated } => {
-            let Some(fd) = field_of(f, *col) else { return MATCH_ALL() };
+            let Some(fd) = field_of(f, *col) else {
+                return MATCH_ALL();
+            };
             let items: Vec<Value> = match list {
-                Operand::Val(Val::Array(a)) => a.iter().filter(|v| **v != Val::Null).map(Val::to_json).collect(),
+                Operand::Val(Val::Array(a)) => a
+                    .iter()
+                    .filter(|v| **v != Val::Null)
+                    .map(Val::to_json)
+                    .collect(),
                 Operand::Val(_) => vec![],
                 Operand::Param(i) => vec![Value::String(format!("$param{}", i + 1))],
             };
@@ -225,12 +279,18 @@ fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
                         if *negated {
                             return MATCH_ALL();
                         }
-                        let arms: Vec<Value> = items.iter().map(|v| json!({"match_phrase": {fd.path.clone(): v}})).collect();
+                        let arms: Vec<Value> = items
+                            .iter()
+                            .map(|v| json!({"match_phrase": {fd.path.clone(): v}}))
+                            .collect();
                         json!({"bool": {"should": arms, "minimum_should_match": 1}})
                     }
                 },
                 FieldKind::Date => {
-                    let arms: Vec<Value> = items.iter().map(|v| date_range(&fd.path, CmpOp::Eq, v)).collect();
+                    let arms: Vec<Value> = items
+                        .iter()
+                        .map(|v| date_range(&fd.path, CmpOp::Eq, v))
+                        .collect();
                     json!({"bool": {"should": arms, "minimum_should_match": 1}})
                 }
                 _ => json!({"terms": {fd.path.clone(): items}}),
@@ -242,8 +302,12 @@ fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
             }
         }
         Cond::Cmp { col, op, arg } => {
-            let Some(fd) = field_of(f, *col) else { return MATCH_ALL() };
-            let Some(v) = es_value(arg) else { return MATCH_NONE() };
+            let Some(fd) = field_of(f, *col) else {
+                return MATCH_ALL();
+            };
+            let Some(v) = es_value(arg) else {
+                return MATCH_NONE();
+            };
             let eq = match fd.kind {
                 FieldKind::Other | FieldKind::Score | FieldKind::LossyNumber => return MATCH_ALL(),
                 FieldKind::Id => {
@@ -332,7 +396,12 @@ pub fn sort(f: &[(i16, Field)], keys: &[SortKey]) -> Option<Vec<Value>> {
     for k in keys {
         let fd = field_of(f, k.col)?;
         let path = match fd.kind {
-            FieldKind::Keyword | FieldKind::Number | FieldKind::LossyNumber | FieldKind::Date | FieldKind::Bool | FieldKind::Index => fd.path.clone(),
+            FieldKind::Keyword
+            | FieldKind::Number
+            | FieldKind::LossyNumber
+            | FieldKind::Date
+            | FieldKind::Bool
+            | FieldKind::Index => fd.path.clone(),
             FieldKind::Text => fd.keyword_sub.clone()?,
             FieldKind::Score => "_score".into(),
             FieldKind::Id | FieldKind::Other => return None,
@@ -361,9 +430,7 @@ pub fn source_field<'a>(doc: &'a Map<String, Value>, path: &str) -> Option<&'a V
     if let Some(v) = doc.get(path) {
         return Some(v);
     }
-    let mut parts = path.splitn(2, '.');
-    let head = parts.next()?;
-    let rest = parts.next()?;
+    let (head, rest) = path.split_once('.')?;
     match doc.get(head)? {
         Value::Object(o) => source_field(o, rest),
         _ => None,
@@ -377,7 +444,9 @@ pub fn set_field(doc: &mut Map<String, Value>, path: &str, v: Value) {
             doc.insert(path.to_string(), v);
         }
         Some((head, rest)) => {
-            let entry = doc.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = doc
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -391,7 +460,8 @@ pub fn set_field(doc: &mut Map<String, Value>, path: &str, v: Value) {
 /// The Postgres type for an Elasticsearch field type (IMPORT FOREIGN SCHEMA).
 pub fn pg_type_for_es(t: &str) -> &'static str {
     match t {
-        "keyword" | "text" | "constant_keyword" | "wildcard" | "match_only_text" | "ip" | "version" => "text",
+        "keyword" | "text" | "constant_keyword" | "wildcard" | "match_only_text" | "ip"
+        | "version" => "text",
         "long" => "bigint",
         "unsigned_long" => "numeric",
         "integer" => "integer",
@@ -418,7 +488,9 @@ mod tests {
             attnum: a,
             ty: Some(ty),
             type_name: String::new(),
-            opts: es.map(|t| Opts::from([("es_type".to_string(), t.to_string())])).unwrap_or_default(),
+            opts: es
+                .map(|t| Opts::from([("es_type".to_string(), t.to_string())]))
+                .unwrap_or_default(),
         };
         TableDef {
             name: "public.t".into(),
@@ -434,7 +506,10 @@ mod tests {
                     attnum: 7,
                     ty: Some(PgType::Text),
                     type_name: String::new(),
-                    opts: Opts::from([("field".to_string(), "addr.zip".to_string()), ("es_type".to_string(), "keyword".to_string())]),
+                    opts: Opts::from([
+                        ("field".to_string(), "addr.zip".to_string()),
+                        ("es_type".to_string(), "keyword".to_string()),
+                    ]),
                 },
             ],
             ..Default::default()
@@ -449,61 +524,152 @@ mod tests {
     #[test]
     fn every_operator_becomes_the_right_query() {
         let cmp = |col, op, v| Cond::Cmp { col, op, arg: V(v) };
-        assert_eq!(q(cmp(2, CmpOp::Eq, Val::Text("Oslo".into()))), json!({"term": {"city": "Oslo"}}));
-        assert_eq!(q(cmp(7, CmpOp::Eq, Val::Text("0150".into()))), json!({"term": {"addr.zip": "0150"}}));
-        assert_eq!(q(cmp(3, CmpOp::Eq, Val::Text("a b".into()))), json!({"match_phrase": {"body": "a b"}}));
-        assert_eq!(q(cmp(4, CmpOp::Ge, Val::Int(5))), json!({"range": {"n": {"gte": 5}}}));
-        assert_eq!(q(cmp(4, CmpOp::Lt, Val::Int(5))), json!({"range": {"n": {"lt": 5}}}));
+        assert_eq!(
+            q(cmp(2, CmpOp::Eq, Val::Text("Oslo".into()))),
+            json!({"term": {"city": "Oslo"}})
+        );
+        assert_eq!(
+            q(cmp(7, CmpOp::Eq, Val::Text("0150".into()))),
+            json!({"term": {"addr.zip": "0150"}})
+        );
+        assert_eq!(
+            q(cmp(3, CmpOp::Eq, Val::Text("a b".into()))),
+            json!({"match_phrase": {"body": "a b"}})
+        );
+        assert_eq!(
+            q(cmp(4, CmpOp::Ge, Val::Int(5))),
+            json!({"range": {"n": {"gte": 5}}})
+        );
+        assert_eq!(
+            q(cmp(4, CmpOp::Lt, Val::Int(5))),
+            json!({"range": {"n": {"lt": 5}}})
+        );
         assert_eq!(
             q(cmp(4, CmpOp::Ne, Val::Int(5))),
             json!({"bool": {"filter": [{"exists": {"field": "n"}}], "must_not": [{"term": {"n": 5}}]}})
         );
-        assert_eq!(q(cmp(1, CmpOp::Eq, Val::Text("x".into()))), json!({"ids": {"values": ["x"]}}));
         assert_eq!(
-            q(Cond::In { col: 2, list: V(Val::Array(vec![Val::Text("a".into()), Val::Text("b".into())])), negated: false }),
+            q(cmp(1, CmpOp::Eq, Val::Text("x".into()))),
+            json!({"ids": {"values": ["x"]}})
+        );
+        assert_eq!(
+            q(Cond::In {
+                col: 2,
+                list: V(Val::Array(vec![
+                    Val::Text("a".into()),
+                    Val::Text("b".into())
+                ])),
+                negated: false
+            }),
             json!({"terms": {"city": ["a", "b"]}})
         );
-        assert_eq!(q(Cond::IsNull { col: 4, negated: false }), json!({"bool": {"must_not": [{"exists": {"field": "n"}}]}}));
-        assert_eq!(q(Cond::IsNull { col: 4, negated: true }), json!({"exists": {"field": "n"}}));
-        assert_eq!(q(Cond::Like { col: 2, pattern: V(Val::Text("Os%".into())) }), json!({"prefix": {"city": {"value": "Os"}}}));
-        assert_eq!(q(Cond::Like { col: 2, pattern: V(Val::Text("%s%".into())) }), json!({"match_all": {}}));
+        assert_eq!(
+            q(Cond::IsNull {
+                col: 4,
+                negated: false
+            }),
+            json!({"bool": {"must_not": [{"exists": {"field": "n"}}]}})
+        );
+        assert_eq!(
+            q(Cond::IsNull {
+                col: 4,
+                negated: true
+            }),
+            json!({"exists": {"field": "n"}})
+        );
+        assert_eq!(
+            q(Cond::Like {
+                col: 2,
+                pattern: V(Val::Text("Os%".into()))
+            }),
+            json!({"prefix": {"city": {"value": "Os"}}})
+        );
+        assert_eq!(
+            q(Cond::Like {
+                col: 2,
+                pattern: V(Val::Text("%s%".into()))
+            }),
+            json!({"match_all": {}})
+        );
         assert_eq!(
             q(cmp(5, CmpOp::Ge, Val::Ts(1_714_557_600_000_500))),
             json!({"range": {"ts": {"gte": "2024-05-01T10:00:00Z", "format": "strict_date_optional_time||epoch_millis"}}})
         );
         assert_eq!(q(cmp(4, CmpOp::Eq, Val::Null)), json!({"match_none": {}}));
         // Lossy numbers are left to Postgres.
-        assert_eq!(q(cmp(6, CmpOp::Eq, Val::Float(1.5))), json!({"match_all": {}}));
-        let or = Cond::Or(vec![cmp(4, CmpOp::Eq, Val::Int(1)), cmp(2, CmpOp::Eq, Val::Text("x".into()))]);
-        assert_eq!(q(or), json!({"bool": {"should": [{"term": {"n": 1}}, {"term": {"city": "x"}}], "minimum_should_match": 1}}));
+        assert_eq!(
+            q(cmp(6, CmpOp::Eq, Val::Float(1.5))),
+            json!({"match_all": {}})
+        );
+        let or = Cond::Or(vec![
+            cmp(4, CmpOp::Eq, Val::Int(1)),
+            cmp(2, CmpOp::Eq, Val::Text("x".into())),
+        ]);
+        assert_eq!(
+            q(or),
+            json!({"bool": {"should": [{"term": {"n": 1}}, {"term": {"city": "x"}}], "minimum_should_match": 1}})
+        );
     }
 
     #[test]
     fn shipping_is_exact_only_where_elasticsearch_compares_like_postgres() {
         let t = table();
         let cmp = |col, op, v| Cond::Cmp { col, op, arg: V(v) };
-        assert_eq!(ship(&t, &cmp(2, CmpOp::Eq, Val::Text("x".into()))), Ship::Exact);
-        assert_eq!(ship(&t, &cmp(3, CmpOp::Eq, Val::Text("x".into()))), Ship::Superset);
-        assert_eq!(ship(&t, &cmp(2, CmpOp::Gt, Val::Text("x".into()))), Ship::No);
+        assert_eq!(
+            ship(&t, &cmp(2, CmpOp::Eq, Val::Text("x".into()))),
+            Ship::Exact
+        );
+        assert_eq!(
+            ship(&t, &cmp(3, CmpOp::Eq, Val::Text("x".into()))),
+            Ship::Superset
+        );
+        assert_eq!(
+            ship(&t, &cmp(2, CmpOp::Gt, Val::Text("x".into()))),
+            Ship::No
+        );
         assert_eq!(ship(&t, &cmp(6, CmpOp::Eq, Val::Float(1.0))), Ship::No);
         assert_eq!(ship(&t, &cmp(5, CmpOp::Ge, Val::Ts(1000))), Ship::Exact);
         assert_eq!(ship(&t, &cmp(5, CmpOp::Ge, Val::Ts(1001))), Ship::Superset);
-        assert_eq!(ship(&t, &Cond::Like { col: 2, pattern: V(Val::Text("a_%".into())) }), Ship::No);
+        assert_eq!(
+            ship(
+                &t,
+                &Cond::Like {
+                    col: 2,
+                    pattern: V(Val::Text("a_%".into()))
+                }
+            ),
+            Ship::No
+        );
     }
 
     #[test]
     fn sorts_and_base_query() {
         let t = table();
         let f = fields(&t, None);
-        let k = |col, desc| SortKey { col, desc, nulls_first: desc };
+        let k = |col, desc| SortKey {
+            col,
+            desc,
+            nulls_first: desc,
+        };
         assert_eq!(
             sort(&f, &[k(4, true), k(2, false)]).unwrap(),
-            vec![json!({"n": {"order": "desc", "missing": "_first"}}), json!({"city": {"order": "asc", "missing": "_last"}})]
+            vec![
+                json!({"n": {"order": "desc", "missing": "_first"}}),
+                json!({"city": {"order": "asc", "missing": "_last"}})
+            ]
         );
         assert_eq!(sort(&f, &[k(3, false)]), None);
         let base = json!({"term": {"kind": "a"}});
         assert_eq!(
-            query(&f, &[Cond::Cmp { col: 4, op: CmpOp::Eq, arg: V(Val::Int(1)) }], Some(&base)),
+            query(
+                &f,
+                &[Cond::Cmp {
+                    col: 4,
+                    op: CmpOp::Eq,
+                    arg: V(Val::Int(1))
+                }],
+                Some(&base)
+            ),
             json!({"bool": {"filter": [{"term": {"kind": "a"}}, {"term": {"n": 1}}]}})
         );
     }

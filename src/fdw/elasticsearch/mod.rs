@@ -10,8 +10,8 @@ use crate::core::catalog::Kind;
 use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind, Scan, Ship,
-    TableDef, Wrapper,
+    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -29,7 +29,13 @@ pub enum EsFdwError {
     #[error("{0}")]
     Timeout(String),
     #[error("foreign table {table}: index \"{index}\" document _id \"{id}\" field \"{field}\": {message}")]
-    Conversion { table: String, index: String, id: String, field: String, message: String },
+    Conversion {
+        table: String,
+        index: String,
+        id: String,
+        field: String,
+        message: String,
+    },
     #[error("{0}")]
     Rejected(String),
     #[error("{0}")]
@@ -79,7 +85,11 @@ const SERVER_OPTS: &[(&str, OptKind)] = &[
     ("timeout_ms", OptKind::Positive),
     ("batch_size", OptKind::Positive),
 ];
-const USER_OPTS: &[(&str, OptKind)] = &[("username", OptKind::Text), ("password", OptKind::Text), ("api_key", OptKind::Text)];
+const USER_OPTS: &[(&str, OptKind)] = &[
+    ("username", OptKind::Text),
+    ("password", OptKind::Text),
+    ("api_key", OptKind::Text),
+];
 const TABLE_OPTS: &[(&str, OptKind)] = &[
     ("index", OptKind::Text),
     ("query", OptKind::Text),
@@ -88,10 +98,7 @@ const TABLE_OPTS: &[(&str, OptKind)] = &[
     ("on_error", OptKind::OneOf(&["error", "null"])),
     ("refresh", OptKind::OneOf(&["true", "false", "wait_for"])),
 ];
-const COLUMN_OPTS: &[(&str, OptKind)] = &[
-    ("field", OptKind::Text),
-    ("es_type", OptKind::Text),
-];
+const COLUMN_OPTS: &[(&str, OptKind)] = &[("field", OptKind::Text), ("es_type", OptKind::Text)];
 
 /// The Elasticsearch connection of a table's server: a catalog datasource, or a URL with
 /// credentials in the user mapping.
@@ -119,9 +126,18 @@ pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
                 secrets.insert(k.into(), Value::from(v.as_str()));
             }
         }
-        Source { name: t.server.clone(), kind: Kind::Elasticsearch, options, secrets }
+        Source {
+            name: t.server.clone(),
+            kind: Kind::Elasticsearch,
+            options,
+            secrets,
+        }
     } else {
-        return Err(EsFdwError::Config(format!("foreign server \"{}\" needs option datasource or url", t.server)).into());
+        return Err(EsFdwError::Config(format!(
+            "foreign server \"{}\" needs option datasource or url",
+            t.server
+        ))
+        .into());
     };
     if let Some(ms) = t.opt("timeout_ms").and_then(|v| v.parse::<i64>().ok()) {
         src.options.insert("timeout_ms".into(), Value::from(ms));
@@ -130,10 +146,9 @@ pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
 }
 
 pub(crate) fn index(t: &TableDef) -> Result<String, ErrorReport> {
-    t.table_opts
-        .get("index")
-        .cloned()
-        .ok_or_else(|| EsFdwError::Config(format!("foreign table {} needs option index", t.name)).into())
+    t.table_opts.get("index").cloned().ok_or_else(|| {
+        EsFdwError::Config(format!("foreign table {} needs option index", t.name)).into()
+    })
 }
 
 /// The table's base `query` option, parsed.
@@ -145,7 +160,11 @@ pub(crate) fn base_query(t: &TableDef) -> Result<Option<Value>, ErrorReport> {
             .filter(Value::is_object)
             .map(Some)
             .ok_or_else(|| {
-                EsFdwError::Config(format!("foreign table {}: option query is not a JSON object (query DSL)", t.name)).into()
+                EsFdwError::Config(format!(
+                    "foreign table {}: option query is not a JSON object (query DSL)",
+                    t.name
+                ))
+                .into()
             }),
     }
 }
@@ -162,7 +181,11 @@ impl Wrapper for EsFdw {
         dsl::sort_exact(&scan::plan_fields(table), col.attnum)
     }
 
-    fn begin_scan(table: TableDef, req: Request, explain_only: bool) -> Result<Box<dyn Scan>, ErrorReport> {
+    fn begin_scan(
+        table: TableDef,
+        req: Request,
+        explain_only: bool,
+    ) -> Result<Box<dyn Scan>, ErrorReport> {
         Ok(Box::new(EsScan::new(table, req, explain_only)?))
     }
 
@@ -170,7 +193,11 @@ impl Wrapper for EsFdw {
         Ok(Box::new(EsModify::new(table)?))
     }
 
-    fn import(server: &TableDef, remote_schema: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<ImportTable>, ErrorReport> {
+    fn import(
+        server: &TableDef,
+        remote_schema: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<ImportTable>, ErrorReport> {
         let src = source(server)?;
         let pattern = match remote_schema {
             "" | "_all" | "*" | "public" => "*",
@@ -182,7 +209,11 @@ impl Wrapper for EsFdw {
             if index.starts_with('.') || !keep(&index) {
                 continue;
             }
-            let mut columns = vec![ImportColumn { name: "_id".into(), sql_type: "text".into(), options: vec![] }];
+            let mut columns = vec![ImportColumn {
+                name: "_id".into(),
+                sql_type: "text".into(),
+                options: vec![],
+            }];
             let mut names: Vec<&String> = props.keys().collect();
             names.sort();
             for name in names {
@@ -200,11 +231,27 @@ impl Wrapper for EsFdw {
                 if sql_type == "jsonb" {
                     options.clear();
                 }
-                columns.push(ImportColumn { name: name.clone(), sql_type, options });
+                columns.push(ImportColumn {
+                    name: name.clone(),
+                    sql_type,
+                    options,
+                });
             }
-            columns.push(ImportColumn { name: "_score".into(), sql_type: "double precision".into(), options: vec![] });
-            columns.push(ImportColumn { name: "_index".into(), sql_type: "text".into(), options: vec![] });
-            out.push(ImportTable { name: index.clone(), columns, options: vec![("index".into(), index)] });
+            columns.push(ImportColumn {
+                name: "_score".into(),
+                sql_type: "double precision".into(),
+                options: vec![],
+            });
+            columns.push(ImportColumn {
+                name: "_index".into(),
+                sql_type: "text".into(),
+                options: vec![],
+            });
+            out.push(ImportTable {
+                name: index.clone(),
+                columns,
+                options: vec![("index".into(), index)],
+            });
         }
         Ok(out)
     }
@@ -220,22 +267,33 @@ impl Wrapper for EsFdw {
         check_options(what, opts, allowed)?;
         let has = |k: &str| opts.iter().any(|(n, _)| n == k);
         if class == OptClass::Server && !has("datasource") && !has("url") {
-            return Err(EsFdwError::Config("a pg_flink_elasticsearch server needs option datasource or url".into()).into());
+            return Err(EsFdwError::Config(
+                "a pg_flink_elasticsearch server needs option datasource or url".into(),
+            )
+            .into());
         }
         if class == OptClass::Server && has("datasource") && has("url") {
-            return Err(EsFdwError::Config("give either datasource or url, not both".into()).into());
+            return Err(
+                EsFdwError::Config("give either datasource or url, not both".into()).into(),
+            );
         }
         if class == OptClass::Server {
             if let Some((_, u)) = opts.iter().find(|(k, _)| k == "url") {
-                crate::core::urls::parse_base_url(u).map_err(|e| EsFdwError::Config(format!("option url: {e}")))?;
+                crate::core::urls::parse_base_url(u)
+                    .map_err(|e| EsFdwError::Config(format!("option url: {e}")))?;
             }
         }
         if class == OptClass::Table && !has("index") {
-            return Err(EsFdwError::Config("a pg_flink_elasticsearch foreign table needs option index".into()).into());
+            return Err(EsFdwError::Config(
+                "a pg_flink_elasticsearch foreign table needs option index".into(),
+            )
+            .into());
         }
         if let Some((_, q)) = opts.iter().find(|(k, _)| k == "query") {
             if !serde_json::from_str::<Value>(q).is_ok_and(|v| v.is_object()) {
-                return Err(EsFdwError::Config(format!("option query is not a JSON object: {q}")).into());
+                return Err(
+                    EsFdwError::Config(format!("option query is not a JSON object: {q}")).into(),
+                );
             }
         }
         Ok(())
@@ -248,12 +306,24 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let o = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let o = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(EsFdw::validate(OptClass::Server, &o(&[("url", "http://127.0.0.1:9200")])).is_ok());
         assert!(EsFdw::validate(OptClass::Server, &o(&[("url", "ftp://x")])).is_err());
-        assert!(EsFdw::validate(OptClass::Table, &o(&[("index", "i"), ("query", "{\"term\": {}}")])).is_ok());
+        assert!(EsFdw::validate(
+            OptClass::Table,
+            &o(&[("index", "i"), ("query", "{\"term\": {}}")])
+        )
+        .is_ok());
         assert!(EsFdw::validate(OptClass::Table, &o(&[("index", "i"), ("query", "[1]")])).is_err());
         assert!(EsFdw::validate(OptClass::Table, &o(&[("query", "{}")])).is_err());
-        assert!(EsFdw::validate(OptClass::Column, &o(&[("field", "a.b"), ("es_type", "keyword")])).is_ok());
+        assert!(EsFdw::validate(
+            OptClass::Column,
+            &o(&[("field", "a.b"), ("es_type", "keyword")])
+        )
+        .is_ok());
     }
 }

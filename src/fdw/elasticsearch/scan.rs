@@ -64,8 +64,20 @@ impl Es {
         Ok(Es {
             http,
             base,
-            auth: (!user.is_empty()).then(|| (user.to_string(), src.secrets.get("password").and_then(Value::as_str).map(str::to_string))),
-            api_key: src.secrets.get("api_key").and_then(Value::as_str).map(str::to_string),
+            auth: (!user.is_empty()).then(|| {
+                (
+                    user.to_string(),
+                    src.secrets
+                        .get("password")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                )
+            }),
+            api_key: src
+                .secrets
+                .get("api_key")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             secrets: src.secrets.clone(),
             timeout,
         })
@@ -120,7 +132,10 @@ impl Es {
                 self.timeout.as_millis()
             ))
         } else {
-            EsFdwError::Unreachable(format!("cannot reach Elasticsearch at {}: {msg}", self.base))
+            EsFdwError::Unreachable(format!(
+                "cannot reach Elasticsearch at {}: {msg}",
+                self.base
+            ))
         }
     }
 
@@ -132,7 +147,12 @@ impl Es {
         body: Option<Value>,
     ) -> Result<(u16, Value), EsFdwError> {
         let (st, b) = self
-            .call(method, segs, query, body.map(|b| (b.to_string(), "application/json")))
+            .call(
+                method,
+                segs,
+                query,
+                body.map(|b| (b.to_string(), "application/json")),
+            )
             .await?;
         let v = serde_json::from_slice(&b).unwrap_or(Value::Null);
         Ok((st, v))
@@ -140,7 +160,10 @@ impl Es {
 }
 
 fn reason(v: &Value) -> String {
-    let t = v.pointer("/error/type").and_then(Value::as_str).unwrap_or("error");
+    let t = v
+        .pointer("/error/type")
+        .and_then(Value::as_str)
+        .unwrap_or("error");
     let r = v
         .pointer("/error/root_cause/0/reason")
         .or_else(|| v.pointer("/error/reason"))
@@ -153,19 +176,31 @@ fn is_index_missing(v: &Value) -> bool {
     v.pointer("/error/type").and_then(Value::as_str) == Some("index_not_found_exception")
 }
 
+/// (index, its top-level mapping properties).
+pub(crate) type IndexProps = Vec<(String, Map<String, Value>)>;
+
 /// Properties of every index matching `pattern` (index → top-level properties).
-pub(crate) fn mappings(src: &Source, pattern: &str) -> Result<Vec<(String, Map<String, Value>)>, ErrorReport> {
+pub(crate) fn mappings(src: &Source, pattern: &str) -> Result<IndexProps, ErrorReport> {
     let es = Es::new(src)?;
-    let (st, v) = crate::block::run(es.json(reqwest::Method::GET, &[pattern, "_mapping"], &[], None))?;
+    let (st, v) =
+        crate::block::run(es.json(reqwest::Method::GET, &[pattern, "_mapping"], &[], None))?;
     if st == 404 {
         return Ok(vec![]);
     }
     if st >= 400 {
-        return Err(EsFdwError::Remote(format!("reading mappings of \"{pattern}\": HTTP {st}: {}", reason(&v))).into());
+        return Err(EsFdwError::Remote(format!(
+            "reading mappings of \"{pattern}\": HTTP {st}: {}",
+            reason(&v)
+        ))
+        .into());
     }
     let mut out = vec![];
     for (name, m) in v.as_object().into_iter().flatten() {
-        let props = m.pointer("/mappings/properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        let props = m
+            .pointer("/mappings/properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         out.push((name.clone(), props));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -173,10 +208,22 @@ pub(crate) fn mappings(src: &Source, pattern: &str) -> Result<Vec<(String, Map<S
 }
 
 /// Flattens properties into dotted field paths → (type, keyword sub-field of text fields).
-fn flatten(props: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, String, Option<String>)>) {
+fn flatten(
+    props: &Map<String, Value>,
+    prefix: &str,
+    out: &mut Vec<(String, String, Option<String>)>,
+) {
     for (k, f) in props {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        let ty = f.get("type").and_then(Value::as_str).unwrap_or("object").to_string();
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let ty = f
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("object")
+            .to_string();
         let sub = f.get("fields").and_then(Value::as_object).and_then(|subs| {
             subs.iter()
                 .find(|(_, s)| s.get("type").and_then(Value::as_str) == Some("keyword"))
@@ -190,29 +237,49 @@ fn flatten(props: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, Stri
 }
 
 type Flat = Vec<(String, String, Option<String>)>;
+type MappingCache =
+    std::collections::HashMap<(String, String), (std::time::Instant, std::rc::Rc<Flat>)>;
 
 thread_local! {
     /// Index mappings seen lately by this backend: (url, index) → (when, flattened fields).
     /// Planning uses them to know keyword vs text; scans refresh them.
-    static MAPPINGS: std::cell::RefCell<std::collections::HashMap<(String, String), (std::time::Instant, std::rc::Rc<Flat>)>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static MAPPINGS: std::cell::RefCell<MappingCache> = std::cell::RefCell::new(MappingCache::new());
 }
 const MAPPING_TTL: Duration = Duration::from_secs(30);
 
-fn load_flat_mapping(es: &Es, table: &TableDef, index: &str, cached_ok: bool) -> Result<std::rc::Rc<Flat>, ErrorReport> {
+fn load_flat_mapping(
+    es: &Es,
+    table: &TableDef,
+    index: &str,
+    cached_ok: bool,
+) -> Result<std::rc::Rc<Flat>, ErrorReport> {
     let key = (es.base.to_string(), index.to_string());
     if cached_ok {
-        let hit = MAPPINGS.with(|m| m.borrow().get(&key).filter(|(t, _)| t.elapsed() < MAPPING_TTL).map(|(_, f)| f.clone()));
+        let hit = MAPPINGS.with(|m| {
+            m.borrow()
+                .get(&key)
+                .filter(|(t, _)| t.elapsed() < MAPPING_TTL)
+                .map(|(_, f)| f.clone())
+        });
         if let Some(f) = hit {
             return Ok(f);
         }
     }
-    let (st, v) = crate::block::run(es.json(reqwest::Method::GET, &[index, "_mapping"], &[], None))?;
+    let (st, v) =
+        crate::block::run(es.json(reqwest::Method::GET, &[index, "_mapping"], &[], None))?;
     if st == 404 || is_index_missing(&v) {
-        return Err(EsFdwError::IndexMissing { table: table.name.clone(), index: index.to_string() }.into());
+        return Err(EsFdwError::IndexMissing {
+            table: table.name.clone(),
+            index: index.to_string(),
+        }
+        .into());
     }
     if st >= 400 {
-        return Err(EsFdwError::Remote(format!("index \"{index}\": reading the mapping: HTTP {st}: {}", reason(&v))).into());
+        return Err(EsFdwError::Remote(format!(
+            "index \"{index}\": reading the mapping: HTTP {st}: {}",
+            reason(&v)
+        ))
+        .into());
     }
     let mut flat = vec![];
     for (_, m) in v.as_object().into_iter().flatten() {
@@ -221,12 +288,19 @@ fn load_flat_mapping(es: &Es, table: &TableDef, index: &str, cached_ok: bool) ->
         }
     }
     let flat = std::rc::Rc::new(flat);
-    MAPPINGS.with(|m| m.borrow_mut().insert(key, (std::time::Instant::now(), flat.clone())));
+    MAPPINGS.with(|m| {
+        m.borrow_mut()
+            .insert(key, (std::time::Instant::now(), flat.clone()))
+    });
     Ok(flat)
 }
 
 fn fields_with(table: &TableDef, flat: &Flat) -> Vec<(i16, Field)> {
-    let lookup = |path: &str| flat.iter().find(|(p, _, _)| p == path).map(|(_, t, s)| (t.clone(), s.clone()));
+    let lookup = |path: &str| {
+        flat.iter()
+            .find(|(p, _, _)| p == path)
+            .map(|(_, t, s)| (t.clone(), s.clone()))
+    };
     dsl::fields(table, Some(&lookup))
 }
 
@@ -319,7 +393,11 @@ impl EsScan {
             .wanted
             .iter()
             .map(|a| {
-                let f = self.fields.iter().find(|(x, _)| x == a).map(|(_, f)| f.clone());
+                let f = self
+                    .fields
+                    .iter()
+                    .find(|(x, _)| x == a)
+                    .map(|(_, f)| f.clone());
                 let ty = self.table.col(*a).and_then(|c| c.ty.clone());
                 match f {
                     Some(f) => (f.path, ty, f.kind),
@@ -328,16 +406,24 @@ impl EsScan {
             })
             .collect();
         let query = dsl::query(&self.fields, &self.req.conds, self.base.as_ref());
-        let mut sort = if self.req.sort.is_empty() { Some(vec![]) } else { dsl::sort(&self.fields, &self.req.sort) };
+        let mut sort = if self.req.sort.is_empty() {
+            Some(vec![])
+        } else {
+            dsl::sort(&self.fields, &self.req.sort)
+        };
         // A sort that cannot be shipped means Postgres sorts: LIMIT must not be shipped either.
         let limit = if sort.is_some() { self.req.limit } else { None };
         let mut keys = sort.take().unwrap_or_default();
-        let scores = self.wanted.iter().any(|w| w.2 == FieldKind::Score) || keys.iter().any(|k| k.get("_score").is_some());
+        let scores = self.wanted.iter().any(|w| w.2 == FieldKind::Score)
+            || keys.iter().any(|k| k.get("_score").is_some());
         keys.push(json!({"_shard_doc": "asc"}));
         let sources: Vec<&str> = self
             .wanted
             .iter()
-            .filter(|w| !matches!(w.2, FieldKind::Id | FieldKind::Index | FieldKind::Score) && !w.0.is_empty())
+            .filter(|w| {
+                !matches!(w.2, FieldKind::Id | FieldKind::Index | FieldKind::Score)
+                    && !w.0.is_empty()
+            })
             .map(|w| w.0.as_str())
             .collect();
         let size = match limit {
@@ -350,7 +436,11 @@ impl EsScan {
             "sort": keys,
             "track_total_hits": false,
         });
-        body["_source"] = if sources.is_empty() { json!(false) } else { json!(sources) };
+        body["_source"] = if sources.is_empty() {
+            json!(false)
+        } else {
+            json!(sources)
+        };
         if scores {
             body["track_scores"] = json!(true);
         }
@@ -373,10 +463,19 @@ impl EsScan {
             None,
         ))?;
         if st == 404 || is_index_missing(&v) {
-            return Err(EsFdwError::IndexMissing { table: self.table.name.clone(), index: self.index.clone() }.into());
+            return Err(EsFdwError::IndexMissing {
+                table: self.table.name.clone(),
+                index: self.index.clone(),
+            }
+            .into());
         }
         if st >= 400 {
-            return Err(EsFdwError::Remote(format!("index \"{}\": opening a point in time: HTTP {st}: {}", self.index, reason(&v))).into());
+            return Err(EsFdwError::Remote(format!(
+                "index \"{}\": opening a point in time: HTTP {st}: {}",
+                self.index,
+                reason(&v)
+            ))
+            .into());
         }
         self.pit = v.get("id").and_then(Value::as_str).map(str::to_string);
         self.started = true;
@@ -403,7 +502,11 @@ impl EsScan {
         if st >= 400 {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             if is_index_missing(&v) {
-                return Err(EsFdwError::IndexMissing { table: self.table.name.clone(), index: self.index.clone() }.into());
+                return Err(EsFdwError::IndexMissing {
+                    table: self.table.name.clone(),
+                    index: self.index.clone(),
+                }
+                .into());
             }
             return Err(EsFdwError::Remote(format!(
                 "foreign table {}: search on index \"{}\" failed: HTTP {st}: {}",
@@ -418,7 +521,10 @@ impl EsScan {
             Ok(r) => r,
             Err(_) => {
                 let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                SearchResponse { pit_id: v.get("pit_id").and_then(Value::as_str).map(str::to_string), hits: Hits { hits: vec![] } }
+                SearchResponse {
+                    pit_id: v.get("pit_id").and_then(Value::as_str).map(str::to_string),
+                    hits: Hits { hits: vec![] },
+                }
             }
         };
         if resp.pit_id.is_some() {
@@ -440,7 +546,15 @@ impl EsScan {
         if let Some(id) = self.pit.take() {
             let es = self.es.clone();
             let _ = crate::block::run_cleanup(
-                async move { es.json(reqwest::Method::DELETE, &["_pit"], &[], Some(json!({"id": id}))).await },
+                async move {
+                    es.json(
+                        reqwest::Method::DELETE,
+                        &["_pit"],
+                        &[],
+                        Some(json!({"id": id})),
+                    )
+                    .await
+                },
                 Duration::from_secs(1),
             );
         }
@@ -565,7 +679,9 @@ impl EsModify {
         let mut doc = Map::new();
         let mut id = None;
         for (attnum, v) in row {
-            let Some((_, f)) = self.fields.iter().find(|(a, _)| a == attnum) else { continue };
+            let Some((_, f)) = self.fields.iter().find(|(a, _)| a == attnum) else {
+                continue;
+            };
             match f.kind {
                 FieldKind::Id => id = v.to_text(),
                 FieldKind::Index | FieldKind::Score => {}
@@ -603,13 +719,23 @@ impl EsModify {
         let (st, bytes) = crate::block::run(self.es.call(
             reqwest::Method::POST,
             &["_bulk"],
-            &[("refresh", self.refresh.as_str()), ("filter_path", "errors,items.*.error,items.*.status,items.*._id")],
+            &[
+                ("refresh", self.refresh.as_str()),
+                (
+                    "filter_path",
+                    "errors,items.*.error,items.*.status,items.*._id",
+                ),
+            ],
             Some((body, "application/x-ndjson")),
         ))?;
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if st >= 400 {
             if is_index_missing(&v) {
-                return Err(EsFdwError::IndexMissing { table: self.table.name.clone(), index: self.index.clone() }.into());
+                return Err(EsFdwError::IndexMissing {
+                    table: self.table.name.clone(),
+                    index: self.index.clone(),
+                }
+                .into());
             }
             return Err(EsFdwError::Remote(format!(
                 "foreign table {}: bulk request to index \"{}\" failed: HTTP {st}: {}",
@@ -621,12 +747,25 @@ impl EsModify {
         }
         self.sent += ids.len() as u64;
         if v.get("errors").and_then(Value::as_bool) == Some(true) {
-            for (i, item) in v.get("items").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                let Some((_, r)) = item.as_object().and_then(|o| o.iter().next()) else { continue };
+            for (i, item) in v
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let Some((_, r)) = item.as_object().and_then(|o| o.iter().next()) else {
+                    continue;
+                };
                 if let Some(err) = r.get("error") {
                     self.failed += 1;
                     if self.errors.len() < 3 {
-                        let id = r.get("_id").and_then(Value::as_str).map(str::to_string).or_else(|| ids.get(i).cloned()).unwrap_or_default();
+                        let id = r
+                            .get("_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .or_else(|| ids.get(i).cloned())
+                            .unwrap_or_default();
                         let t = err.get("type").and_then(Value::as_str).unwrap_or("error");
                         let reason = err.get("reason").and_then(Value::as_str).unwrap_or("");
                         self.errors.push(format!("_id \"{id}\": {t}: {reason}"));
@@ -645,18 +784,30 @@ impl Modify for EsModify {
         if let Some(id) = &id {
             meta["_id"] = json!(id);
         }
-        self.push(json!({"index": meta}), Some(doc), id.unwrap_or_else(|| "(new)".into()))
+        self.push(
+            json!({"index": meta}),
+            Some(doc),
+            id.unwrap_or_else(|| "(new)".into()),
+        )
     }
 
     fn update(&mut self, id: &Val, row: &[(i16, Val)]) -> Result<(), ErrorReport> {
         let id = id.to_text().unwrap_or_default();
         let (_, doc) = self.doc(row, true);
-        self.push(json!({"update": {"_index": self.index, "_id": id}}), Some(json!({"doc": doc})), id)
+        self.push(
+            json!({"update": {"_index": self.index, "_id": id}}),
+            Some(json!({"doc": doc})),
+            id,
+        )
     }
 
     fn delete(&mut self, id: &Val) -> Result<(), ErrorReport> {
         let id = id.to_text().unwrap_or_default();
-        self.push(json!({"delete": {"_index": self.index, "_id": id}}), None, id)
+        self.push(
+            json!({"delete": {"_index": self.index, "_id": id}}),
+            None,
+            id,
+        )
     }
 
     fn finish(&mut self) -> Result<(), ErrorReport> {

@@ -11,8 +11,8 @@ use crate::core::catalog::Kind;
 use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind, Scan, Ship,
-    TableDef, Wrapper,
+    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -29,8 +29,16 @@ pub enum KafkaFdwError {
     TopicMissing { table: String, topic: String },
     #[error("{0}")]
     Timeout(String),
-    #[error("foreign table {table}: topic \"{topic}\" partition {partition} offset {offset}: {message}")]
-    Decode { table: String, topic: String, partition: i32, offset: i64, message: String },
+    #[error(
+        "foreign table {table}: topic \"{topic}\" partition {partition} offset {offset}: {message}"
+    )]
+    Decode {
+        table: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
     #[error("{0}")]
     Delivery(String),
     #[error("{0}")]
@@ -77,12 +85,30 @@ pub struct KafkaFdw;
 const SERVER_OPTS: &[(&str, OptKind)] = &[
     ("datasource", OptKind::Text),
     ("brokers", OptKind::Text),
-    ("security_protocol", OptKind::OneOf(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])),
-    ("sasl_mechanism", OptKind::OneOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])),
+    (
+        "security_protocol",
+        OptKind::OneOf(&[
+            "PLAINTEXT",
+            "SSL",
+            "SASL_PLAINTEXT",
+            "SASL_SSL",
+            "plaintext",
+            "ssl",
+            "sasl_plaintext",
+            "sasl_ssl",
+        ]),
+    ),
+    (
+        "sasl_mechanism",
+        OptKind::OneOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+    ),
     ("timeout_ms", OptKind::Positive),
     ("batch_size", OptKind::Positive),
 ];
-const USER_OPTS: &[(&str, OptKind)] = &[("sasl_username", OptKind::Text), ("sasl_password", OptKind::Text)];
+const USER_OPTS: &[(&str, OptKind)] = &[
+    ("sasl_username", OptKind::Text),
+    ("sasl_password", OptKind::Text),
+];
 const TABLE_OPTS: &[(&str, OptKind)] = &[
     ("topic", OptKind::Text),
     ("format", OptKind::OneOf(&["json", "text", "csv"])),
@@ -110,7 +136,12 @@ pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
         options.insert("bootstrap_servers".into(), Value::from(brokers.as_str()));
         options.insert(
             "security_protocol".into(),
-            Value::from(t.server_opts.get("security_protocol").map(String::as_str).unwrap_or("PLAINTEXT")),
+            Value::from(
+                t.server_opts
+                    .get("security_protocol")
+                    .map(String::as_str)
+                    .unwrap_or("PLAINTEXT"),
+            ),
         );
         if let Some(m) = t.server_opts.get("sasl_mechanism") {
             options.insert("sasl_mechanism".into(), Value::from(m.as_str()));
@@ -122,7 +153,12 @@ pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
         if let Some(p) = t.user_opts.get("sasl_password") {
             secrets.insert("sasl_password".into(), Value::from(p.as_str()));
         }
-        Source { name: t.server.clone(), kind: Kind::Kafka, options, secrets }
+        Source {
+            name: t.server.clone(),
+            kind: Kind::Kafka,
+            options,
+            secrets,
+        }
     } else {
         return Err(KafkaFdwError::Config(format!(
             "foreign server \"{}\" needs option datasource or brokers",
@@ -154,7 +190,11 @@ impl Wrapper for KafkaFdw {
         false
     }
 
-    fn begin_scan(table: TableDef, req: Request, explain_only: bool) -> Result<Box<dyn Scan>, ErrorReport> {
+    fn begin_scan(
+        table: TableDef,
+        req: Request,
+        explain_only: bool,
+    ) -> Result<Box<dyn Scan>, ErrorReport> {
         Ok(Box::new(KafkaScan::new(table, req, explain_only)?))
     }
 
@@ -162,7 +202,11 @@ impl Wrapper for KafkaFdw {
         Ok(Box::new(KafkaModify::new(table)?))
     }
 
-    fn import(server: &TableDef, _remote_schema: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<ImportTable>, ErrorReport> {
+    fn import(
+        server: &TableDef,
+        _remote_schema: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<ImportTable>, ErrorReport> {
         let src = source(server)?;
         let sample = server
             .table_opts
@@ -175,11 +219,31 @@ impl Wrapper for KafkaFdw {
         for t in topics.into_iter().filter(|t| keep(t)) {
             let described = crate::block::run(src.describe(&t, sample));
             let mut columns = vec![
-                ImportColumn { name: "_partition".into(), sql_type: "integer".into(), options: vec![] },
-                ImportColumn { name: "_offset".into(), sql_type: "bigint".into(), options: vec![] },
-                ImportColumn { name: "_timestamp".into(), sql_type: "timestamptz".into(), options: vec![] },
-                ImportColumn { name: "_key".into(), sql_type: "text".into(), options: vec![] },
-                ImportColumn { name: "_headers".into(), sql_type: "jsonb".into(), options: vec![] },
+                ImportColumn {
+                    name: "_partition".into(),
+                    sql_type: "integer".into(),
+                    options: vec![],
+                },
+                ImportColumn {
+                    name: "_offset".into(),
+                    sql_type: "bigint".into(),
+                    options: vec![],
+                },
+                ImportColumn {
+                    name: "_timestamp".into(),
+                    sql_type: "timestamptz".into(),
+                    options: vec![],
+                },
+                ImportColumn {
+                    name: "_key".into(),
+                    sql_type: "text".into(),
+                    options: vec![],
+                },
+                ImportColumn {
+                    name: "_headers".into(),
+                    sql_type: "jsonb".into(),
+                    options: vec![],
+                },
             ];
             match described {
                 Ok(d) => {
@@ -187,21 +251,45 @@ impl Wrapper for KafkaFdw {
                         // Objects, arrays and mixed values stay JSON (Flink keeps them as text).
                         let ty = match c.source_type.as_str() {
                             "json object" | "json array" | "json mixed" => "jsonb".to_string(),
-                            _ => crate::fdw::value::pg_type_for_flink(c.flink_type.as_deref().unwrap_or("STRING")),
+                            _ => crate::fdw::value::pg_type_for_flink(
+                                c.flink_type.as_deref().unwrap_or("STRING"),
+                            ),
                         };
                         let (name, options) = if c.name.starts_with('_') {
-                            (format!("value{}", c.name), vec![("path".to_string(), format!("/{}", c.name.replace('~', "~0").replace('/', "~1")))])
+                            (
+                                format!("value{}", c.name),
+                                vec![(
+                                    "path".to_string(),
+                                    format!("/{}", c.name.replace('~', "~0").replace('/', "~1")),
+                                )],
+                            )
                         } else {
                             (c.name.clone(), vec![])
                         };
-                        columns.push(ImportColumn { name, sql_type: ty, options });
+                        columns.push(ImportColumn {
+                            name,
+                            sql_type: ty,
+                            options,
+                        });
                     }
                 }
                 // No JSON sample (empty topic, text payloads): the whole value as text.
-                Err(_) => columns.push(ImportColumn { name: "_value".into(), sql_type: "text".into(), options: vec![] }),
+                Err(_) => columns.push(ImportColumn {
+                    name: "_value".into(),
+                    sql_type: "text".into(),
+                    options: vec![],
+                }),
             }
-            columns.push(ImportColumn { name: "_error".into(), sql_type: "text".into(), options: vec![] });
-            out.push(ImportTable { name: t.clone(), columns, options: vec![("topic".into(), t)] });
+            columns.push(ImportColumn {
+                name: "_error".into(),
+                sql_type: "text".into(),
+                options: vec![],
+            });
+            out.push(ImportTable {
+                name: t.clone(),
+                columns,
+                options: vec![("topic".into(), t)],
+            });
         }
         Ok(out)
     }
@@ -216,22 +304,49 @@ impl Wrapper for KafkaFdw {
         };
         check_options(what, opts, allowed)?;
         if class == OptClass::Server
-            && !opts.iter().any(|(k, _)| k == "datasource" || k == "brokers")
+            && !opts
+                .iter()
+                .any(|(k, _)| k == "datasource" || k == "brokers")
         {
-            return Err(KafkaFdwError::Config("a pg_flink_kafka server needs option datasource or brokers".into()).into());
+            return Err(KafkaFdwError::Config(
+                "a pg_flink_kafka server needs option datasource or brokers".into(),
+            )
+            .into());
         }
-        if class == OptClass::Server && opts.iter().any(|(k, _)| k == "datasource") && opts.iter().any(|(k, _)| k == "brokers") {
-            return Err(KafkaFdwError::Config("give either datasource or brokers, not both".into()).into());
+        if class == OptClass::Server
+            && opts.iter().any(|(k, _)| k == "datasource")
+            && opts.iter().any(|(k, _)| k == "brokers")
+        {
+            return Err(KafkaFdwError::Config(
+                "give either datasource or brokers, not both".into(),
+            )
+            .into());
         }
         if class == OptClass::Table && !opts.iter().any(|(k, _)| k == "topic") {
-            return Err(KafkaFdwError::Config("a pg_flink_kafka foreign table needs option topic".into()).into());
+            return Err(KafkaFdwError::Config(
+                "a pg_flink_kafka foreign table needs option topic".into(),
+            )
+            .into());
         }
         Ok(())
     }
 }
 
-pub(crate) fn decode_error(t: &TableDef, topic: &str, partition: i32, offset: i64, message: String) -> ErrorReport {
-    KafkaFdwError::Decode { table: t.name.clone(), topic: topic.to_string(), partition, offset, message }.into()
+pub(crate) fn decode_error(
+    t: &TableDef,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    message: String,
+) -> ErrorReport {
+    KafkaFdwError::Decode {
+        table: t.name.clone(),
+        topic: topic.to_string(),
+        partition,
+        offset,
+        message,
+    }
+    .into()
 }
 
 #[cfg(test)]
@@ -240,12 +355,24 @@ mod tests {
 
     #[test]
     fn server_options_are_checked() {
-        let o = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let o = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(KafkaFdw::validate(OptClass::Server, &o(&[("brokers", "127.0.0.1:9092")])).is_ok());
         assert!(KafkaFdw::validate(OptClass::Server, &o(&[])).is_err());
-        assert!(KafkaFdw::validate(OptClass::Server, &o(&[("brokers", "x"), ("datasource", "y")])).is_err());
+        assert!(KafkaFdw::validate(
+            OptClass::Server,
+            &o(&[("brokers", "x"), ("datasource", "y")])
+        )
+        .is_err());
         assert!(KafkaFdw::validate(OptClass::Table, &o(&[("format", "json")])).is_err());
-        assert!(KafkaFdw::validate(OptClass::Table, &o(&[("topic", "t"), ("on_error", "maybe")])).is_err());
+        assert!(KafkaFdw::validate(
+            OptClass::Table,
+            &o(&[("topic", "t"), ("on_error", "maybe")])
+        )
+        .is_err());
         assert!(KafkaFdw::validate(OptClass::Column, &o(&[("path", "/a/b")])).is_ok());
     }
 }

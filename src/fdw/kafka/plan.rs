@@ -63,7 +63,9 @@ impl OnError {
 /// A JSON pointer (`/a/b`) or dotted path (`a.b`) as tokens.
 pub fn path_tokens(path: &str) -> Vec<String> {
     if let Some(p) = path.strip_prefix('/') {
-        p.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect()
+        p.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect()
     } else {
         path.split('.').map(str::to_string).collect()
     }
@@ -72,7 +74,11 @@ pub fn path_tokens(path: &str) -> Vec<String> {
 /// The role of every column of `table` (in table order).
 pub fn col_kinds(table: &TableDef) -> Vec<(i16, ColKind)> {
     let format = Format::parse(table.opt("format"));
-    let value_cols = table.columns.iter().filter(|c| !c.name.starts_with('_')).count();
+    let value_cols = table
+        .columns
+        .iter()
+        .filter(|c| !c.name.starts_with('_'))
+        .count();
     let mut csv_index = 0usize;
     table
         .columns
@@ -123,8 +129,20 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    pub const ALL: Bounds = Bounds { empty: false, off_lo: 0, off_hi: i64::MAX, ts_lo: None, ts_hi: None };
-    pub const NONE: Bounds = Bounds { empty: true, off_lo: 0, off_hi: 0, ts_lo: None, ts_hi: None };
+    pub const ALL: Bounds = Bounds {
+        empty: false,
+        off_lo: 0,
+        off_hi: i64::MAX,
+        ts_lo: None,
+        ts_hi: None,
+    };
+    pub const NONE: Bounds = Bounds {
+        empty: true,
+        off_lo: 0,
+        off_hi: 0,
+        ts_lo: None,
+        ts_hi: None,
+    };
 
     fn and(self, o: Bounds) -> Bounds {
         if self.empty || o.empty {
@@ -189,7 +207,11 @@ pub struct MetaCols {
 impl MetaCols {
     pub fn of(table: &TableDef) -> MetaCols {
         let find = |n: &str| table.col_named(n).map(|c| c.attnum);
-        MetaCols { partition: find("_partition"), offset: find("_offset"), timestamp: find("_timestamp") }
+        MetaCols {
+            partition: find("_partition"),
+            offset: find("_offset"),
+            timestamp: find("_timestamp"),
+        }
     }
     fn role(&self, col: i16) -> Option<Meta> {
         if Some(col) == self.partition {
@@ -258,17 +280,32 @@ fn val(o: &Operand) -> Option<&Val> {
 /// Bounds a (resolved) condition puts on `partition`.
 pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
     match c {
-        Cond::And(v) => v.iter().fold(Bounds::ALL, |b, c| b.and(bounds(meta, c, partition))),
-        Cond::Or(v) => v.iter().fold(Bounds::NONE, |b, c| b.or(bounds(meta, c, partition))),
+        Cond::And(v) => v
+            .iter()
+            .fold(Bounds::ALL, |b, c| b.and(bounds(meta, c, partition))),
+        Cond::Or(v) => v
+            .iter()
+            .fold(Bounds::NONE, |b, c| b.or(bounds(meta, c, partition))),
         Cond::IsNull { col, negated } => match meta.role(*col) {
             Some(_) if !negated => Bounds::NONE,
             _ => Bounds::ALL,
         },
         Cond::Like { .. } => Bounds::ALL,
         Cond::In { col, list, negated } => {
-            let Some(role) = meta.role(*col) else { return Bounds::ALL };
+            let Some(role) = meta.role(*col) else {
+                return Bounds::ALL;
+            };
             let items: Vec<i64> = match val(list) {
-                Some(Val::Array(a)) => a.iter().filter_map(|v| if role == Meta::Timestamp { v.as_epoch_millis() } else { v.as_i64() }).collect(),
+                Some(Val::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| {
+                        if role == Meta::Timestamp {
+                            v.as_epoch_millis()
+                        } else {
+                            v.as_i64()
+                        }
+                    })
+                    .collect(),
                 _ => return if *negated { Bounds::ALL } else { Bounds::NONE },
             };
             match (role, negated) {
@@ -281,24 +318,41 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
                     }
                 }
                 (Meta::Offset, false) => match (items.iter().min(), items.iter().max()) {
-                    (Some(lo), Some(hi)) => Bounds { off_lo: (*lo).max(0), off_hi: hi.saturating_add(1), ..Bounds::ALL }.and(Bounds::ALL),
+                    (Some(lo), Some(hi)) => Bounds {
+                        off_lo: (*lo).max(0),
+                        off_hi: hi.saturating_add(1),
+                        ..Bounds::ALL
+                    }
+                    .and(Bounds::ALL),
                     _ => Bounds::NONE,
                 },
                 (Meta::Timestamp, false) => match (items.iter().min(), items.iter().max()) {
-                    (Some(lo), Some(hi)) => Bounds { ts_lo: Some(*lo), ts_hi: Some(hi.saturating_add(1)), ..Bounds::ALL },
+                    (Some(lo), Some(hi)) => Bounds {
+                        ts_lo: Some(*lo),
+                        ts_hi: Some(hi.saturating_add(1)),
+                        ..Bounds::ALL
+                    },
                     _ => Bounds::NONE,
                 },
             }
         }
         Cond::Cmp { col, op, arg } => {
-            let Some(role) = meta.role(*col) else { return Bounds::ALL };
+            let Some(role) = meta.role(*col) else {
+                return Bounds::ALL;
+            };
             let Some(v) = val(arg) else {
                 // Comparing with NULL matches nothing.
-                return if matches!(arg, Operand::Val(Val::Null)) { Bounds::NONE } else { Bounds::ALL };
+                return if matches!(arg, Operand::Val(Val::Null)) {
+                    Bounds::NONE
+                } else {
+                    Bounds::ALL
+                };
             };
             match role {
                 Meta::Partition => {
-                    let Some(x) = v.as_i64() else { return Bounds::ALL };
+                    let Some(x) = v.as_i64() else {
+                        return Bounds::ALL;
+                    };
                     let p = partition as i64;
                     let keep = match op {
                         CmpOp::Eq => p == x,
@@ -315,16 +369,38 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
                     }
                 }
                 Meta::Offset => {
-                    let Some(x) = v.as_i64() else { return Bounds::ALL };
-                    let b = match op {
-                        CmpOp::Eq => Bounds { off_lo: x, off_hi: x.saturating_add(1), ..Bounds::ALL },
-                        CmpOp::Ne => Bounds::ALL,
-                        CmpOp::Lt => Bounds { off_hi: x, ..Bounds::ALL },
-                        CmpOp::Le => Bounds { off_hi: x.saturating_add(1), ..Bounds::ALL },
-                        CmpOp::Gt => Bounds { off_lo: x.saturating_add(1), ..Bounds::ALL },
-                        CmpOp::Ge => Bounds { off_lo: x, ..Bounds::ALL },
+                    let Some(x) = v.as_i64() else {
+                        return Bounds::ALL;
                     };
-                    Bounds { off_lo: b.off_lo.max(0), ..b }.and(Bounds::ALL)
+                    let b = match op {
+                        CmpOp::Eq => Bounds {
+                            off_lo: x,
+                            off_hi: x.saturating_add(1),
+                            ..Bounds::ALL
+                        },
+                        CmpOp::Ne => Bounds::ALL,
+                        CmpOp::Lt => Bounds {
+                            off_hi: x,
+                            ..Bounds::ALL
+                        },
+                        CmpOp::Le => Bounds {
+                            off_hi: x.saturating_add(1),
+                            ..Bounds::ALL
+                        },
+                        CmpOp::Gt => Bounds {
+                            off_lo: x.saturating_add(1),
+                            ..Bounds::ALL
+                        },
+                        CmpOp::Ge => Bounds {
+                            off_lo: x,
+                            ..Bounds::ALL
+                        },
+                    };
+                    Bounds {
+                        off_lo: b.off_lo.max(0),
+                        ..b
+                    }
+                    .and(Bounds::ALL)
                 }
                 Meta::Timestamp => {
                     // Kafka timestamps are milliseconds; round outward so the bounds are a
@@ -337,11 +413,24 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
                         },
                     };
                     match op {
-                        CmpOp::Eq => Bounds { ts_lo: Some(floor), ts_hi: Some(ceil + 1), ..Bounds::ALL },
+                        CmpOp::Eq => Bounds {
+                            ts_lo: Some(floor),
+                            ts_hi: Some(ceil + 1),
+                            ..Bounds::ALL
+                        },
                         CmpOp::Ne => Bounds::ALL,
-                        CmpOp::Lt => Bounds { ts_hi: Some(ceil), ..Bounds::ALL },
-                        CmpOp::Le => Bounds { ts_hi: Some(floor + 1), ..Bounds::ALL },
-                        CmpOp::Gt | CmpOp::Ge => Bounds { ts_lo: Some(floor), ..Bounds::ALL },
+                        CmpOp::Lt => Bounds {
+                            ts_hi: Some(ceil),
+                            ..Bounds::ALL
+                        },
+                        CmpOp::Le => Bounds {
+                            ts_hi: Some(floor + 1),
+                            ..Bounds::ALL
+                        },
+                        CmpOp::Gt | CmpOp::Ge => Bounds {
+                            ts_lo: Some(floor),
+                            ..Bounds::ALL
+                        },
                     }
                 }
             }
@@ -351,7 +440,9 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
 
 /// Bounds of all (ANDed) conditions for `partition`.
 pub fn partition_bounds(meta: &MetaCols, conds: &[Cond], partition: i32) -> Bounds {
-    conds.iter().fold(Bounds::ALL, |b, c| b.and(bounds(meta, c, partition)))
+    conds
+        .iter()
+        .fold(Bounds::ALL, |b, c| b.and(bounds(meta, c, partition)))
 }
 
 /// A message as the decoder sees it.
@@ -388,16 +479,22 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
             },
         }
     }
-    let csv: Option<Vec<String>> = if format == Format::Csv && cols.iter().any(|c| matches!(c, ColKind::Csv(..))) {
-        m.payload.and_then(|p| text(p, "value", &mut errors)).map(|s| split_csv(&s))
-    } else {
-        None
-    };
+    let csv: Option<Vec<String>> =
+        if format == Format::Csv && cols.iter().any(|c| matches!(c, ColKind::Csv(..))) {
+            m.payload
+                .and_then(|p| text(p, "value", &mut errors))
+                .map(|s| split_csv(&s))
+        } else {
+            None
+        };
     for (i, c) in cols.iter().enumerate() {
         row[i] = match c {
             ColKind::Partition => Val::Int(m.partition as i64),
             ColKind::Offset => Val::Int(m.offset),
-            ColKind::Timestamp => m.timestamp_ms.map(|ms| Val::Ts(ms * 1000)).unwrap_or(Val::Null),
+            ColKind::Timestamp => m
+                .timestamp_ms
+                .map(|ms| Val::Ts(ms * 1000))
+                .unwrap_or(Val::Null),
             ColKind::Key(ty) => match m.key {
                 None => Val::Null,
                 Some(k) if *ty == PgType::Bytea => Val::Bytes(k.to_vec()),
@@ -415,7 +512,8 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
                 for (k, v) in &m.headers {
                     obj.insert(
                         k.to_string(),
-                        v.map(|b| Value::String(String::from_utf8_lossy(b).into_owned())).unwrap_or(Value::Null),
+                        v.map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+                            .unwrap_or(Value::Null),
                     );
                 }
                 Val::Json(Value::Object(obj))
@@ -473,7 +571,12 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
     if errors.is_empty() {
         return None;
     }
-    let msg = format!("partition {} offset {}: {}", m.partition, m.offset, errors.join("; "));
+    let msg = format!(
+        "partition {} offset {}: {}",
+        m.partition,
+        m.offset,
+        errors.join("; ")
+    );
     if let Some(i) = err_slot {
         row[i] = Val::Text(msg.clone());
     }
@@ -523,7 +626,14 @@ pub fn encode_value(cols: &[(ColKind, Val)], format: Format) -> Option<Vec<u8>> 
                 })
                 .collect();
             fields.sort_by_key(|(i, _)| *i);
-            Some(fields.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(",").into_bytes())
+            Some(
+                fields
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into_bytes(),
+            )
         }
         _ => {
             let mut doc = Value::Object(Default::default());
@@ -539,7 +649,9 @@ pub fn encode_value(cols: &[(ColKind, Val)], format: Format) -> Option<Vec<u8>> 
                             o.insert(t.clone(), v.to_json());
                             break;
                         }
-                        cur = o.entry(t.clone()).or_insert_with(|| Value::Object(Default::default()));
+                        cur = o
+                            .entry(t.clone())
+                            .or_insert_with(|| Value::Object(Default::default()));
                     }
                 }
             }
@@ -561,20 +673,46 @@ pub fn describe(table: &TableDef, conds: &[Cond]) -> String {
     fn one(t: &TableDef, c: &Cond) -> String {
         let name = |col: &i16| t.col(*col).map(|c| c.name.clone()).unwrap_or_default();
         match c {
-            Cond::Cmp { col, op, arg } => format!("{} {} {}", name(col), op.sql(), crate::fdw::cond::operand_text(arg)),
+            Cond::Cmp { col, op, arg } => format!(
+                "{} {} {}",
+                name(col),
+                op.sql(),
+                crate::fdw::cond::operand_text(arg)
+            ),
             Cond::In { col, list, negated } => format!(
                 "{} {} {}",
                 name(col),
                 if *negated { "NOT IN" } else { "IN" },
                 crate::fdw::cond::operand_text(list)
             ),
-            Cond::IsNull { col, negated } => format!("{} IS {}NULL", name(col), if *negated { "NOT " } else { "" }),
-            Cond::Like { col, pattern } => format!("{} LIKE {}", name(col), crate::fdw::cond::operand_text(pattern)),
-            Cond::And(v) => format!("({})", v.iter().map(|c| one(t, c)).collect::<Vec<_>>().join(" AND ")),
-            Cond::Or(v) => format!("({})", v.iter().map(|c| one(t, c)).collect::<Vec<_>>().join(" OR ")),
+            Cond::IsNull { col, negated } => format!(
+                "{} IS {}NULL",
+                name(col),
+                if *negated { "NOT " } else { "" }
+            ),
+            Cond::Like { col, pattern } => format!(
+                "{} LIKE {}",
+                name(col),
+                crate::fdw::cond::operand_text(pattern)
+            ),
+            Cond::And(v) => format!(
+                "({})",
+                v.iter()
+                    .map(|c| one(t, c))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ),
+            Cond::Or(v) => format!(
+                "({})",
+                v.iter().map(|c| one(t, c)).collect::<Vec<_>>().join(" OR ")
+            ),
         }
     }
-    conds.iter().map(|c| one(table, c)).collect::<Vec<_>>().join(" AND ")
+    conds
+        .iter()
+        .map(|c| one(table, c))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 #[cfg(test)]
@@ -582,7 +720,11 @@ mod tests {
     use super::*;
     use crate::fdw::cond::Operand::Val as V;
 
-    const META: MetaCols = MetaCols { partition: Some(1), offset: Some(2), timestamp: Some(3) };
+    const META: MetaCols = MetaCols {
+        partition: Some(1),
+        offset: Some(2),
+        timestamp: Some(3),
+    };
 
     fn cmp(col: i16, op: CmpOp, v: Val) -> Cond {
         Cond::Cmp { col, op, arg: V(v) }
@@ -602,7 +744,17 @@ mod tests {
         let b = partition_bounds(&META, &[cmp(2, CmpOp::Eq, Val::Int(7))], 0);
         assert_eq!((b.off_lo, b.off_hi), (7, 8));
         // A contradiction reads nothing.
-        assert!(partition_bounds(&META, &[cmp(2, CmpOp::Gt, Val::Int(9)), cmp(2, CmpOp::Lt, Val::Int(5))], 0).empty);
+        assert!(
+            partition_bounds(
+                &META,
+                &[
+                    cmp(2, CmpOp::Gt, Val::Int(9)),
+                    cmp(2, CmpOp::Lt, Val::Int(5))
+                ],
+                0
+            )
+            .empty
+        );
         // Comparing with NULL reads nothing.
         assert!(partition_bounds(&META, &[cmp(2, CmpOp::Gt, Val::Null)], 0).empty);
     }
@@ -610,8 +762,14 @@ mod tests {
     #[test]
     fn per_partition_combinations_through_or() {
         let c = Cond::Or(vec![
-            Cond::And(vec![cmp(1, CmpOp::Eq, Val::Int(0)), cmp(2, CmpOp::Ge, Val::Int(10))]),
-            Cond::And(vec![cmp(1, CmpOp::Eq, Val::Int(1)), cmp(2, CmpOp::Lt, Val::Int(5))]),
+            Cond::And(vec![
+                cmp(1, CmpOp::Eq, Val::Int(0)),
+                cmp(2, CmpOp::Ge, Val::Int(10)),
+            ]),
+            Cond::And(vec![
+                cmp(1, CmpOp::Eq, Val::Int(1)),
+                cmp(2, CmpOp::Lt, Val::Int(5)),
+            ]),
         ]);
         let p0 = partition_bounds(&META, std::slice::from_ref(&c), 0);
         let p1 = partition_bounds(&META, std::slice::from_ref(&c), 1);
@@ -621,18 +779,38 @@ mod tests {
         assert!(p2.empty);
         assert_eq!(ship(&META, &c), Ship::Superset);
         // IN on partitions.
-        let c = Cond::In { col: 1, list: V(Val::Array(vec![Val::Int(0), Val::Int(2)])), negated: false };
+        let c = Cond::In {
+            col: 1,
+            list: V(Val::Array(vec![Val::Int(0), Val::Int(2)])),
+            negated: false,
+        };
         assert!(!bounds(&META, &c, 2).empty && bounds(&META, &c, 1).empty);
         assert_eq!(ship(&META, &c), Ship::Exact);
         // Other columns are not shipped.
         assert_eq!(ship(&META, &cmp(9, CmpOp::Eq, Val::Int(1))), Ship::No);
-        assert_eq!(ship(&META, &Cond::Or(vec![cmp(1, CmpOp::Eq, Val::Int(1)), cmp(9, CmpOp::Eq, Val::Int(1))])), Ship::No);
+        assert_eq!(
+            ship(
+                &META,
+                &Cond::Or(vec![
+                    cmp(1, CmpOp::Eq, Val::Int(1)),
+                    cmp(9, CmpOp::Eq, Val::Int(1))
+                ])
+            ),
+            Ship::No
+        );
     }
 
     #[test]
     fn timestamp_bounds_round_outward() {
         let t = Val::Ts(1_000_500); // 1000.5 ms
-        let b = partition_bounds(&META, &[cmp(3, CmpOp::Ge, t.clone()), cmp(3, CmpOp::Lt, Val::Ts(2_000_000))], 0);
+        let b = partition_bounds(
+            &META,
+            &[
+                cmp(3, CmpOp::Ge, t.clone()),
+                cmp(3, CmpOp::Lt, Val::Ts(2_000_000)),
+            ],
+            0,
+        );
         assert_eq!((b.ts_lo, b.ts_hi), (Some(1000), Some(2000)));
         let b = partition_bounds(&META, &[cmp(3, CmpOp::Le, t)], 0);
         assert_eq!(b.ts_hi, Some(1001));
@@ -640,7 +818,14 @@ mod tests {
     }
 
     fn msg(payload: &'static [u8]) -> Msg<'static> {
-        Msg { partition: 1, offset: 42, timestamp_ms: Some(1000), key: Some(b"k1"), headers: vec![("h", Some(b"v"))], payload: Some(payload) }
+        Msg {
+            partition: 1,
+            offset: 42,
+            timestamp_ms: Some(1000),
+            key: Some(b"k1"),
+            headers: vec![("h", Some(b"v"))],
+            payload: Some(payload),
+        }
     }
 
     #[test]
@@ -654,31 +839,63 @@ mod tests {
             ColKind::Key(PgType::Text),
         ];
         let mut row = vec![Val::Null; cols.len()];
-        assert_eq!(decode(&msg(br#"{"a": 5, "b": {"c": "x"}}"#), &cols, Format::Json, &mut row), None);
+        assert_eq!(
+            decode(
+                &msg(br#"{"a": 5, "b": {"c": "x"}}"#),
+                &cols,
+                Format::Json,
+                &mut row
+            ),
+            None
+        );
         assert_eq!(row[1], Val::Int(5));
         assert_eq!(row[2], Val::Text("x".into()));
         assert_eq!(row[3], Val::Null);
         assert_eq!(row[5], Val::Text("k1".into()));
         let e = decode(&msg(b"not json"), &cols, Format::Json, &mut row).unwrap();
-        assert!(e.starts_with("partition 1 offset 42: value is not JSON"), "{e}");
+        assert!(
+            e.starts_with("partition 1 offset 42: value is not JSON"),
+            "{e}"
+        );
         assert_eq!(row[0], Val::Int(1));
         assert_eq!(row[1], Val::Null);
         assert_eq!(row[3], Val::Text(e));
         let e = decode(&msg(br#"{"a": "many"}"#), &cols, Format::Json, &mut row).unwrap();
-        assert_eq!(e, "partition 1 offset 42: field a: value \"many\" does not fit type integer");
+        assert_eq!(
+            e,
+            "partition 1 offset 42: field a: value \"many\" does not fit type integer"
+        );
     }
 
     #[test]
     fn csv_and_text_values() {
-        assert_eq!(split_csv("a,\"b,c\",\"d\"\"e\",\n"), vec!["a", "b,c", "d\"e", ""]);
+        assert_eq!(
+            split_csv("a,\"b,c\",\"d\"\"e\",\n"),
+            vec!["a", "b,c", "d\"e", ""]
+        );
         let cols = vec![ColKind::Csv(0, PgType::Int8), ColKind::Csv(1, PgType::Text)];
         let mut row = vec![Val::Null; 2];
-        assert_eq!(decode(&msg(b"7,\"x,y\""), &cols, Format::Csv, &mut row), None);
+        assert_eq!(
+            decode(&msg(b"7,\"x,y\""), &cols, Format::Csv, &mut row),
+            None
+        );
         assert_eq!(row, vec![Val::Int(7), Val::Text("x,y".into())]);
-        let enc = encode_value(&[(cols[0].clone(), Val::Int(7)), (cols[1].clone(), Val::Text("x,y".into()))], Format::Csv);
+        let enc = encode_value(
+            &[
+                (cols[0].clone(), Val::Int(7)),
+                (cols[1].clone(), Val::Text("x,y".into())),
+            ],
+            Format::Csv,
+        );
         assert_eq!(enc.unwrap(), b"7,\"x,y\"");
         let enc = encode_value(
-            &[(ColKind::Field(vec!["a".into(), "b".into()], PgType::Int4), Val::Int(1)), (ColKind::Field(vec!["c".into()], PgType::Text), Val::Null)],
+            &[
+                (
+                    ColKind::Field(vec!["a".into(), "b".into()], PgType::Int4),
+                    Val::Int(1),
+                ),
+                (ColKind::Field(vec!["c".into()], PgType::Text), Val::Null),
+            ],
             Format::Json,
         );
         assert_eq!(enc.unwrap(), br#"{"a":{"b":1}}"#);

@@ -60,11 +60,18 @@ pub(crate) fn list_topics(src: &Source) -> Result<Vec<String>, ErrorReport> {
     let cfg = src.kafka_config();
     let s2 = src.clone();
     let r = crate::block::run(src.blocking(move || {
-        let c: BaseConsumer = cfg.create().map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
+        let c: BaseConsumer = cfg
+            .create()
+            .map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
         let md = c
             .fetch_metadata(None, s2.timeout())
             .map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
-        let mut t: Vec<String> = md.topics().iter().map(|t| t.name().to_string()).filter(|n| !n.starts_with("__")).collect();
+        let mut t: Vec<String> = md
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|n| !n.starts_with("__"))
+            .collect();
         t.sort();
         Ok(t)
     }));
@@ -78,7 +85,11 @@ struct Started {
 }
 
 impl KafkaScan {
-    pub fn new(table: TableDef, req: Request, explain_only: bool) -> Result<KafkaScan, ErrorReport> {
+    pub fn new(
+        table: TableDef,
+        req: Request,
+        explain_only: bool,
+    ) -> Result<KafkaScan, ErrorReport> {
         let src = source(&table)?;
         let topic = topic(&table)?;
         let kinds = plan::col_kinds(&table);
@@ -92,7 +103,13 @@ impl KafkaScan {
         };
         let cols = decoded
             .iter()
-            .map(|a| kinds.iter().find(|(n, _)| n == a).map(|(_, k)| k.clone()).unwrap_or(ColKind::Error))
+            .map(|a| {
+                kinds
+                    .iter()
+                    .find(|(n, _)| n == a)
+                    .map(|(_, k)| k.clone())
+                    .unwrap_or(ColKind::Error)
+            })
             .collect();
         let out: Vec<usize> = req
             .wanted
@@ -134,14 +151,24 @@ impl KafkaScan {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
             .set("queued.max.messages.kbytes", "16384")
-            .set("fetch.message.max.bytes", (int_opt(&self.table, "batch_size", 1_048_576)).to_string());
+            .set(
+                "fetch.message.max.bytes",
+                (int_opt(&self.table, "batch_size", 1_048_576)).to_string(),
+            );
         let src = self.src.clone();
         let topic = self.topic.clone();
         let conds = self.req.conds.clone();
         let meta = MetaCols::of(&self.table);
         let table_name = self.table.name.clone();
         let started = crate::block::run(self.src.blocking(move || {
-            Ok(start_blocking(&src, cfg, &topic, &table_name, &conds, &meta))
+            Ok(start_blocking(
+                &src,
+                cfg,
+                &topic,
+                &table_name,
+                &conds,
+                &meta,
+            ))
         }));
         let started = match started {
             Ok(Ok(s)) => s,
@@ -169,12 +196,23 @@ fn start_blocking(
     meta: &MetaCols,
 ) -> Result<Started, KafkaFdwError> {
     let deadline = Instant::now() + src.timeout();
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-    let consumer: BaseConsumer = cfg.create().map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?;
-    let md = consumer.fetch_metadata(Some(topic), left()).map_err(|e| unreachable(src, e))?;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100))
+    };
+    let consumer: BaseConsumer = cfg
+        .create()
+        .map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), left())
+        .map_err(|e| unreachable(src, e))?;
     let t = md.topics().iter().find(|t| t.name() == topic);
     let Some(t) = t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) else {
-        return Err(KafkaFdwError::TopicMissing { table: table.to_string(), topic: topic.to_string() });
+        return Err(KafkaFdwError::TopicMissing {
+            table: table.to_string(),
+            topic: topic.to_string(),
+        });
     };
     let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
     parts.sort();
@@ -187,44 +225,58 @@ fn start_blocking(
         }
     }
     // Offsets for timestamp bounds, one request per bound side.
-    let by_time = |pick: &dyn Fn(&Bounds) -> Option<i64>| -> Result<Vec<Option<i64>>, KafkaFdwError> {
-        let mut tpl = TopicPartitionList::new();
-        for (p, b) in &wanted {
-            if let Some(ms) = pick(b) {
-                tpl.add_partition_offset(topic, *p, Offset::Offset(ms)).map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
-            }
-        }
-        if tpl.count() == 0 {
-            return Ok(vec![None; wanted.len()]);
-        }
-        let res = consumer.offsets_for_times(tpl, left()).map_err(|e| unreachable(src, e))?;
-        Ok(wanted
-            .iter()
-            .map(|(p, b)| {
-                pick(b)?;
-                match res.find_partition(topic, *p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Some(o),
-                    // No message at or after the timestamp.
-                    _ => Some(i64::MAX),
+    let by_time =
+        |pick: &dyn Fn(&Bounds) -> Option<i64>| -> Result<Vec<Option<i64>>, KafkaFdwError> {
+            let mut tpl = TopicPartitionList::new();
+            for (p, b) in &wanted {
+                if let Some(ms) = pick(b) {
+                    tpl.add_partition_offset(topic, *p, Offset::Offset(ms))
+                        .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
                 }
-            })
-            .collect())
-    };
+            }
+            if tpl.count() == 0 {
+                return Ok(vec![None; wanted.len()]);
+            }
+            let res = consumer
+                .offsets_for_times(tpl, left())
+                .map_err(|e| unreachable(src, e))?;
+            Ok(wanted
+                .iter()
+                .map(|(p, b)| {
+                    pick(b)?;
+                    match res.find_partition(topic, *p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => Some(o),
+                        // No message at or after the timestamp.
+                        _ => Some(i64::MAX),
+                    }
+                })
+                .collect())
+        };
     let lo_t = by_time(&|b| b.ts_lo)?;
     let hi_t = by_time(&|b| b.ts_hi)?;
     let mut tpl = TopicPartitionList::new();
     for (i, (p, b)) in wanted.iter().enumerate() {
-        let (low, high) = consumer.fetch_watermarks(topic, *p, left()).map_err(|e| unreachable(src, e))?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, left())
+            .map_err(|e| unreachable(src, e))?;
         let start = low.max(b.off_lo).max(lo_t[i].unwrap_or(0));
         let end = high.min(b.off_hi).min(hi_t[i].unwrap_or(i64::MAX));
         let done = start >= end;
         if !done {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(start)).map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
+            tpl.add_partition_offset(topic, *p, Offset::Offset(start))
+                .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
         }
-        ranges.push(Range { partition: *p, start, end: end.max(start), done });
+        ranges.push(Range {
+            partition: *p,
+            start,
+            end: end.max(start),
+            done,
+        });
     }
     if tpl.count() > 0 {
-        consumer.assign(&tpl).map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
     }
     Ok(Started { consumer, ranges })
 }
@@ -235,7 +287,9 @@ impl Scan for KafkaScan {
             if self.open == 0 {
                 return Ok(false);
             }
-            let Some(consumer) = self.consumer.as_ref() else { return Ok(false) };
+            let Some(consumer) = self.consumer.as_ref() else {
+                return Ok(false);
+            };
             let polled = consumer.poll(POLL);
             match polled {
                 None => {
@@ -274,7 +328,9 @@ impl Scan for KafkaScan {
                     self.last_progress = Instant::now();
                     let p = m.partition();
                     let o = m.offset();
-                    let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) else { continue };
+                    let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) else {
+                        continue;
+                    };
                     if r.done || o >= r.end || o < r.start {
                         continue;
                     }
@@ -283,7 +339,7 @@ impl Scan for KafkaScan {
                         r.done = true;
                         self.open -= 1;
                     }
-                    if self.fetched % 4096 == 0 {
+                    if self.fetched.is_multiple_of(4096) {
                         pgrx::check_for_interrupts!();
                     }
                     if self.cols.is_empty() {
@@ -291,7 +347,12 @@ impl Scan for KafkaScan {
                         return Ok(true);
                     }
                     let headers: Vec<(&str, Option<&[u8]>)> = match m.headers() {
-                        Some(h) => (0..h.count()).map(|i| { let x = h.get(i); (x.key, x.value) }).collect(),
+                        Some(h) => (0..h.count())
+                            .map(|i| {
+                                let x = h.get(i);
+                                (x.key, x.value)
+                            })
+                            .collect(),
                         None => vec![],
                     };
                     let msg = Msg {
@@ -309,7 +370,9 @@ impl Scan for KafkaScan {
                                 self.skipped += 1;
                                 continue;
                             }
-                            OnError::Error => return Err(decode_error(&self.table, &self.topic, p, o, err)),
+                            OnError::Error => {
+                                return Err(decode_error(&self.table, &self.topic, p, o, err))
+                            }
                         }
                     }
                     for (slot, &i) in row.iter_mut().zip(&self.out) {
@@ -330,13 +393,20 @@ impl Scan for KafkaScan {
     fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)> {
         let mut out = vec![("Kafka Topic".to_string(), self.topic.clone())];
         if !self.req.conds.is_empty() {
-            out.push(("Kafka Filter".into(), plan::describe(&self.table, &self.req.conds)));
+            out.push((
+                "Kafka Filter".into(),
+                plan::describe(&self.table, &self.req.conds),
+            ));
         }
-        let has_params = serde_json::to_string(&self.req.conds).is_ok_and(|s| s.contains("\"Param\""));
+        let has_params =
+            serde_json::to_string(&self.req.conds).is_ok_and(|s| s.contains("\"Param\""));
         if verbose && !self.started && !has_params {
             // Plain EXPLAIN VERBOSE: ask the brokers which ranges the scan would read.
             if let Err(e) = self.start() {
-                out.push(("Partition Ranges".into(), format!("(not resolved: {})", e.message())));
+                out.push((
+                    "Partition Ranges".into(),
+                    format!("(not resolved: {})", e.message()),
+                ));
             }
         }
         if self.started {
@@ -351,7 +421,11 @@ impl Scan for KafkaScan {
             if verbose || analyze {
                 out.push((
                     "Partition Ranges".into(),
-                    if ranges.is_empty() { "none".into() } else { ranges.join(" ") },
+                    if ranges.is_empty() {
+                        "none".into()
+                    } else {
+                        ranges.join(" ")
+                    },
                 ));
                 out.push(("Messages In Ranges".into(), total.to_string()));
                 if skipped_parts > 0 {
@@ -362,7 +436,10 @@ impl Scan for KafkaScan {
         if analyze {
             out.push(("Messages Fetched".into(), self.fetched.to_string()));
             if self.skipped > 0 {
-                out.push(("Messages Skipped (on_error skip)".into(), self.skipped.to_string()));
+                out.push((
+                    "Messages Skipped (on_error skip)".into(),
+                    self.skipped.to_string(),
+                ));
             }
         }
         out
@@ -420,9 +497,12 @@ impl KafkaModify {
         for k in ["group.id", "enable.auto.commit", "enable.auto.offset.store"] {
             cfg.remove(k);
         }
-        cfg.set("message.timeout.ms", src.timeout().as_millis().max(1000).to_string())
-            .set("linger.ms", "5")
-            .set("acks", "all");
+        cfg.set(
+            "message.timeout.ms",
+            src.timeout().as_millis().max(1000).to_string(),
+        )
+        .set("linger.ms", "5")
+        .set("acks", "all");
         let ctx = DeliveryCtx::default();
         let producer: BaseProducer<DeliveryCtx> = cfg
             .create_with_context(ctx.clone())
@@ -448,7 +528,9 @@ impl Modify for KafkaModify {
         let mut headers = OwnedHeaders::new();
         let mut values: Vec<(ColKind, Val)> = vec![];
         for (attnum, v) in row {
-            let Some((_, kind)) = self.kinds.iter().find(|(a, _)| a == attnum) else { continue };
+            let Some((_, kind)) = self.kinds.iter().find(|(a, _)| a == attnum) else {
+                continue;
+            };
             match kind {
                 ColKind::Key(_) => {
                     key = match v {
@@ -467,7 +549,10 @@ impl Modify for KafkaModify {
                                 serde_json::Value::String(s) => Some(s.clone()),
                                 other => Some(other.to_string()),
                             };
-                            headers = headers.insert(Header { key: k, value: text.as_deref() });
+                            headers = headers.insert(Header {
+                                key: k,
+                                value: text.as_deref(),
+                            });
                         }
                     }
                 }
@@ -493,7 +578,12 @@ impl Modify for KafkaModify {
         loop {
             match self.producer.send(rec) {
                 Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
                     rec = r;
                     self.producer.poll(POLL);
                     pgrx::check_for_interrupts!();
@@ -534,7 +624,12 @@ impl Modify for KafkaModify {
         let failed = d.failed.load(Ordering::Relaxed);
         let pending = self.sent.saturating_sub(ok + failed);
         if failed > 0 || pending > 0 {
-            let first = d.first_error.lock().ok().and_then(|f| f.clone()).unwrap_or_else(|| "no confirmation".into());
+            let first = d
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+                .unwrap_or_else(|| "no confirmation".into());
             return Err(KafkaFdwError::Delivery(format!(
                 "foreign table {}: {} of {} message(s) to topic \"{}\" were not confirmed ({failed} failed, {pending} unconfirmed after {} ms); first error: {first}",
                 self.table.name,
