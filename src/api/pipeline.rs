@@ -84,6 +84,25 @@ fn describe_into(src: &Source, object: &str, path: &str, pipeline: &str) -> Vec<
         .collect()
 }
 
+/// A stored pipeline as the renderer takes it.
+fn definition<'a>(
+    name: &'a str,
+    template: &'a str,
+    params: &'a JsonB,
+    options: &'a JsonB,
+    database: &'a str,
+    version: i32,
+) -> Definition<'a> {
+    Definition {
+        name,
+        template,
+        params: &params.0,
+        options: &options.0,
+        database,
+        version,
+    }
+}
+
 #[pg_schema]
 mod flink {
     use super::*;
@@ -183,14 +202,7 @@ mod flink {
     ) -> String {
         const F: &str = "flink.render";
         let (cat, _) = catalog_from_json(&catalog.0, F);
-        let def = Definition {
-            name,
-            template,
-            params: &params.0,
-            options: &options.0,
-            database,
-            version,
-        };
+        let def = definition(name, template, &params, &options, database, version);
         pipeline::render(&def, &cat).unwrap_or_else(|e| raise_catalog(e, F))
     }
 
@@ -208,14 +220,7 @@ mod flink {
     ) -> Option<JsonB> {
         const F: &str = "flink.expose_results";
         let (cat, _) = catalog_from_json(&catalog.0, F);
-        let def = Definition {
-            name,
-            template,
-            params: &params.0,
-            options: &options.0,
-            database,
-            version,
-        };
+        let def = definition(name, template, &params, &options, database, version);
         let (sink, cols) = pipeline::sink(&def, &cat).unwrap_or_else(|e| raise_catalog(e, F))?;
         let kind = catalog
             .0

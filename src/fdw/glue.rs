@@ -121,6 +121,7 @@ pub(crate) unsafe fn table_def(relid: Oid) -> TableDef {
             attnum,
             ty: pg_type((*att).atttypid),
             type_name: cstr(pg_sys::format_type_be((*att).atttypid)),
+            type_oid: (*att).atttypid.to_u32(),
             opts: options(pg_sys::GetForeignColumnOptions(relid, attnum)),
         });
     }
@@ -157,14 +158,6 @@ pub(crate) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
         return Val::Null;
     }
     let is = |x: B| x.value() == oid;
-    let arr = |v: Option<Vec<Option<Val>>>| {
-        Val::Array(
-            v.unwrap_or_default()
-                .into_iter()
-                .map(|x| x.unwrap_or(Val::Null))
-                .collect(),
-        )
-    };
     if is(B::BOOLOID) {
         Val::Bool(bool::from_datum(d, false).unwrap_or(false))
     } else if is(B::INT2OID) {
@@ -208,47 +201,41 @@ pub(crate) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
     } else if is(B::BYTEAOID) {
         Val::Bytes(Vec::<u8>::from_datum(d, false).unwrap_or_default())
     } else if is(B::TEXTARRAYOID) || is(B::VARCHARARRAYOID) {
-        arr(Vec::<Option<String>>::from_datum(d, false)
-            .map(|v| v.into_iter().map(|x| x.map(Val::Text)).collect()))
+        array(d, Val::Text)
     } else if is(B::INT2ARRAYOID) {
-        arr(Vec::<Option<i16>>::from_datum(d, false).map(|v| {
-            v.into_iter()
-                .map(|x| x.map(|i| Val::Int(i as i64)))
-                .collect()
-        }))
+        array(d, |i: i16| Val::Int(i as i64))
     } else if is(B::INT4ARRAYOID) {
-        arr(Vec::<Option<i32>>::from_datum(d, false).map(|v| {
-            v.into_iter()
-                .map(|x| x.map(|i| Val::Int(i as i64)))
-                .collect()
-        }))
+        array(d, |i: i32| Val::Int(i as i64))
     } else if is(B::INT8ARRAYOID) {
-        arr(Vec::<Option<i64>>::from_datum(d, false)
-            .map(|v| v.into_iter().map(|x| x.map(Val::Int)).collect()))
+        array(d, Val::Int)
     } else if is(B::FLOAT8ARRAYOID) {
-        arr(Vec::<Option<f64>>::from_datum(d, false)
-            .map(|v| v.into_iter().map(|x| x.map(Val::Float)).collect()))
+        array(d, Val::Float)
     } else if is(B::FLOAT4ARRAYOID) {
-        arr(Vec::<Option<f32>>::from_datum(d, false).map(|v| {
-            v.into_iter()
-                .map(|x| x.map(|f| Val::Float(f as f64)))
-                .collect()
-        }))
+        array(d, |f: f32| Val::Float(f as f64))
     } else if is(B::BOOLARRAYOID) {
-        arr(Vec::<Option<bool>>::from_datum(d, false)
-            .map(|v| v.into_iter().map(|x| x.map(Val::Bool)).collect()))
+        array(d, Val::Bool)
     } else if is(B::TIMESTAMPTZARRAYOID) {
-        arr(
-            Vec::<Option<pgrx::datum::TimestampWithTimeZone>>::from_datum(d, false).map(|v| {
-                v.into_iter()
-                    .map(|x| x.map(|t| Val::Ts(i64::from(t).saturating_add(PG_EPOCH_MICROS))))
-                    .collect()
-            }),
-        )
+        array(d, |t: pgrx::datum::TimestampWithTimeZone| {
+            Val::Ts(i64::from(t).saturating_add(PG_EPOCH_MICROS))
+        })
     } else {
         // Anything else (uuid, inet, …) as its text form.
         Val::Text(output_text(d, oid))
     }
+}
+
+/// A one-dimensional array datum as `Val::Array` (NULL elements kept).
+unsafe fn array<T>(d: Datum, f: impl Fn(T) -> Val) -> Val
+where
+    for<'arr> T: pgrx::datum::UnboxDatum<As<'arr> = T> + 'arr,
+{
+    Val::Array(
+        Vec::<Option<T>>::from_datum(d, false)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| x.map(&f).unwrap_or(Val::Null))
+            .collect(),
+    )
 }
 
 unsafe fn output_text(d: Datum, oid: Oid) -> String {
@@ -1015,10 +1002,8 @@ unsafe fn junk_id(st: &ModifyState, plan_slot: *mut pg_sys::TupleTableSlot) -> V
     let d = pg_sys::slot_getattr(plan_slot, st.id_attno as i32, &mut isnull);
     let oid = st
         .table
-        .columns
-        .iter()
-        .find(|c| c.name == "_id")
-        .map(|_| pg_sys::TEXTOID)
+        .col_named("_id")
+        .map(|c| Oid::from(c.type_oid))
         .unwrap_or(pg_sys::TEXTOID);
     datum_to_val(d, isnull, oid)
 }
@@ -1027,21 +1012,38 @@ unsafe fn modify_state<'a>(rinfo: *mut pg_sys::ResultRelInfo) -> &'a mut ModifyS
     &mut *((*rinfo).ri_FdwState as *mut ModifyState)
 }
 
+/// One row of an INSERT, UPDATE or DELETE handed to the wrapper (which buffers it).
+unsafe fn modify_row(
+    rinfo: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    plan_slot: *mut pg_sys::TupleTableSlot,
+    op: pg_sys::CmdType::Type,
+) -> *mut pg_sys::TupleTableSlot {
+    let st = modify_state(rinfo);
+    let id = (op != pg_sys::CmdType::CMD_INSERT).then(|| junk_id(st, plan_slot));
+    let row = (op != pg_sys::CmdType::CMD_DELETE).then(|| slot_row(&st.table, slot));
+    if let Some(m) = st.modify.as_mut() {
+        let r = match (id, row) {
+            (None, Some(row)) => m.insert(&row),
+            (Some(id), Some(row)) => m.update(&id, &row),
+            (Some(id), None) => m.delete(&id),
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = r {
+            e.report_error();
+        }
+    }
+    slot
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn exec_foreign_insert(
     _estate: *mut pg_sys::EState,
     rinfo: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
-    _plan_slot: *mut pg_sys::TupleTableSlot,
+    plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
-    let st = modify_state(rinfo);
-    let row = slot_row(&st.table, slot);
-    if let Some(m) = st.modify.as_mut() {
-        if let Err(e) = m.insert(&row) {
-            e.report_error();
-        }
-    }
-    slot
+    modify_row(rinfo, slot, plan_slot, pg_sys::CmdType::CMD_INSERT)
 }
 
 #[pg_guard]
@@ -1051,15 +1053,7 @@ unsafe extern "C-unwind" fn exec_foreign_update(
     slot: *mut pg_sys::TupleTableSlot,
     plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
-    let st = modify_state(rinfo);
-    let id = junk_id(st, plan_slot);
-    let row = slot_row(&st.table, slot);
-    if let Some(m) = st.modify.as_mut() {
-        if let Err(e) = m.update(&id, &row) {
-            e.report_error();
-        }
-    }
-    slot
+    modify_row(rinfo, slot, plan_slot, pg_sys::CmdType::CMD_UPDATE)
 }
 
 #[pg_guard]
@@ -1069,14 +1063,7 @@ unsafe extern "C-unwind" fn exec_foreign_delete(
     slot: *mut pg_sys::TupleTableSlot,
     plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
-    let st = modify_state(rinfo);
-    let id = junk_id(st, plan_slot);
-    if let Some(m) = st.modify.as_mut() {
-        if let Err(e) = m.delete(&id) {
-            e.report_error();
-        }
-    }
-    slot
+    modify_row(rinfo, slot, plan_slot, pg_sys::CmdType::CMD_DELETE)
 }
 
 #[pg_guard]

@@ -39,6 +39,7 @@ pub struct ColDef {
     /// None: a type the wrappers do not fill (an error if the query reads the column).
     pub ty: Option<PgType>,
     pub type_name: String,
+    pub type_oid: u32,
     pub opts: Opts,
 }
 
@@ -211,6 +212,66 @@ pub fn check_options(
         }
     }
     Ok(())
+}
+
+/// The options a wrapper accepts, per object, and the ones it requires.
+pub struct OptionRules {
+    pub wrapper: &'static str,
+    pub server: &'static [(&'static str, OptKind)],
+    pub user: &'static [(&'static str, OptKind)],
+    pub table: &'static [(&'static str, OptKind)],
+    pub column: &'static [(&'static str, OptKind)],
+    /// A server takes exactly one of these (a catalog datasource, or a direct address).
+    pub server_one_of: (&'static str, &'static str),
+    /// A table needs this one.
+    pub table_requires: &'static str,
+}
+
+/// Validates one option list (CREATE/ALTER of a server, user mapping, table or column).
+pub fn validate_options(
+    rules: &OptionRules,
+    class: OptClass,
+    opts: &[(String, String)],
+) -> Result<(), ErrorReport> {
+    let (what, allowed) = match class {
+        OptClass::Wrapper => ("foreign-data wrapper", &[][..]),
+        OptClass::Server => ("server", rules.server),
+        OptClass::UserMapping => ("user mapping", rules.user),
+        OptClass::Table => ("foreign table", rules.table),
+        OptClass::Column => ("column", rules.column),
+    };
+    check_options(what, opts, allowed)?;
+    let has = |k: &str| opts.iter().any(|(n, _)| n == k);
+    let missing = |msg: String, hint: String| {
+        Err(fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_OPTION_NAME_NOT_FOUND,
+            msg,
+            hint,
+        ))
+    };
+    let (a, b) = rules.server_one_of;
+    match class {
+        OptClass::Server if !has(a) && !has(b) => missing(
+            format!("a {} server needs option {a} or {b}", rules.wrapper),
+            format!("Name a catalog datasource ({a} 'name') or give {b} directly."),
+        ),
+        OptClass::Server if has(a) && has(b) => Err(fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+            format!(
+                "a {} server takes either {a} or {b}, not both",
+                rules.wrapper
+            ),
+            format!("With {a}, the connection comes from the catalog; drop {b}."),
+        )),
+        OptClass::Table if !has(rules.table_requires) => missing(
+            format!(
+                "a {} foreign table needs option {}",
+                rules.wrapper, rules.table_requires
+            ),
+            format!("Add OPTIONS ({} '…').", rules.table_requires),
+        ),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -488,6 +488,7 @@ mod tests {
             attnum: a,
             ty: Some(ty),
             type_name: String::new(),
+            type_oid: 0,
             opts: es
                 .map(|t| Opts::from([("es_type".to_string(), t.to_string())]))
                 .unwrap_or_default(),
@@ -506,6 +507,7 @@ mod tests {
                     attnum: 7,
                     ty: Some(PgType::Text),
                     type_name: String::new(),
+                    type_oid: 0,
                     opts: Opts::from([
                         ("field".to_string(), "addr.zip".to_string()),
                         ("es_type".to_string(), "keyword".to_string()),

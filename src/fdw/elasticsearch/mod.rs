@@ -10,8 +10,8 @@ use crate::core::catalog::Kind;
 use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
-    Scan, Ship, TableDef, Wrapper,
+    fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
+    OptKind, OptionRules, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -99,6 +99,15 @@ const TABLE_OPTS: &[(&str, OptKind)] = &[
     ("refresh", OptKind::OneOf(&["true", "false", "wait_for"])),
 ];
 const COLUMN_OPTS: &[(&str, OptKind)] = &[("field", OptKind::Text), ("es_type", OptKind::Text)];
+const RULES: OptionRules = OptionRules {
+    wrapper: "pg_flink_elasticsearch",
+    server: SERVER_OPTS,
+    user: USER_OPTS,
+    table: TABLE_OPTS,
+    column: COLUMN_OPTS,
+    server_one_of: ("datasource", "url"),
+    table_requires: "index",
+};
 
 /// The Elasticsearch connection of a table's server: a catalog datasource, or a URL with
 /// credentials in the user mapping.
@@ -257,42 +266,15 @@ impl Wrapper for EsFdw {
     }
 
     fn validate(class: OptClass, opts: &[(String, String)]) -> Result<(), ErrorReport> {
-        let (what, allowed) = match class {
-            OptClass::Wrapper => ("foreign-data wrapper", &[][..]),
-            OptClass::Server => ("server", SERVER_OPTS),
-            OptClass::UserMapping => ("user mapping", USER_OPTS),
-            OptClass::Table => ("foreign table", TABLE_OPTS),
-            OptClass::Column => ("column", COLUMN_OPTS),
-        };
-        check_options(what, opts, allowed)?;
-        let has = |k: &str| opts.iter().any(|(n, _)| n == k);
-        if class == OptClass::Server && !has("datasource") && !has("url") {
-            return Err(EsFdwError::Config(
-                "a pg_flink_elasticsearch server needs option datasource or url".into(),
-            )
-            .into());
-        }
-        if class == OptClass::Server && has("datasource") && has("url") {
-            return Err(
-                EsFdwError::Config("give either datasource or url, not both".into()).into(),
-            );
-        }
-        if class == OptClass::Server {
-            if let Some((_, u)) = opts.iter().find(|(k, _)| k == "url") {
-                crate::core::urls::parse_base_url(u)
+        validate_options(&RULES, class, opts)?;
+        for (k, v) in opts {
+            if k == "url" {
+                crate::core::urls::parse_base_url(v)
                     .map_err(|e| EsFdwError::Config(format!("option url: {e}")))?;
             }
-        }
-        if class == OptClass::Table && !has("index") {
-            return Err(EsFdwError::Config(
-                "a pg_flink_elasticsearch foreign table needs option index".into(),
-            )
-            .into());
-        }
-        if let Some((_, q)) = opts.iter().find(|(k, _)| k == "query") {
-            if !serde_json::from_str::<Value>(q).is_ok_and(|v| v.is_object()) {
+            if k == "query" && !serde_json::from_str::<Value>(v).is_ok_and(|q| q.is_object()) {
                 return Err(
-                    EsFdwError::Config(format!("option query is not a JSON object: {q}")).into(),
+                    EsFdwError::Config(format!("option query is not a JSON object: {v}")).into(),
                 );
             }
         }

@@ -172,6 +172,29 @@ fn reason(v: &Value) -> String {
     format!("{t}: {r}")
 }
 
+/// The error for a failed search or bulk request: a missing index, or Elasticsearch's reason.
+fn request_failed(
+    table: &TableDef,
+    index: &str,
+    what: &str,
+    status: u16,
+    body: &Value,
+) -> ErrorReport {
+    if is_index_missing(body) {
+        return EsFdwError::IndexMissing {
+            table: table.name.clone(),
+            index: index.to_string(),
+        }
+        .into();
+    }
+    EsFdwError::Remote(format!(
+        "foreign table {}: {what} on index \"{index}\" failed: HTTP {status}: {}",
+        table.name,
+        reason(body)
+    ))
+    .into()
+}
+
 fn is_index_missing(v: &Value) -> bool {
     v.pointer("/error/type").and_then(Value::as_str) == Some("index_not_found_exception")
 }
@@ -179,32 +202,40 @@ fn is_index_missing(v: &Value) -> bool {
 /// (index, its top-level mapping properties).
 pub(crate) type IndexProps = Vec<(String, Map<String, Value>)>;
 
-/// Properties of every index matching `pattern` (index → top-level properties).
-pub(crate) fn mappings(src: &Source, pattern: &str) -> Result<IndexProps, ErrorReport> {
-    let es = Es::new(src)?;
+/// Top-level mapping properties of every index matching `pattern`; None if nothing matches.
+fn index_mappings(es: &Es, pattern: &str) -> Result<Option<IndexProps>, ErrorReport> {
     let (st, v) =
         crate::block::run(es.json(reqwest::Method::GET, &[pattern, "_mapping"], &[], None))?;
-    if st == 404 {
-        return Ok(vec![]);
+    if st == 404 || is_index_missing(&v) {
+        return Ok(None);
     }
     if st >= 400 {
         return Err(EsFdwError::Remote(format!(
-            "reading mappings of \"{pattern}\": HTTP {st}: {}",
+            "reading the mapping of \"{pattern}\": HTTP {st}: {}",
             reason(&v)
         ))
         .into());
     }
-    let mut out = vec![];
-    for (name, m) in v.as_object().into_iter().flatten() {
-        let props = m
-            .pointer("/mappings/properties")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        out.push((name.clone(), props));
-    }
+    let mut out: IndexProps = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, m)| {
+            let props = m
+                .pointer("/mappings/properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            (name.clone(), props)
+        })
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(Some(out))
+}
+
+/// Properties of every index matching `pattern` (IMPORT FOREIGN SCHEMA).
+pub(crate) fn mappings(src: &Source, pattern: &str) -> Result<IndexProps, ErrorReport> {
+    Ok(index_mappings(&Es::new(src)?, pattern)?.unwrap_or_default())
 }
 
 /// Flattens properties into dotted field paths → (type, keyword sub-field of text fields).
@@ -265,27 +296,16 @@ fn load_flat_mapping(
             return Ok(f);
         }
     }
-    let (st, v) =
-        crate::block::run(es.json(reqwest::Method::GET, &[index, "_mapping"], &[], None))?;
-    if st == 404 || is_index_missing(&v) {
+    let Some(props) = index_mappings(es, index)? else {
         return Err(EsFdwError::IndexMissing {
             table: table.name.clone(),
             index: index.to_string(),
         }
         .into());
-    }
-    if st >= 400 {
-        return Err(EsFdwError::Remote(format!(
-            "index \"{index}\": reading the mapping: HTTP {st}: {}",
-            reason(&v)
-        ))
-        .into());
-    }
+    };
     let mut flat = vec![];
-    for (_, m) in v.as_object().into_iter().flatten() {
-        if let Some(p) = m.pointer("/mappings/properties").and_then(Value::as_object) {
-            flatten(p, "", &mut flat);
-        }
+    for (_, p) in &props {
+        flatten(p, "", &mut flat);
     }
     let flat = std::rc::Rc::new(flat);
     MAPPINGS.with(|m| {
@@ -501,20 +521,7 @@ impl EsScan {
         self.requests += 1;
         if st >= 400 {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if is_index_missing(&v) {
-                return Err(EsFdwError::IndexMissing {
-                    table: self.table.name.clone(),
-                    index: self.index.clone(),
-                }
-                .into());
-            }
-            return Err(EsFdwError::Remote(format!(
-                "foreign table {}: search on index \"{}\" failed: HTTP {st}: {}",
-                self.table.name,
-                self.index,
-                reason(&v)
-            ))
-            .into());
+            return Err(request_failed(&self.table, &self.index, "search", st, &v));
         }
         // filter_path drops empty objects: no hits at all comes back as {"pit_id": …}.
         let resp: SearchResponse = match serde_json::from_slice(&bytes) {
@@ -730,20 +737,13 @@ impl EsModify {
         ))?;
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if st >= 400 {
-            if is_index_missing(&v) {
-                return Err(EsFdwError::IndexMissing {
-                    table: self.table.name.clone(),
-                    index: self.index.clone(),
-                }
-                .into());
-            }
-            return Err(EsFdwError::Remote(format!(
-                "foreign table {}: bulk request to index \"{}\" failed: HTTP {st}: {}",
-                self.table.name,
-                self.index,
-                reason(&v)
-            ))
-            .into());
+            return Err(request_failed(
+                &self.table,
+                &self.index,
+                "bulk request",
+                st,
+                &v,
+            ));
         }
         self.sent += ids.len() as u64;
         if v.get("errors").and_then(Value::as_bool) == Some(true) {

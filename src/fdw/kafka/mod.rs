@@ -11,8 +11,8 @@ use crate::core::catalog::Kind;
 use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    check_options, fdw_error, glue, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
-    Scan, Ship, TableDef, Wrapper,
+    fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
+    OptKind, OptionRules, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -117,6 +117,15 @@ const TABLE_OPTS: &[(&str, OptKind)] = &[
     ("on_error", OptKind::OneOf(&["null", "error", "skip"])),
 ];
 const COLUMN_OPTS: &[(&str, OptKind)] = &[("path", OptKind::Text), ("index", OptKind::Positive)];
+const RULES: OptionRules = OptionRules {
+    wrapper: "pg_flink_kafka",
+    server: SERVER_OPTS,
+    user: USER_OPTS,
+    table: TABLE_OPTS,
+    column: COLUMN_OPTS,
+    server_one_of: ("datasource", "brokers"),
+    table_requires: "topic",
+};
 
 /// The Kafka connection of a table's server: a catalog datasource, or explicit brokers.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
@@ -295,40 +304,7 @@ impl Wrapper for KafkaFdw {
     }
 
     fn validate(class: OptClass, opts: &[(String, String)]) -> Result<(), ErrorReport> {
-        let (what, allowed) = match class {
-            OptClass::Wrapper => ("foreign-data wrapper", &[][..]),
-            OptClass::Server => ("server", SERVER_OPTS),
-            OptClass::UserMapping => ("user mapping", USER_OPTS),
-            OptClass::Table => ("foreign table", TABLE_OPTS),
-            OptClass::Column => ("column", COLUMN_OPTS),
-        };
-        check_options(what, opts, allowed)?;
-        if class == OptClass::Server
-            && !opts
-                .iter()
-                .any(|(k, _)| k == "datasource" || k == "brokers")
-        {
-            return Err(KafkaFdwError::Config(
-                "a pg_flink_kafka server needs option datasource or brokers".into(),
-            )
-            .into());
-        }
-        if class == OptClass::Server
-            && opts.iter().any(|(k, _)| k == "datasource")
-            && opts.iter().any(|(k, _)| k == "brokers")
-        {
-            return Err(KafkaFdwError::Config(
-                "give either datasource or brokers, not both".into(),
-            )
-            .into());
-        }
-        if class == OptClass::Table && !opts.iter().any(|(k, _)| k == "topic") {
-            return Err(KafkaFdwError::Config(
-                "a pg_flink_kafka foreign table needs option topic".into(),
-            )
-            .into());
-        }
-        Ok(())
+        validate_options(&RULES, class, opts)
     }
 }
 
