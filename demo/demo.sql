@@ -75,20 +75,33 @@ SELECT count(*) AS statements FROM flink.execute_sql($$
     'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json');
   INSERT INTO orders VALUES (4, 12.00, 'Porto', '2024-05-01T10:02:00Z');
 $$);
+\echo '--- the results as a table: an Elasticsearch foreign table named after the pipeline'
+SELECT flink.expose_results('orders_per_minute');
 DO $$
 DECLARE deadline timestamptz := clock_timestamp() + interval '90 seconds';
 BEGIN
   LOOP
     BEGIN
-      PERFORM * FROM flink.describe_datasource('demo_es', 'orders_per_minute');
-      EXIT;
-    EXCEPTION WHEN undefined_object THEN
-      IF clock_timestamp() > deadline THEN RAISE; END IF;
-      PERFORM pg_sleep(1);
+      EXIT WHEN (SELECT count(*) FROM flink_results.orders_per_minute) >= 2;
+    EXCEPTION WHEN fdw_table_not_found THEN  -- the index appears with the first result
+      NULL;
     END;
+    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'no results after 90 s'; END IF;
+    PERFORM pg_sleep(1);
   END LOOP;
 END $$;
-SELECT column_name, source_type, flink_type FROM flink.describe_datasource('demo_es', 'orders_per_minute');
+SELECT city, window_start, window_end, orders, revenue FROM flink_results.orders_per_minute ORDER BY city;
+\echo '--- the exact Elasticsearch query behind a SQL filter'
+EXPLAIN (VERBOSE, COSTS OFF) SELECT city, orders FROM flink_results.orders_per_minute WHERE city = 'Lisbon';
+
+\echo '--- the raw input: the Kafka topic as a table (a bounded snapshot; no offsets committed)'
+CREATE SERVER IF NOT EXISTS demo_kafka FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (datasource 'demo_kafka');
+CREATE FOREIGN TABLE IF NOT EXISTS demo_orders (
+  _partition int, _offset bigint, _timestamp timestamptz,
+  order_id bigint, amount numeric(10, 2), city text, ts timestamptz, _error text
+) SERVER demo_kafka OPTIONS (topic 'demo_orders');
+SELECT _partition, _offset, order_id, amount, city, ts FROM demo_orders ORDER BY _offset;
+EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT order_id FROM demo_orders WHERE _offset >= 3;
 
 \echo '--- stop with a savepoint; every transition is recorded'
 SELECT flink.stop('orders_per_minute');

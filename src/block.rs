@@ -96,3 +96,24 @@ pub fn run_cleanup<F: Future>(fut: F, limit: Duration) -> Option<F::Output> {
         rt.block_on(async { tokio::time::timeout(limit, fut).await.ok() })
     })
 }
+
+/// A small multi-threaded runtime for work that should progress while the backend does
+/// something else (an Elasticsearch scan fetches its next page while Postgres consumes the
+/// current one). Its tasks never touch Postgres; results are awaited with [`run`].
+pub fn spawn<F>(fut: F) -> Option<tokio::task::JoinHandle<F::Output>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    static BACKGROUND: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let rt = BACKGROUND.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pg_flink-io")
+            .enable_all()
+            .build()
+            .ok()
+    });
+    rt.as_ref().map(|rt| rt.spawn(fut))
+}

@@ -240,6 +240,33 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
     })
 }
 
+/// Converts the JSON text of one value (a field of a message) to column type `ty`, without
+/// building a `serde_json::Value` for the common scalar cases. Same results as [`from_json`].
+pub fn from_json_text(t: &str, ty: &PgType) -> Result<Val, Mismatch> {
+    let b = t.as_bytes();
+    let number = matches!(b.first(), Some(b'-' | b'0'..=b'9'));
+    let fast = match (ty, b.first()) {
+        (_, Some(b'n')) if t == "null" => Some(Val::Null),
+        (PgType::Text, Some(b'"')) if !t.contains('\\') && t.len() >= 2 => {
+            Some(Val::Text(t[1..t.len() - 1].to_string()))
+        }
+        (PgType::Int8, _) if number => t.parse::<i64>().ok().map(Val::Int),
+        (PgType::Float8 | PgType::Float4, _) if number => t.parse::<f64>().ok().map(Val::Float),
+        (PgType::Numeric, _) if number => Some(Val::Numeric(t.to_string())),
+        (PgType::Bool, Some(b't')) if t == "true" => Some(Val::Bool(true)),
+        (PgType::Bool, Some(b'f')) if t == "false" => Some(Val::Bool(false)),
+        _ => None,
+    };
+    match fast {
+        Some(v) => Ok(v),
+        None => {
+            let v: Value =
+                serde_json::from_str(t).map_err(|e| Mismatch(format!("not JSON: {e}")))?;
+            from_json(&v, ty)
+        }
+    }
+}
+
 /// Converts text (a `text`-format message, a CSV field, a key) to column type `ty`.
 pub fn from_text(s: &str, ty: &PgType) -> Result<Val, Mismatch> {
     match ty {
@@ -512,6 +539,30 @@ mod tests {
             Ok(Val::Array(vec![Val::Text("x".into())]))
         );
         assert_eq!(from_json(&json!(null), &PgType::Int4), Ok(Val::Null));
+    }
+
+    #[test]
+    fn json_text_fast_paths_agree_with_values() {
+        let cases = [
+            (r#""abc""#, PgType::Text),
+            (r#""a\"b""#, PgType::Text),
+            ("12", PgType::Int8),
+            ("12", PgType::Int2),
+            ("99999", PgType::Int2),
+            ("-1.5", PgType::Float8),
+            ("1e3", PgType::Int8),
+            ("1.25", PgType::Numeric),
+            ("true", PgType::Bool),
+            ("null", PgType::Int4),
+            (r#"{"a":1}"#, PgType::Jsonb),
+            (r#""2024-05-01T10:00:00Z""#, PgType::Timestamptz),
+            ("[1,2]", PgType::Array(Box::new(PgType::Int4))),
+            (r#""x""#, PgType::Int4),
+        ];
+        for (t, ty) in cases {
+            let v: Value = serde_json::from_str(t).unwrap();
+            assert_eq!(from_json_text(t, &ty), from_json(&v, &ty), "{t} as {ty:?}");
+        }
     }
 
     #[test]

@@ -11,15 +11,24 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn kafka(brokers: &str, topic: &str, parse: bool) -> u64 {
-    let c: BaseConsumer = ClientConfig::new()
+    let c = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "pg_flink-baseline")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "50")
         .set("queued.max.messages.kbytes", "16384")
-        .create()
-        .expect("consumer");
+        // Same as the FDW: without it a slower consumer (JSON parsing) stalls for up to 1 s
+        // whenever its fetch queue fills.
+        .set("fetch.queue.backoff.ms", "5")
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Error)
+        .clone();
+    let mut cfg = c;
+    for kv in std::env::var("BASELINE_EXTRA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap();
+        cfg.set(k, v);
+    }
+    let c: BaseConsumer = cfg.create().expect("consumer");
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let t = &md.topics()[0];
     let mut tpl = TopicPartitionList::new();

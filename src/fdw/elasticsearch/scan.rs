@@ -354,6 +354,11 @@ pub struct EsScan {
     pit: Option<String>,
     search_after: Option<Value>,
     page: std::vec::IntoIter<Hit>,
+    /// The next page's request, already running, and its size.
+    prefetch: Option<(
+        tokio::task::JoinHandle<Result<(u16, Vec<u8>), EsFdwError>>,
+        usize,
+    )>,
     done: bool,
     remaining: Option<u64>,
     mapped: bool,
@@ -380,6 +385,7 @@ impl EsScan {
             pit: None,
             search_after: None,
             page: Vec::new().into_iter(),
+            prefetch: None,
             done: false,
             remaining: None,
             mapped: false,
@@ -469,6 +475,7 @@ impl EsScan {
     }
 
     fn start(&mut self) -> Result<(), ErrorReport> {
+        self.cancel_prefetch();
         self.close_pit();
         self.load_mapping()?;
         self.search_after = None;
@@ -502,22 +509,52 @@ impl EsScan {
         Ok(())
     }
 
-    fn fetch_page(&mut self) -> Result<(), ErrorReport> {
+    /// Starts the request for the page after `search_after` on the background runtime, so
+    /// Elasticsearch works on it while Postgres consumes the current page.
+    fn spawn_page(&mut self, size: usize) {
         let mut body = self.body.clone();
         body["pit"] = json!({"id": self.pit, "keep_alive": KEEP_ALIVE});
         if let Some(sa) = &self.search_after {
             body["search_after"] = sa.clone();
         }
-        if let Some(r) = self.remaining {
-            body["size"] = json!((r as usize).clamp(1, self.batch));
+        body["size"] = json!(size);
+        let es = self.es.clone();
+        let fut = async move {
+            es.call(
+                reqwest::Method::POST,
+                &["_search"],
+                &[("filter_path", "pit_id,hits.hits._id,hits.hits._index,hits.hits._score,hits.hits._source,hits.hits.sort")],
+                Some((body.to_string(), "application/json")),
+            )
+            .await
+        };
+        self.prefetch = crate::block::spawn(fut).map(|h| (h, size));
+    }
+
+    fn cancel_prefetch(&mut self) {
+        if let Some((h, _)) = self.prefetch.take() {
+            h.abort();
         }
-        let size = body["size"].as_u64().unwrap_or(self.batch as u64) as usize;
-        let (st, bytes) = crate::block::run(self.es.call(
-            reqwest::Method::POST,
-            &["_search"],
-            &[("filter_path", "pit_id,hits.hits._id,hits.hits._index,hits.hits._score,hits.hits._source,hits.hits.sort")],
-            Some((body.to_string(), "application/json")),
-        ))?;
+    }
+
+    fn fetch_page(&mut self) -> Result<(), ErrorReport> {
+        if self.prefetch.is_none() {
+            let size = match self.remaining {
+                Some(r) => (r as usize).clamp(1, self.batch),
+                None => self.batch,
+            };
+            self.spawn_page(size);
+        }
+        let Some((handle, size)) = self.prefetch.take() else {
+            return Err(
+                EsFdwError::Remote("cannot start the background I/O runtime".into()).into(),
+            );
+        };
+        let (st, bytes) = crate::block::run(async {
+            handle
+                .await
+                .map_err(|e| EsFdwError::Remote(format!("page request failed: {e}")))?
+        })?;
         self.requests += 1;
         if st >= 400 {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -538,12 +575,17 @@ impl EsScan {
             self.pit = resp.pit_id;
         }
         let n = resp.hits.hits.len();
-        if n < size {
+        self.search_after = resp.hits.hits.last().and_then(|h| h.sort.clone());
+        if n < size || self.search_after.is_none() {
             self.done = true;
         }
-        self.search_after = resp.hits.hits.last().and_then(|h| h.sort.clone());
-        if self.search_after.is_none() {
-            self.done = true;
+        // The rows still wanted after this page (LIMIT): the previous page is consumed.
+        let left = self.remaining.map(|r| r.saturating_sub(n as u64));
+        if !self.done && left != Some(0) {
+            let next = left
+                .map(|l| (l as usize).clamp(1, self.batch))
+                .unwrap_or(self.batch);
+            self.spawn_page(next);
         }
         self.page = resp.hits.hits.into_iter();
         Ok(())
@@ -570,6 +612,7 @@ impl EsScan {
 
 impl Drop for EsScan {
     fn drop(&mut self) {
+        self.cancel_prefetch();
         self.close_pit();
     }
 }

@@ -6,8 +6,9 @@ use crate::fdw::cond::Request;
 use crate::fdw::value::Val;
 use crate::fdw::{int_opt, Modify, Scan, TableDef};
 use pgrx::pg_sys::panic::ErrorReport;
+use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,10 @@ pub struct KafkaScan {
     format: Format,
     on_error: OnError,
     timeout: Duration,
+    wants_headers: bool,
+    /// Declared before `consumer`: it holds a reference to the consumer's queue and must be
+    /// dropped first.
+    batch: Option<Batch>,
     consumer: Option<BaseConsumer>,
     ranges: Vec<Range>,
     open: usize,
@@ -101,7 +106,7 @@ impl KafkaScan {
         } else {
             kinds.iter().map(|(a, _)| *a).collect()
         };
-        let cols = decoded
+        let cols: Vec<ColKind> = decoded
             .iter()
             .map(|a| {
                 kinds
@@ -111,6 +116,7 @@ impl KafkaScan {
                     .unwrap_or(ColKind::Error)
             })
             .collect();
+        let cols_have_headers = cols.iter().any(|c| *c == ColKind::Headers);
         let out: Vec<usize> = req
             .wanted
             .iter()
@@ -122,6 +128,8 @@ impl KafkaScan {
             format: Format::parse(table.opt("format")),
             on_error,
             timeout: src.timeout(),
+            wants_headers: cols_have_headers,
+            batch: None,
             table,
             topic,
             src,
@@ -145,12 +153,17 @@ impl KafkaScan {
     /// Resolves per-partition ranges (metadata, watermarks, offsets-for-times) and assigns
     /// the partitions to read. Runs off the backend thread so Ctrl-C stays responsive.
     fn start(&mut self) -> Result<(), ErrorReport> {
+        self.batch = None;
         self.consumer = None;
         let mut cfg = self.src.kafka_config();
         cfg.set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
             .set("queued.max.messages.kbytes", "16384")
+            // librdkafka postpones a partition's next fetch by this much once its queue is
+            // over the thresholds (default 1000 ms): a consumer that also runs the executor
+            // between messages hits that often, so keep the pause short.
+            .set("fetch.queue.backoff.ms", "5")
             .set(
                 "fetch.message.max.bytes",
                 (int_opt(&self.table, "batch_size", 1_048_576)).to_string(),
@@ -177,6 +190,7 @@ impl KafkaScan {
         };
         self.open = started.ranges.iter().filter(|r| !r.done).count();
         self.ranges = started.ranges;
+        self.batch = Some(Batch::new(&started.consumer));
         self.consumer = Some(started.consumer);
         self.last_progress = Instant::now();
         self.fetched = 0;
@@ -204,18 +218,39 @@ fn start_blocking(
     let consumer: BaseConsumer = cfg
         .create()
         .map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), left())
-        .map_err(|e| unreachable(src, e))?;
-    let t = md.topics().iter().find(|t| t.name() == topic);
-    let Some(t) = t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) else {
-        return Err(KafkaFdwError::TopicMissing {
-            table: table.to_string(),
-            topic: topic.to_string(),
-        });
+    // Every partition needs a leader, or its watermarks (and so the snapshot) would be wrong:
+    // right after a broker restart some have none for a moment; wait for them within timeout_ms.
+    let parts: Vec<i32> = loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), left())
+            .map_err(|e| unreachable(src, e))?;
+        let t = md.topics().iter().find(|t| t.name() == topic);
+        let Some(t) = t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) else {
+            return Err(KafkaFdwError::TopicMissing {
+                table: table.to_string(),
+                topic: topic.to_string(),
+            });
+        };
+        let leaderless: Vec<String> = t
+            .partitions()
+            .iter()
+            .filter(|p| p.leader() < 0 || p.error().is_some())
+            .map(|p| p.id().to_string())
+            .collect();
+        if leaderless.is_empty() {
+            let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            parts.sort();
+            break parts;
+        }
+        if Instant::now() >= deadline {
+            return Err(KafkaFdwError::Unreachable(format!(
+                "topic \"{topic}\" partition(s) {} have no leader (brokers starting or down) after {} ms (timeout_ms)",
+                leaderless.join(", "),
+                src.timeout().as_millis()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     };
-    let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-    parts.sort();
     let mut ranges = vec![];
     let mut wanted: Vec<(i32, Bounds)> = vec![];
     for p in parts {
@@ -281,107 +316,234 @@ fn start_blocking(
     Ok(Started { consumer, ranges })
 }
 
+/// Messages taken from the consumer's queue in batches (`rd_kafka_consume_batch_queue`): one
+/// queue lock per batch instead of one per message, which is what keeps `count(*)` close to a
+/// bare consumer.
+struct Batch {
+    queue: *mut rdsys::rd_kafka_queue_t,
+    msgs: Vec<*mut rdsys::rd_kafka_message_t>,
+    pos: usize,
+    filled_at: Instant,
+    last_error: Option<String>,
+}
+
+const BATCH: usize = 1000;
+
+/// One message of a batch; destroyed (returned to librdkafka) when dropped.
+struct RawMsg(*mut rdsys::rd_kafka_message_t);
+
+impl RawMsg {
+    fn m(&self) -> &rdsys::rd_kafka_message_t {
+        // SAFETY: a non-null message handed out by rd_kafka_consume_batch_queue, owned here.
+        unsafe { &*self.0 }
+    }
+    fn partition(&self) -> i32 {
+        self.m().partition
+    }
+    fn offset(&self) -> i64 {
+        self.m().offset
+    }
+    fn bytes(p: *mut std::ffi::c_void, len: usize) -> Option<&'static [u8]> {
+        // SAFETY: librdkafka guarantees `len` readable bytes at `p` while the message lives;
+        // callers only use the slice while `self` is alive (the 'static is local to next()).
+        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts(p as *const u8, len) })
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        Self::bytes(self.m().payload, self.m().len)
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Self::bytes(self.m().key, self.m().key_len)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        let mut ty = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: valid message.
+        let ts = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut ty) };
+        (ts >= 0).then_some(ts)
+    }
+    fn headers(&self) -> Vec<(&str, Option<&[u8]>)> {
+        let mut out = vec![];
+        let mut hdrs: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
+        // SAFETY: valid message; headers stay owned by it.
+        unsafe {
+            if rdsys::rd_kafka_message_headers(self.0, &mut hdrs)
+                != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            {
+                return out;
+            }
+            let mut i = 0;
+            loop {
+                let mut name: *const std::ffi::c_char = std::ptr::null();
+                let mut val: *const std::ffi::c_void = std::ptr::null();
+                let mut size = 0usize;
+                if rdsys::rd_kafka_header_get_all(hdrs, i, &mut name, &mut val, &mut size)
+                    != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                {
+                    break;
+                }
+                let key = std::ffi::CStr::from_ptr(name).to_str().unwrap_or("");
+                out.push((key, Self::bytes(val as *mut _, size)));
+                i += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for RawMsg {
+    fn drop(&mut self) {
+        // SAFETY: each message is destroyed exactly once.
+        unsafe { rdsys::rd_kafka_message_destroy(self.0) }
+    }
+}
+
+impl Batch {
+    fn new(consumer: &BaseConsumer) -> Batch {
+        // SAFETY: the consumer outlives the batch (field order in KafkaScan, reset in start()).
+        let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+        Batch {
+            queue,
+            msgs: Vec::with_capacity(BATCH),
+            pos: 0,
+            filled_at: Instant::now(),
+            last_error: None,
+        }
+    }
+
+    /// The next buffered message that is not an error event.
+    fn next(&mut self) -> Option<RawMsg> {
+        while self.pos < self.msgs.len() {
+            let m = RawMsg(self.msgs[self.pos]);
+            self.pos += 1;
+            if m.m().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                // Transport trouble is retried by librdkafka; remember it for the timeout message.
+                // SAFETY: rd_kafka_err2str returns a static string.
+                self.last_error = Some(
+                    unsafe { std::ffi::CStr::from_ptr(rdsys::rd_kafka_err2str(m.m().err)) }
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                continue;
+            }
+            return Some(m);
+        }
+        None
+    }
+
+    /// Waits up to `wait` for messages; returns how many arrived.
+    fn fill(&mut self, wait: Duration) -> usize {
+        if self.queue.is_null() {
+            return 0;
+        }
+        self.msgs.clear();
+        self.msgs.resize(BATCH, std::ptr::null_mut());
+        self.pos = 0;
+        // SAFETY: the buffer holds BATCH pointers; librdkafka writes at most that many.
+        let n = unsafe {
+            rdsys::rd_kafka_consume_batch_queue(
+                self.queue,
+                wait.as_millis() as i32,
+                self.msgs.as_mut_ptr(),
+                BATCH,
+            )
+        };
+        let n = n.max(0) as usize;
+        self.msgs.truncate(n);
+        if n > 0 {
+            self.filled_at = Instant::now();
+        }
+        n
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        while self.next().is_some() {}
+        if !self.queue.is_null() {
+            // SAFETY: the reference taken in new().
+            unsafe { rdsys::rd_kafka_queue_destroy(self.queue) };
+        }
+    }
+}
+
 impl Scan for KafkaScan {
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
         loop {
             if self.open == 0 {
                 return Ok(false);
             }
-            let Some(consumer) = self.consumer.as_ref() else {
+            let Some(batch) = self.batch.as_mut() else {
                 return Ok(false);
             };
-            let polled = consumer.poll(POLL);
-            match polled {
-                None => {
-                    pgrx::check_for_interrupts!();
-                    if self.last_progress.elapsed() > self.timeout {
-                        let open: Vec<String> = self
-                            .ranges
-                            .iter()
-                            .filter(|r| !r.done)
-                            .map(|r| r.partition.to_string())
-                            .collect();
-                        return Err(KafkaFdwError::Timeout(format!(
-                            "foreign table {}: no message from topic \"{}\" partition(s) {} within {} ms (timeout_ms)",
-                            self.table.name,
-                            self.topic,
-                            open.join(", "),
-                            self.timeout.as_millis()
-                        ))
-                        .into());
-                    }
+            let Some(m) = batch.next() else {
+                // Nothing buffered: take up to BATCH messages in one go (one queue lock).
+                let got = batch.fill(POLL);
+                pgrx::check_for_interrupts!();
+                if got == 0 && self.last_progress.elapsed() > self.timeout {
+                    let open: Vec<String> = self
+                        .ranges
+                        .iter()
+                        .filter(|r| !r.done)
+                        .map(|r| r.partition.to_string())
+                        .collect();
+                    return Err(KafkaFdwError::Timeout(format!(
+                        "foreign table {}: no message from topic \"{}\" partition(s) {} within {} ms (timeout_ms){}",
+                        self.table.name,
+                        self.topic,
+                        open.join(", "),
+                        self.timeout.as_millis(),
+                        batch.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+                    ))
+                    .into());
                 }
-                Some(Err(e)) => {
-                    pgrx::check_for_interrupts!();
-                    // Transport errors are retried by librdkafka; give up only after timeout_ms.
-                    if self.last_progress.elapsed() > self.timeout {
-                        return Err(KafkaFdwError::Timeout(format!(
-                            "foreign table {}: reading topic \"{}\" failed for {} ms (timeout_ms): {e}",
-                            self.table.name,
-                            self.topic,
-                            self.timeout.as_millis()
-                        ))
-                        .into());
-                    }
-                }
-                Some(Ok(m)) => {
-                    self.last_progress = Instant::now();
-                    let p = m.partition();
-                    let o = m.offset();
-                    let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) else {
+                continue;
+            };
+            let p = m.partition();
+            let o = m.offset();
+            let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) else {
+                continue;
+            };
+            if r.done || o >= r.end || o < r.start {
+                continue;
+            }
+            self.last_progress = batch.filled_at;
+            self.fetched += 1;
+            if o + 1 >= r.end {
+                r.done = true;
+                self.open -= 1;
+            }
+            if self.cols.is_empty() {
+                self.returned += 1;
+                return Ok(true);
+            }
+            let msg = Msg {
+                partition: p,
+                offset: o,
+                timestamp_ms: m.timestamp_ms(),
+                key: m.key(),
+                headers: if self.wants_headers {
+                    m.headers()
+                } else {
+                    vec![]
+                },
+                payload: m.payload(),
+            };
+            if let Some(err) = plan::decode(&msg, &self.cols, self.format, &mut self.buf) {
+                match self.on_error {
+                    OnError::Null => {}
+                    OnError::Skip => {
+                        self.skipped += 1;
                         continue;
-                    };
-                    if r.done || o >= r.end || o < r.start {
-                        continue;
                     }
-                    self.fetched += 1;
-                    if o + 1 >= r.end {
-                        r.done = true;
-                        self.open -= 1;
+                    OnError::Error => {
+                        return Err(decode_error(&self.table, &self.topic, p, o, err))
                     }
-                    if self.fetched.is_multiple_of(4096) {
-                        pgrx::check_for_interrupts!();
-                    }
-                    if self.cols.is_empty() {
-                        self.returned += 1;
-                        return Ok(true);
-                    }
-                    let headers: Vec<(&str, Option<&[u8]>)> = match m.headers() {
-                        Some(h) => (0..h.count())
-                            .map(|i| {
-                                let x = h.get(i);
-                                (x.key, x.value)
-                            })
-                            .collect(),
-                        None => vec![],
-                    };
-                    let msg = Msg {
-                        partition: p,
-                        offset: o,
-                        timestamp_ms: m.timestamp().to_millis(),
-                        key: m.key(),
-                        headers,
-                        payload: m.payload(),
-                    };
-                    if let Some(err) = plan::decode(&msg, &self.cols, self.format, &mut self.buf) {
-                        match self.on_error {
-                            OnError::Null => {}
-                            OnError::Skip => {
-                                self.skipped += 1;
-                                continue;
-                            }
-                            OnError::Error => {
-                                return Err(decode_error(&self.table, &self.topic, p, o, err))
-                            }
-                        }
-                    }
-                    for (slot, &i) in row.iter_mut().zip(&self.out) {
-                        *slot = std::mem::replace(&mut self.buf[i], Val::Null);
-                    }
-                    self.returned += 1;
-                    return Ok(true);
                 }
             }
+            for (slot, &i) in row.iter_mut().zip(&self.out) {
+                *slot = std::mem::replace(&mut self.buf[i], Val::Null);
+            }
+            self.returned += 1;
+            return Ok(true);
         }
     }
 
