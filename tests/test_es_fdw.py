@@ -244,7 +244,7 @@ def test_explain_verbose_shows_the_exact_dsl_without_running(conn, edb):
     conn.execute("DEALLOCATE ep; RESET plan_cache_mode")
 
 
-def test_writes_by_id_through_the_bulk_api(conn):
+def test_writes_by_id_through_the_bulk_api(conn, edb):
     index = unique("it_eswrite")
     make_index(index, {"properties": {"name": {"type": "keyword"}, "qty": {"type": "long"},
                                       "at": {"type": "date"}, "meta": {"type": "object"}}})

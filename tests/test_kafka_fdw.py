@@ -12,7 +12,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import ENV, connect, stack, unique
 
 BROKERS = ENV["PG_FLINK_KAFKA"]
-BASE_MS = 1_700_000_000_000  # message i has timestamp BASE_MS + i * 1000
+# Message i has timestamp BASE_MS + i s. Recent on purpose: Kafka's time retention (7 days)
+# deletes older messages at its next check, whatever their offsets.
+BASE_MS = (int(time.time()) - 3600) * 1000
 N = 300
 
 
@@ -128,7 +130,7 @@ def test_unpushed_filters_are_rechecked_and_limit_stops_early(conn, kdb):
     assert len(conn.execute("SELECT * FROM kt LIMIT 5").fetchall()) == 5
 
 
-def test_bad_messages_in_all_three_modes(conn):
+def test_bad_messages_in_all_three_modes(conn, kdb):
     topic = unique("it_kbad")
     create_topic(topic, 1)
     produce(topic, [dict(value=b'{"id": 1, "n": "a"}'), dict(value=b"not json at all"),
@@ -150,20 +152,21 @@ def test_bad_messages_in_all_three_modes(conn):
     assert e.value.diag.message_hint and "on_error" in e.value.diag.message_hint
 
 
-def test_insert_produces_confirmed_messages_read_back_by_a_real_consumer(conn):
+def test_insert_produces_confirmed_messages_read_back_by_a_real_consumer(conn, kdb):
     topic = unique("it_kins")
     create_topic(topic, 2)
     conn.execute(f"CREATE FOREIGN TABLE kins (_partition int, _key text, _headers jsonb, _timestamp timestamptz,"
                  f" id bigint, city text OPTIONS (path '/where/city'), _offset bigint, _error text)"
                  f" SERVER kfdw_it OPTIONS (topic '{topic}')")
+    base = int(time.time()) - 600
     n = conn.execute("""INSERT INTO kins (_partition, _key, _headers, _timestamp, id, city)
-                        SELECT g % 2, 'key' || g, jsonb_build_object('src', 'pg', 'n', g::text),
-                               to_timestamp(1700000000 + g), g, CASE WHEN g = 3 THEN NULL ELSE 'c' || g END
-                        FROM generate_series(1, 50) g""").rowcount
+                        SELECT g %% 2, 'key' || g, jsonb_build_object('src', 'pg', 'n', g::text),
+                               to_timestamp(%s + g), g, CASE WHEN g = 3 THEN NULL ELSE 'c' || g END
+                        FROM generate_series(1, 50) g""", (base,)).rowcount
     assert n == 50
     # Visible to the next scan (the statement returned only after delivery was confirmed).
-    rows = conn.execute("SELECT _partition, _key, _headers, _timestamp = to_timestamp(1700000000 + id), id, city"
-                        " FROM kins ORDER BY id").fetchall()
+    rows = conn.execute("SELECT _partition, _key, _headers, _timestamp = to_timestamp(%s + id), id, city"
+                        " FROM kins ORDER BY id", (base,)).fetchall()
     assert rows[:3] == [(1, "key1", {"src": "pg", "n": "1"}, True, 1, "c1"),
                         (0, "key2", {"src": "pg", "n": "2"}, True, 2, "c2"),
                         (1, "key3", {"src": "pg", "n": "3"}, True, 3, None)]
@@ -177,7 +180,7 @@ def test_insert_produces_confirmed_messages_read_back_by_a_real_consumer(conn):
         if m is not None and not m.error():
             seen[m.key().decode()] = (m.partition(), json.loads(m.value()), dict(m.headers()), m.timestamp()[1])
     c.close()
-    assert seen["key4"] == (0, {"id": 4, "where": {"city": "c4"}}, {"src": b"pg", "n": b"4"}, 1700000004000)
+    assert seen["key4"] == (0, {"id": 4, "where": {"city": "c4"}}, {"src": b"pg", "n": b"4"}, (base + 4) * 1000)
     assert seen["key3"][1] == {"id": 3}
 
 
@@ -192,7 +195,7 @@ def test_delivery_failure_is_a_sql_error(conn, kdb):
     assert "were not confirmed" in str(e.value) and "partition 7" in str(e.value)
 
 
-def test_text_format_and_whole_value_columns(conn):
+def test_text_format_and_whole_value_columns(conn, kdb):
     topic = unique("it_ktext")
     create_topic(topic, 1)
     conn.execute(f"CREATE FOREIGN TABLE ktext (line text, _offset bigint) SERVER kfdw_it"
@@ -208,7 +211,7 @@ def test_text_format_and_whole_value_columns(conn):
         conn.execute("SELECT * FROM kwhole").fetchall()
 
 
-def test_csv_round_trip(conn):
+def test_csv_round_trip(conn, kdb):
     topic = unique("it_kcsv")
     create_topic(topic, 1)
     conn.execute(f"CREATE FOREIGN TABLE kcsv2 (a int, b text, c float8, _error text) SERVER kfdw_it"
@@ -264,7 +267,7 @@ def test_scans_commit_no_offsets_and_join_no_group(conn, kdb):
     assert all(tp.offset < 0 for tp in offsets.topic_partitions), offsets.topic_partitions
 
 
-def test_import_foreign_schema_samples_topics(conn):
+def test_import_foreign_schema_samples_topics(conn, kdb):
     t1, t2 = unique("it_kimp_a"), unique("it_kimp_b")
     create_topic(t1, 1)
     create_topic(t2, 1)
