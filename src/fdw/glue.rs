@@ -245,6 +245,37 @@ unsafe fn output_text(d: Datum, oid: Oid) -> String {
     cstr(pg_sys::OidOutputFunctionCall(func, d))
 }
 
+/// A `numeric` datum from number text, built by `numeric_in` straight into the current memory
+/// context. Text that is not a plain decimal number goes through `AnyNumeric`, which turns a
+/// `numeric_in` error into a message instead of an ERROR.
+fn numeric_datum(s: &str) -> Result<Option<Datum>, String> {
+    let plain = !s.is_empty()
+        && s.len() < 40
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
+    if plain {
+        if let Ok(c) = CString::new(s) {
+            // SAFETY: numeric_in(cstring, oid, typmod) on a short plain decimal cannot fail;
+            // pgrx's FFI boundary would turn an ERROR into a Rust panic anyway.
+            let d = unsafe {
+                pgrx::direct_function_call_as_datum(
+                    pg_sys::numeric_in,
+                    &[
+                        Some(Datum::from(c.as_ptr())),
+                        Some(Datum::from(pg_sys::InvalidOid)),
+                        Some(Datum::from(-1i32)),
+                    ],
+                )
+            };
+            return Ok(d);
+        }
+    }
+    AnyNumeric::try_from(s)
+        .map(|n| n.into_datum())
+        .map_err(|e| format!("value {s} is not a number: {e}"))
+}
+
 /// Converts a value produced by a wrapper into a datum of the column's type (in the current
 /// memory context).
 fn val_to_datum(v: Val, ty: &PgType) -> Result<Option<Datum>, String> {
@@ -258,9 +289,7 @@ fn val_to_datum(v: Val, ty: &PgType) -> Result<Option<Datum>, String> {
         (Val::Float(f), PgType::Float4) => (f as f32).into_datum(),
         (Val::Float(f), PgType::Float8) => f.into_datum(),
         (Val::Int(i), PgType::Float8) => (i as f64).into_datum(),
-        (Val::Numeric(s), PgType::Numeric) => AnyNumeric::try_from(s.as_str())
-            .map_err(|e| format!("value {s} is not a number: {e}"))?
-            .into_datum(),
+        (Val::Numeric(s), PgType::Numeric) => numeric_datum(&s)?,
         (Val::Text(s), PgType::Text) => s.into_datum(),
         (Val::Json(j), PgType::Jsonb) => JsonB(j).into_datum(),
         (Val::Json(j), PgType::Json) => pgrx::Json(j).into_datum(),
@@ -802,9 +831,7 @@ unsafe extern "C-unwind" fn iterate_foreign_scan(
     let Some(scan) = st.scan.as_mut() else {
         return slot;
     };
-    for v in st.row.iter_mut() {
-        *v = Val::Null;
-    }
+    // Every slot is Null here: the previous row's values were moved out below.
     match scan.next(&mut st.row) {
         Ok(true) => {}
         Ok(false) => return slot,
@@ -817,12 +844,12 @@ unsafe extern "C-unwind" fn iterate_foreign_scan(
     let econtext = (*node).ss.ps.ps_ExprContext;
     let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
     for (i, attnum) in st.req.wanted.iter().enumerate() {
+        let v = std::mem::replace(&mut st.row[i], Val::Null);
         let idx = *attnum as usize - 1;
         if idx >= natts {
             continue;
         }
         let Some(ty) = &st.types[i] else { continue };
-        let v = std::mem::replace(&mut st.row[i], Val::Null);
         match val_to_datum(v, ty) {
             Ok(Some(d)) => {
                 values[idx] = d;

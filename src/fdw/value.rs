@@ -253,6 +253,15 @@ pub fn from_json_text(t: &str, ty: &PgType) -> Result<Val, Mismatch> {
         (PgType::Int8, _) if number => t.parse::<i64>().ok().map(Val::Int),
         (PgType::Float8 | PgType::Float4, _) if number => t.parse::<f64>().ok().map(Val::Float),
         (PgType::Numeric, _) if number => Some(Val::Numeric(t.to_string())),
+        (PgType::Timestamptz | PgType::Timestamp, Some(b'"'))
+            if !t.contains('\\') && t.len() >= 2 =>
+        {
+            let inner = &t[1..t.len() - 1];
+            match inner.parse::<i64>() {
+                Ok(ms) => ms.checked_mul(1000).map(Val::Ts),
+                Err(_) => parse_datetime(inner).map(Val::Ts),
+            }
+        }
         (PgType::Bool, Some(b't')) if t == "true" => Some(Val::Bool(true)),
         (PgType::Bool, Some(b'f')) if t == "false" => Some(Val::Bool(false)),
         _ => None,
@@ -301,6 +310,111 @@ pub fn pg_type_for_flink(flink: &str) -> String {
         _ => "text",
     }
     .to_string()
+}
+
+/// The top-level fields of a JSON object as (key, raw JSON text), borrowed from the document:
+/// fields are converted straight from their text ([`from_json_text`]) without building a
+/// `Value` tree (Kafka message values, Elasticsearch `_source`).
+pub struct JsonFields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'a> JsonFields<'a> {
+    /// The field at `path`: its raw text for a top-level field, or the parsed value of a
+    /// nested one (`Err` carries the value, not an error). None when absent.
+    pub fn field(&self, path: &[String]) -> Option<Result<&'a serde_json::value::RawValue, Value>> {
+        let (first, rest) = path.split_first()?;
+        let raw = self.0.iter().rev().find(|(k, _)| k == first)?.1;
+        if rest.is_empty() {
+            return Some(Ok(raw));
+        }
+        let mut cur: Value = serde_json::from_str(raw.get()).ok()?;
+        for t in rest {
+            cur = match cur {
+                Value::Object(mut o) => o.remove(t)?,
+                Value::Array(mut a) => {
+                    let i = t.parse::<usize>().ok().filter(|i| *i < a.len())?;
+                    a.swap_remove(i)
+                }
+                _ => return None,
+            };
+        }
+        Some(Err(cur))
+    }
+
+    /// A dotted path (`a.b.c`): a literal key of that name first (Elasticsearch allows dots in
+    /// keys), then nested objects.
+    pub fn dotted(
+        &self,
+        path: &str,
+        tokens: &[String],
+    ) -> Option<Result<&'a serde_json::value::RawValue, Value>> {
+        if tokens.len() > 1 {
+            if let Some((_, raw)) = self.0.iter().rev().find(|(k, _)| k == path) {
+                return Some(Ok(raw));
+            }
+        }
+        self.field(tokens)
+    }
+
+    /// Converts the field at `path` to `ty`; None when absent.
+    pub fn convert(
+        &self,
+        path: &[String],
+        dotted: Option<&str>,
+        ty: &PgType,
+    ) -> Option<Result<Val, Mismatch>> {
+        let f = match dotted {
+            Some(d) => self.dotted(d, path),
+            None => self.field(path),
+        }?;
+        Some(match f {
+            Ok(raw) => from_json_text(raw.get(), ty),
+            Err(v) => from_json(&v, ty),
+        })
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key<'a>(std::borrow::Cow<'a, str>);
+        impl<'de: 'a, 'a> serde::Deserialize<'de> for Key<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a string")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                        Ok(Key(std::borrow::Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct M<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for M<'a> {
+            type Value = JsonFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonFields<'a>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) =
+                    map.next_entry::<Key<'de>, &'de serde_json::value::RawValue>()?
+                {
+                    out.push((k.0, v));
+                }
+                Ok(JsonFields(out))
+            }
+        }
+        d.deserialize_map(M(std::marker::PhantomData))
+    }
 }
 
 // ------------------------------------------------------------------------------ dates
@@ -556,6 +670,8 @@ mod tests {
             ("null", PgType::Int4),
             (r#"{"a":1}"#, PgType::Jsonb),
             (r#""2024-05-01T10:00:00Z""#, PgType::Timestamptz),
+            (r#""1714557600000""#, PgType::Timestamptz),
+            (r#""not a date""#, PgType::Timestamptz),
             ("[1,2]", PgType::Array(Box::new(PgType::Int4))),
             (r#""x""#, PgType::Int4),
         ];

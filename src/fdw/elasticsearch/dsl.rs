@@ -425,18 +425,6 @@ pub fn sort_exact(f: &[(i16, Field)], attnum: i16) -> bool {
     )
 }
 
-/// A field of a `_source` document: a literal dotted key first, then nested objects.
-pub fn source_field<'a>(doc: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = doc.get(path) {
-        return Some(v);
-    }
-    let (head, rest) = path.split_once('.')?;
-    match doc.get(head)? {
-        Value::Object(o) => source_field(o, rest),
-        _ => None,
-    }
-}
-
 /// Writes `v` at dotted `path` of `doc`, creating objects on the way.
 pub fn set_field(doc: &mut Map<String, Value>, path: &str, v: Value) {
     match path.split_once('.') {
@@ -678,11 +666,15 @@ mod tests {
 
     #[test]
     fn documents_by_dotted_paths() {
-        let doc = json!({"a": {"b": {"c": 1}}, "x.y": 2});
-        let m = doc.as_object().unwrap();
-        assert_eq!(source_field(m, "a.b.c"), Some(&json!(1)));
-        assert_eq!(source_field(m, "x.y"), Some(&json!(2)));
-        assert_eq!(source_field(m, "a.z"), None);
+        let doc = r#"{"a": {"b": {"c": 1}}, "x.y": 2}"#;
+        let f: crate::fdw::value::JsonFields = serde_json::from_str(doc).unwrap();
+        let get = |p: &str| {
+            let t: Vec<String> = p.split('.').map(str::to_string).collect();
+            f.convert(&t, Some(p), &PgType::Int8)
+        };
+        assert_eq!(get("a.b.c"), Some(Ok(Val::Int(1))));
+        assert_eq!(get("x.y"), Some(Ok(Val::Int(2))));
+        assert_eq!(get("a.z"), None);
         let mut out = Map::new();
         set_field(&mut out, "a.b", json!(1));
         set_field(&mut out, "a.c", json!(2));

@@ -4,7 +4,7 @@ use super::{base_query, index, source, EsFdwError};
 use crate::core::catalog::scrub;
 use crate::core::sources::Source;
 use crate::fdw::cond::Request;
-use crate::fdw::value::{self, PgType, Val};
+use crate::fdw::value::{JsonFields, PgType, Val};
 use crate::fdw::{int_opt, Modify, Scan, TableDef};
 use pgrx::pg_sys::panic::ErrorReport;
 use serde::Deserialize;
@@ -33,7 +33,7 @@ struct Hit {
     #[serde(rename = "_score", default)]
     score: Option<f64>,
     #[serde(rename = "_source", default)]
-    source: Option<Map<String, Value>>,
+    source: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     sort: Option<Value>,
 }
@@ -268,6 +268,8 @@ fn flatten(
 }
 
 type Flat = Vec<(String, String, Option<String>)>;
+/// A page request running in the background: (HTTP status, body).
+type PageRequest = tokio::task::JoinHandle<Result<(u16, Vec<u8>), EsFdwError>>;
 type MappingCache =
     std::collections::HashMap<(String, String), (std::time::Instant, std::rc::Rc<Flat>)>;
 
@@ -348,17 +350,14 @@ pub struct EsScan {
     base: Option<Value>,
     batch: usize,
     null_on_error: bool,
-    /// (field path, type) of each wanted column, in `req.wanted` order.
-    wanted: Vec<(String, Option<PgType>, FieldKind)>,
+    /// (field path, its dotted parts, type, kind) of each wanted column, in `req.wanted` order.
+    wanted: Vec<(String, Vec<String>, Option<PgType>, FieldKind)>,
     body: Value,
     pit: Option<String>,
     search_after: Option<Value>,
     page: std::vec::IntoIter<Hit>,
     /// The next page's request, already running, and its size.
-    prefetch: Option<(
-        tokio::task::JoinHandle<Result<(u16, Vec<u8>), EsFdwError>>,
-        usize,
-    )>,
+    prefetch: Option<(PageRequest, usize)>,
     done: bool,
     remaining: Option<u64>,
     mapped: bool,
@@ -426,8 +425,11 @@ impl EsScan {
                     .map(|(_, f)| f.clone());
                 let ty = self.table.col(*a).and_then(|c| c.ty.clone());
                 match f {
-                    Some(f) => (f.path, ty, f.kind),
-                    None => (String::new(), ty, FieldKind::Other),
+                    Some(f) => {
+                        let tokens = f.path.split('.').map(str::to_string).collect();
+                        (f.path, tokens, ty, f.kind)
+                    }
+                    None => (String::new(), vec![], ty, FieldKind::Other),
                 }
             })
             .collect();
@@ -440,14 +442,14 @@ impl EsScan {
         // A sort that cannot be shipped means Postgres sorts: LIMIT must not be shipped either.
         let limit = if sort.is_some() { self.req.limit } else { None };
         let mut keys = sort.take().unwrap_or_default();
-        let scores = self.wanted.iter().any(|w| w.2 == FieldKind::Score)
+        let scores = self.wanted.iter().any(|w| w.3 == FieldKind::Score)
             || keys.iter().any(|k| k.get("_score").is_some());
         keys.push(json!({"_shard_doc": "asc"}));
         let sources: Vec<&str> = self
             .wanted
             .iter()
             .filter(|w| {
-                !matches!(w.2, FieldKind::Id | FieldKind::Index | FieldKind::Score)
+                !matches!(w.3, FieldKind::Id | FieldKind::Index | FieldKind::Score)
                     && !w.0.is_empty()
             })
             .map(|w| w.0.as_str())
@@ -462,8 +464,17 @@ impl EsScan {
             "sort": keys,
             "track_total_hits": false,
         });
+        // Source filtering costs Elasticsearch CPU: when the query reads every field column
+        // of the table, take the whole `_source` instead.
+        let field_columns = self
+            .fields
+            .iter()
+            .filter(|(_, f)| !matches!(f.kind, FieldKind::Id | FieldKind::Index | FieldKind::Score))
+            .count();
         body["_source"] = if sources.is_empty() {
             json!(false)
+        } else if sources.len() >= field_columns {
+            json!(true)
         } else {
             json!(sources)
         };
@@ -635,31 +646,32 @@ impl Scan for EsScan {
         if let Some(r) = self.remaining.as_mut() {
             *r -= 1;
         }
-        let empty = Map::new();
-        let src = hit.source.as_ref().unwrap_or(&empty);
-        for (i, (path, ty, kind)) in self.wanted.iter().enumerate() {
+        // `_source` stays raw JSON: each wanted field is converted from its text.
+        let src: Option<JsonFields> = hit
+            .source
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r.get()).ok());
+        for (i, (path, tokens, ty, kind)) in self.wanted.iter().enumerate() {
             row[i] = match kind {
                 FieldKind::Id => Val::Text(hit.id.clone()),
                 FieldKind::Index => Val::Text(hit.index.clone()),
                 FieldKind::Score => hit.score.map(Val::Float).unwrap_or(Val::Null),
                 _ => {
                     let Some(ty) = ty else { continue };
-                    match dsl::source_field(src, path) {
+                    match src.as_ref().and_then(|s| s.convert(tokens, Some(path), ty)) {
                         None => Val::Null,
-                        Some(v) => match value::from_json(v, ty) {
-                            Ok(x) => x,
-                            Err(_) if self.null_on_error => Val::Null,
-                            Err(e) => {
-                                return Err(EsFdwError::Conversion {
-                                    table: self.table.name.clone(),
-                                    index: hit.index.clone(),
-                                    id: hit.id.clone(),
-                                    field: path.clone(),
-                                    message: e.0,
-                                }
-                                .into())
+                        Some(Ok(x)) => x,
+                        Some(Err(_)) if self.null_on_error => Val::Null,
+                        Some(Err(e)) => {
+                            return Err(EsFdwError::Conversion {
+                                table: self.table.name.clone(),
+                                index: hit.index.clone(),
+                                id: hit.id.clone(),
+                                field: path.clone(),
+                                message: e.0,
                             }
-                        },
+                            .into())
+                        }
                     }
                 }
             };

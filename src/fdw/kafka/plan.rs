@@ -1,7 +1,7 @@
 //! Pure parts of the Kafka wrapper: which offsets of which partitions a WHERE clause needs,
 //! and how a message becomes a row (tolerant decoding).
 use crate::fdw::cond::{CmpOp, Cond, Operand};
-use crate::fdw::value::{self, PgType, Val};
+use crate::fdw::value::{self, JsonFields, PgType, Val};
 use crate::fdw::{ColDef, Ship, TableDef};
 use serde_json::Value;
 
@@ -470,10 +470,10 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
     // The value is split into its top-level fields once (without building values), and only
     // if a column needs it; each wanted field is then converted straight from its JSON text.
     let needs_json = format == Format::Json && cols.iter().any(|c| matches!(c, ColKind::Field(..)));
-    let mut doc: Option<RawObject> = None;
+    let mut doc: Option<JsonFields> = None;
     if needs_json {
         if let Some(p) = m.payload {
-            match serde_json::from_slice::<RawObject>(p) {
+            match serde_json::from_slice::<JsonFields>(p) {
                 Ok(o) => doc = Some(o),
                 // Valid JSON that is not an object has no fields (NULLs, no error).
                 Err(_) => {
@@ -539,23 +539,16 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
                     None => Val::Null,
                 },
             },
-            ColKind::Field(path, ty) => match doc.as_ref().and_then(|d| d.field(path)) {
-                None => Val::Null,
-                Some(Ok(v)) => match value::from_json_text(v.get(), ty) {
-                    Ok(x) => x,
-                    Err(e) => {
+            ColKind::Field(path, ty) => {
+                match doc.as_ref().and_then(|d| d.convert(path, None, ty)) {
+                    None => Val::Null,
+                    Some(Ok(x)) => x,
+                    Some(Err(e)) => {
                         errors.push(format!("field {}: {}", path.join("."), e.0));
                         Val::Null
                     }
-                },
-                Some(Err(nested)) => match value::from_json(&nested, ty) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        errors.push(format!("field {}: {}", path.join("."), e.0));
-                        Val::Null
-                    }
-                },
-            },
+                }
+            }
             ColKind::Csv(idx, ty) => match csv.as_ref().and_then(|f| f.get(*idx)) {
                 None => Val::Null,
                 Some(s) if s.is_empty() && *ty != PgType::Text => Val::Null,
@@ -582,77 +575,6 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
         row[i] = Val::Text(msg.clone());
     }
     Some(msg)
-}
-
-/// The top-level fields of a JSON object as (key, raw JSON text), borrowed from the message.
-pub struct RawObject<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
-
-impl<'a> RawObject<'a> {
-    /// The field at `path`: its raw text for a top-level field, or the parsed value of a
-    /// nested one (`Err` carries the value, not an error). None when absent.
-    fn field(&self, path: &[String]) -> Option<Result<&'a serde_json::value::RawValue, Value>> {
-        let (first, rest) = path.split_first()?;
-        let raw = self.0.iter().rev().find(|(k, _)| k == first)?.1;
-        if rest.is_empty() {
-            return Some(Ok(raw));
-        }
-        let mut cur: Value = serde_json::from_str(raw.get()).ok()?;
-        for t in rest {
-            cur = match cur {
-                Value::Object(mut o) => o.remove(t)?,
-                Value::Array(mut a) => {
-                    let i = t.parse::<usize>().ok().filter(|i| *i < a.len())?;
-                    a.swap_remove(i)
-                }
-                _ => return None,
-            };
-        }
-        Some(Err(cur))
-    }
-}
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for RawObject<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Key<'a>(std::borrow::Cow<'a, str>);
-        impl<'de: 'a, 'a> serde::Deserialize<'de> for Key<'a> {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> serde::de::Visitor<'de> for V {
-                    type Value = Key<'de>;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("a string")
-                    }
-                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                        Ok(Key(std::borrow::Cow::Borrowed(v)))
-                    }
-                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                        Ok(Key(std::borrow::Cow::Owned(v.to_string())))
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-        struct M<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for M<'a> {
-            type Value = RawObject<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawObject<'a>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) =
-                    map.next_entry::<Key<'de>, &'de serde_json::value::RawValue>()?
-                {
-                    out.push((k.0, v));
-                }
-                Ok(RawObject(out))
-            }
-        }
-        d.deserialize_map(M(std::marker::PhantomData))
-    }
 }
 
 /// Splits one CSV record (RFC 4180 quoting).

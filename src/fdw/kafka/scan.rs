@@ -116,7 +116,7 @@ impl KafkaScan {
                     .unwrap_or(ColKind::Error)
             })
             .collect();
-        let cols_have_headers = cols.iter().any(|c| *c == ColKind::Headers);
+        let cols_have_headers = cols.contains(&ColKind::Headers);
         let out: Vec<usize> = req
             .wanted
             .iter()
