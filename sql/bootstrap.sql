@@ -866,7 +866,9 @@ BEGIN
     opts := format('index %L', sink->>'object');
   END IF;
   tbl := format('%I.%I', into_schema, p.name);
-  EXECUTE format('DROP FOREIGN TABLE IF EXISTS %s', tbl);
+  IF to_regclass(tbl) IS NOT NULL THEN
+    EXECUTE format('DROP FOREIGN TABLE %s', tbl);
+  END IF;
   EXECUTE format('CREATE FOREIGN TABLE %s (%s) SERVER %I OPTIONS (%s)', tbl, cols, srv, opts);
   EXECUTE format('COMMENT ON FOREIGN TABLE %s IS %L', tbl,
                  format('Results of pipeline %s (%s %s), created by flink.expose_results()', p.name, sink->>'kind', sink->>'object'));
