@@ -72,3 +72,9 @@ def stack(*args, timeout=300):
 
 def unique(prefix):
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def explain(c, sql, params=None, analyze=True):
+    """EXPLAIN (ANALYZE, VERBOSE) output of `sql` as one string (VERBOSE only without analyze)."""
+    opts = "ANALYZE, VERBOSE" if analyze else "VERBOSE"
+    return "\n".join(r[0] for r in c.execute(f"EXPLAIN ({opts}) {sql}", params).fetchall())

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import ENV, connect, unique
+from conftest import ENV, connect, explain, unique
 
 ES = ENV["PG_FLINK_ES_URL"]
 N = 3000
@@ -73,11 +73,6 @@ def edb(test_db):
             _score float8, _index text) SERVER esfdw_it OPTIONS (index '{index}')""")
     yield index
     requests.delete(f"{ES}/{index}", timeout=30)
-
-
-def explain(c, sql, params=None, analyze=True):
-    opts = "ANALYZE, VERBOSE" if analyze else "VERBOSE"
-    return "\n".join(r[0] for r in c.execute(f"EXPLAIN ({opts}) {sql}", params).fetchall())
 
 
 def dsl(plan):

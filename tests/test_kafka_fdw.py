@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import ENV, connect, stack, unique
+from conftest import ENV, connect, explain, stack, unique
 
 BROKERS = ENV["PG_FLINK_KAFKA"]
 # Message i has timestamp BASE_MS + i s. Recent on purpose: Kafka's time retention (7 days)
@@ -62,11 +62,6 @@ def kdb(test_db):
     return topic
 
 
-def explain(c, sql, params=None, analyze=True):
-    opts = "ANALYZE, VERBOSE" if analyze else "VERBOSE"
-    return "\n".join(r[0] for r in c.execute(f"EXPLAIN ({opts}) {sql}", params).fetchall())
-
-
 def fetched(plan):
     m = re.search(r"Messages Fetched: (\d+)", plan)
     assert m, plan
@@ -79,6 +74,11 @@ def test_columns_metadata_keys_headers_and_timestamps(conn, kdb):
                        " id, name, amount, tags, x, nested, _error FROM kt WHERE id = 10",
                        (BASE_MS + 10_000,)).fetchone()
     assert row == (1, 3, "k10", {"trace": "t10"}, True, 10, "n10", 15.0, ["t10", "x"], 20, {"x": 20}, None)
+    # Keys as bytes, and the whole value as jsonb.
+    conn.execute("DROP FOREIGN TABLE IF EXISTS kt_raw")
+    conn.execute(f"CREATE FOREIGN TABLE kt_raw (_key bytea, _value jsonb, _offset bigint, _partition int)"
+                 f" SERVER kfdw_it OPTIONS (topic '{kdb}')")
+    assert conn.execute("SELECT _key, _value->>'name' FROM kt_raw WHERE _partition = 1 AND _offset = 3").fetchone() == (b"k10", "n10")
     # Whole-table read matches what was produced, message for message.
     rows = conn.execute("SELECT id, _partition, _offset, _key FROM kt ORDER BY id").fetchall()
     assert rows == [(i, i % 3, i // 3, f"k{i}") for i in range(N)]
