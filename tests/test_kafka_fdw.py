@@ -231,6 +231,10 @@ def test_rescan_in_joins_prepared_statements_and_plpgsql(conn, kdb):
     rows = conn.execute("SELECT v.p, (SELECT count(*) FROM kt WHERE _partition = v.p AND _offset < v.p + 5)"
                         " FROM (VALUES (0), (1), (2)) v(p)").fetchall()
     assert rows == [(0, 5), (1, 6), (2, 7)]
+    # Many rescans reuse one consumer with a new assignment each time.
+    rows = conn.execute("SELECT v.p, (SELECT count(*) FROM kt WHERE _partition = v.p % 3 AND _offset >= v.p)"
+                        " FROM generate_series(0, 29) v(p)").fetchall()
+    assert rows == [(p, 100 - p) for p in range(30)]
     sub = "SELECT v.p, (SELECT count(*) FROM kt WHERE _partition = v.p AND _offset < v.p + 5) FROM (VALUES (0), (1), (2)) v(p)"
     plain = explain(conn, sub, analyze=False)
     assert re.search(r"Kafka Filter: .*_partition = \$param\d", plain) and re.search(r"_offset < \$param\d", plain), plain

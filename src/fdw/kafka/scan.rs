@@ -154,7 +154,9 @@ impl KafkaScan {
     /// the partitions to read. Runs off the backend thread so Ctrl-C stays responsive.
     fn start(&mut self) -> Result<(), ErrorReport> {
         self.batch = None;
-        self.consumer = None;
+        // A rescan reuses the consumer (a new one costs a connection, and closing one ~100 ms):
+        // the new assignment replaces the old, and librdkafka drops messages fetched for it.
+        let existing = self.consumer.take();
         let mut cfg = self.src.kafka_config();
         cfg.set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
@@ -177,6 +179,7 @@ impl KafkaScan {
             Ok(start_blocking(
                 &src,
                 cfg,
+                existing,
                 &topic,
                 &table_name,
                 &conds,
@@ -204,6 +207,7 @@ impl KafkaScan {
 fn start_blocking(
     src: &Source,
     cfg: rdkafka::ClientConfig,
+    existing: Option<BaseConsumer>,
     topic: &str,
     table: &str,
     conds: &[crate::fdw::cond::Cond],
@@ -215,9 +219,12 @@ fn start_blocking(
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(100))
     };
-    let consumer: BaseConsumer = cfg
-        .create()
-        .map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?;
+    let consumer: BaseConsumer = match existing {
+        Some(c) => c,
+        None => cfg
+            .create()
+            .map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?,
+    };
     // Every partition needs a leader, or its watermarks (and so the snapshot) would be wrong:
     // right after a broker restart some have none for a moment; wait for them within timeout_ms.
     let parts: Vec<i32> = loop {
@@ -311,6 +318,10 @@ fn start_blocking(
     if tpl.count() > 0 {
         consumer
             .assign(&tpl)
+            .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
+    } else {
+        consumer
+            .unassign()
             .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
     }
     Ok(Started { consumer, ranges })
