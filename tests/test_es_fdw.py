@@ -194,6 +194,39 @@ def test_order_by_limit_is_answered_remotely(conn, edb):
     assert rows == [(2998,)]
 
 
+def test_base_query_aliases_and_patterns(conn, edb):
+    conn.execute("DROP FOREIGN TABLE IF EXISTS et_oslo, et_alias, et_pattern")
+    conn.execute(f"""CREATE FOREIGN TABLE et_oslo (_id text, city text, n bigint) SERVER esfdw_it
+                     OPTIONS (index '{edb}', query '{{"term": {{"city": "Oslo"}}}}')""")
+    assert conn.execute("SELECT count(*), count(*) FILTER (WHERE city = 'Oslo') FROM et_oslo").fetchone() == (N // 5, N // 5)
+    # The base query is ANDed with the WHERE clause.
+    assert conn.execute("SELECT count(*) FROM et_oslo WHERE n < 100").fetchone()[0] == 20
+    q = dsl(explain(conn, "SELECT n FROM et_oslo WHERE n < 100"))
+    assert q["query"] == {"bool": {"filter": [{"term": {"city": "Oslo"}}, {"range": {"n": {"lt": 100}}}]}}
+    # An alias and a pattern read the same documents.
+    alias = unique("it_esalias")
+    requests.post(f"{ES}/_aliases", json={"actions": [{"add": {"index": edb, "alias": alias}}]}, timeout=30).raise_for_status()
+    conn.execute(f"CREATE FOREIGN TABLE et_alias (_id text, _index text) SERVER esfdw_it OPTIONS (index '{alias}')")
+    conn.execute(f"CREATE FOREIGN TABLE et_pattern (_id text) SERVER esfdw_it OPTIONS (index '{edb[:-4]}*')")
+    assert conn.execute("SELECT count(*), min(_index) FROM et_alias").fetchone() == (N, edb)
+    assert conn.execute("SELECT count(*) FROM et_pattern").fetchone()[0] == N
+
+
+def test_user_mapping_credentials_are_sent_and_never_shown(conn, edb):
+    secret = "sekrit-" + unique("pw")
+    conn.execute("DROP SERVER IF EXISTS es_auth CASCADE")
+    conn.execute(f"CREATE SERVER es_auth FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url '{ES}')")
+    conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER es_auth OPTIONS (username 'reader', password '{secret}')")
+    conn.execute(f"CREATE FOREIGN TABLE e_auth (_id text) SERVER es_auth OPTIONS (index '{edb}')")
+    # This Elasticsearch has no security: basic auth is accepted and ignored.
+    assert conn.execute("SELECT count(*) FROM e_auth").fetchone()[0] == N
+    conn.execute("ALTER SERVER es_auth OPTIONS (SET url 'http://127.0.0.1:1')")
+    with pytest.raises(psycopg.errors.FdwUnableToEstablishConnection) as e:
+        conn.execute("SELECT count(*) FROM e_auth").fetchone()
+    assert secret not in str(e.value) and secret not in (e.value.diag.message_hint or "")
+    conn.execute("DROP SERVER es_auth CASCADE")
+
+
 def test_paging_streams_every_document(conn, edb):
     conn.execute("DROP FOREIGN TABLE IF EXISTS et_small_pages")
     conn.execute(f"CREATE FOREIGN TABLE et_small_pages (_id text, n bigint) SERVER esfdw_it"
