@@ -290,6 +290,9 @@ def test_writes_by_id_through_the_bulk_api(conn, edb):
     assert len(conn.execute("SELECT _id FROM ew WHERE name = 'auto'").fetchone()[0]) > 10
     assert conn.execute("UPDATE ew SET qty = qty * 10 WHERE qty BETWEEN 1 AND 5").rowcount == 5
     assert conn.execute("SELECT sum(qty) FROM ew WHERE _id IN ('1','2','3','4','5')").fetchone()[0] == 150
+    # Fields the UPDATE does not set are kept (Postgres hands over the whole old row).
+    assert requests.get(f"{ES}/{index}/_doc/2", timeout=10).json()["_source"] == {
+        "name": "n2", "qty": 20, "at": "2024-01-01T00:02:00Z", "meta": {"zip": "0002"}}
     assert conn.execute("DELETE FROM ew WHERE qty > 200").rowcount == 50
     assert conn.execute("SELECT count(*) FROM ew").fetchone()[0] == 201
     # Per-document errors are reported; the good documents of the statement are written.
