@@ -272,11 +272,7 @@ pub fn check_name(what: &str, name: Option<&str>) -> Result<String, CatalogError
 }
 
 fn shorten(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_string()
-    }
+    crate::core::text::ellipsis(s, 40)
 }
 
 /// Parses a kind name.

@@ -8,5 +8,6 @@ pub mod quote;
 pub mod rest;
 pub mod script;
 pub mod sources;
+pub mod text;
 pub mod types;
 pub mod urls;

@@ -2091,12 +2091,7 @@ fn check_ident(pipeline: &str, path: &str, s: &str) -> Result<(), CatalogError> 
 }
 
 fn short_json(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
+    crate::core::text::ellipsis(&v.to_string(), 40)
 }
 
 fn is_date(s: &str) -> bool {

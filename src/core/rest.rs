@@ -129,9 +129,9 @@ impl Endpoint {
         } else {
             // reqwest's Display includes the full URL; describe the cause without it.
             let reason = if e.is_connect() {
-                format!("connection failed ({})", root_source(&e))
+                format!("connection failed ({})", crate::core::text::root_cause(&e))
             } else {
-                root_source(&e)
+                crate::core::text::root_cause(&e)
             };
             RestError::Unreachable {
                 service: self.service,
@@ -159,7 +159,8 @@ impl Endpoint {
                 service: self.service,
                 url: self.shown(),
                 status: status.as_u16(),
-                message: flink_error_message(&parsed).unwrap_or_else(|| truncate(&body, 300)),
+                message: flink_error_message(&parsed)
+                    .unwrap_or_else(|| crate::core::text::ellipsis(&body, 300)),
             });
         }
         if body.trim().is_empty() {
@@ -195,24 +196,6 @@ impl Endpoint {
     }
 }
 
-fn root_source(e: &dyn std::error::Error) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
-    }
-}
-
 /// Flink answers errors as `{"errors": ["message", "trace"...]}`.
 fn flink_error_message(v: &Value) -> Option<String> {
     let texts: Vec<&str> = v
@@ -223,7 +206,7 @@ fn flink_error_message(v: &Value) -> Option<String> {
         .collect();
     let first = *texts.first()?;
     let cause = root_cause(&texts.join("\n"));
-    Some(truncate(
+    Some(crate::core::text::ellipsis(
         if cause.trim().is_empty() {
             first
         } else {
@@ -427,7 +410,7 @@ impl JobManager {
             .pointer("/exceptionHistory/entries/0/stacktrace")
             .or_else(|| v.get("root-exception"))
             .and_then(Value::as_str);
-        Ok(text.map(|t| truncate(&root_cause(t), 2000)))
+        Ok(text.map(|t| crate::core::text::ellipsis(&root_cause(t), 2000)))
     }
 }
 

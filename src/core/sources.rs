@@ -340,7 +340,11 @@ impl Source {
             } else {
                 self.err(
                     SourceErrorKind::Unreachable,
-                    format!("cannot reach {}: {}", self.opt_str("url"), root(&e)),
+                    format!(
+                        "cannot reach {}: {}",
+                        self.opt_str("url"),
+                        crate::core::text::error_chain(&e)
+                    ),
                 )
             }
         })?;
@@ -348,7 +352,7 @@ impl Source {
         let v: Value = resp.json().await.map_err(|e| {
             self.err(
                 SourceErrorKind::Remote,
-                format!("unreadable answer: {}", root(&e)),
+                format!("unreadable answer: {}", crate::core::text::error_chain(&e)),
             )
         })?;
         Ok((status, v))
@@ -595,21 +599,8 @@ impl Source {
 fn pg_err(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_string(),
-        None => root(e),
+        None => crate::core::text::error_chain(e),
     }
-}
-
-fn root(e: &dyn std::error::Error) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    let mut parts = vec![cur.to_string()];
-    while let Some(n) = cur.source() {
-        cur = n;
-        let s = cur.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

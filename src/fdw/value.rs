@@ -128,15 +128,7 @@ impl Val {
 pub struct Mismatch(pub String);
 
 fn mismatch(v: &Value, ty: &PgType) -> Mismatch {
-    let mut shown = v.to_string();
-    if shown.len() > 60 {
-        let mut end = 57;
-        while !shown.is_char_boundary(end) {
-            end -= 1;
-        }
-        shown.truncate(end);
-        shown.push('…');
-    }
+    let shown = crate::core::text::ellipsis(&v.to_string(), 57);
     Mismatch(format!("value {shown} does not fit type {}", ty.sql()))
 }
 

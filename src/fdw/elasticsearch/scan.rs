@@ -118,12 +118,7 @@ impl Es {
     }
 
     fn net_err(&self, e: reqwest::Error) -> EsFdwError {
-        let mut msg = e.to_string();
-        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-        while let Some(c) = cur {
-            msg = format!("{msg}: {c}");
-            cur = c.source();
-        }
+        let msg = crate::core::text::error_chain(&e);
         let msg = scrub(&msg, &self.secrets);
         if e.is_timeout() {
             EsFdwError::Timeout(format!(
