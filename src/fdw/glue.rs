@@ -492,13 +492,14 @@ unsafe fn plan_rel<W: Wrapper>(
         exprs: vec![],
         _p: PhantomData,
     };
+    let planner = W::planner(&table);
     let mut req = Request::default();
     let mut all_exact = true;
     for ri in list_ptrs((*baserel).baserestrictinfo) {
         let clause = (*(ri as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node;
         let before = ctx.exprs.len();
         match ctx.cond(clause) {
-            Some(c) => match W::ship(&table, &c) {
+            Some(c) => match planner.ship(&c) {
                 Ship::No => {
                     ctx.exprs.truncate(before);
                     all_exact = false;
@@ -587,7 +588,7 @@ unsafe fn plan_rel<W: Wrapper>(
         let c = table.col(col);
         let collation_c =
             (*ec).ec_collation == pg_sys::C_COLLATION_OID || (*ec).ec_collation.to_u32() == 951;
-        let exact = c.is_some_and(|c| W::sort_exact(&table, c))
+        let exact = c.is_some_and(|c| planner.sort_exact(c))
             && (collation_c || !matches!(c.and_then(|c| c.ty.clone()), Some(PgType::Text)));
         sort_exact &= exact;
         req.sort.push(SortKey {

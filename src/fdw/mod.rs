@@ -138,15 +138,23 @@ pub trait Modify {
     fn finish(&mut self) -> Result<(), ErrorReport>;
 }
 
+/// Plan-time questions about one foreign table.
+pub trait Planner {
+    /// How well a condition goes remote.
+    fn ship(&self, cond: &Cond) -> Ship;
+    /// Can the remote side sort by this column exactly like Postgres?
+    fn sort_exact(&self, col: &ColDef) -> bool;
+}
+
 /// A foreign-data wrapper of pg_flink.
 pub trait Wrapper: 'static {
     /// Wrapper name in messages ("Kafka", "Elasticsearch").
     const LABEL: &'static str;
     /// Can UPDATE and DELETE (by `_id`) run?
     const UPDATABLE: bool;
-    fn ship(table: &TableDef, cond: &Cond) -> Ship;
-    /// Can the remote side sort by this column exactly like Postgres?
-    fn sort_exact(table: &TableDef, col: &ColDef) -> bool;
+    /// What the remote side can do for this table; built once per planned relation (it may
+    /// read the catalog or the remote schema).
+    fn planner(table: &TableDef) -> Box<dyn Planner>;
     /// `req` is resolved (no parameters) unless `explain_only`.
     fn begin_scan(
         table: TableDef,

@@ -11,7 +11,7 @@ use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
     fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
-    OptKind, OptionRules, Scan, Ship, TableDef, Wrapper,
+    OptKind, OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -78,6 +78,18 @@ impl From<EsFdwError> for ErrorReport {
 }
 
 pub struct EsFdw;
+
+/// The table's columns as Elasticsearch fields (with the cached index mapping).
+struct EsPlanner(Vec<(i16, dsl::Field)>);
+
+impl Planner for EsPlanner {
+    fn ship(&self, cond: &Cond) -> Ship {
+        dsl::ship_with(&self.0, cond)
+    }
+    fn sort_exact(&self, col: &ColDef) -> bool {
+        dsl::sort_exact(&self.0, col.attnum)
+    }
+}
 
 const SERVER_OPTS: &[(&str, OptKind)] = &[
     ("datasource", OptKind::Text),
@@ -182,12 +194,8 @@ impl Wrapper for EsFdw {
     const LABEL: &'static str = "Elasticsearch";
     const UPDATABLE: bool = true;
 
-    fn ship(table: &TableDef, cond: &Cond) -> Ship {
-        dsl::ship_with(&scan::plan_fields(table), cond)
-    }
-
-    fn sort_exact(table: &TableDef, col: &ColDef) -> bool {
-        dsl::sort_exact(&scan::plan_fields(table), col.attnum)
+    fn planner(table: &TableDef) -> Box<dyn Planner> {
+        Box::new(EsPlanner(scan::plan_fields(table)))
     }
 
     fn begin_scan(

@@ -12,7 +12,7 @@ use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
     fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
-    OptKind, OptionRules, Scan, Ship, TableDef, Wrapper,
+    OptKind, OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -81,6 +81,18 @@ impl From<KafkaFdwError> for ErrorReport {
 }
 
 pub struct KafkaFdw;
+
+/// Only `_partition`, `_offset` and `_timestamp` conditions go to Kafka; nothing sorts there.
+struct KafkaPlanner(plan::MetaCols);
+
+impl Planner for KafkaPlanner {
+    fn ship(&self, cond: &Cond) -> Ship {
+        plan::ship(&self.0, cond)
+    }
+    fn sort_exact(&self, _col: &ColDef) -> bool {
+        false
+    }
+}
 
 const SERVER_OPTS: &[(&str, OptKind)] = &[
     ("datasource", OptKind::Text),
@@ -191,12 +203,8 @@ impl Wrapper for KafkaFdw {
     const LABEL: &'static str = "Kafka";
     const UPDATABLE: bool = false;
 
-    fn ship(table: &TableDef, cond: &Cond) -> Ship {
-        plan::ship(&plan::MetaCols::of(table), cond)
-    }
-
-    fn sort_exact(_table: &TableDef, _col: &ColDef) -> bool {
-        false
+    fn planner(table: &TableDef) -> Box<dyn Planner> {
+        Box::new(KafkaPlanner(plan::MetaCols::of(table)))
     }
 
     fn begin_scan(
