@@ -113,6 +113,18 @@ impl Cond {
         }
     }
 
+    /// Does the condition still hold a parameter (not resolved yet)?
+    pub fn has_params(&self) -> bool {
+        let p = |o: &Operand| matches!(o, Operand::Param(_));
+        match self {
+            Cond::Cmp { arg, .. } => p(arg),
+            Cond::In { list, .. } => p(list),
+            Cond::Like { pattern, .. } => p(pattern),
+            Cond::IsNull { .. } => false,
+            Cond::And(v) | Cond::Or(v) => v.iter().any(Cond::has_params),
+        }
+    }
+
     /// Every column the condition reads.
     pub fn columns(&self, out: &mut Vec<i16>) {
         match self {
@@ -157,10 +169,15 @@ impl Request {
     }
 }
 
+/// How EXPLAIN names a parameter whose value is not known yet.
+pub fn placeholder(i: usize) -> String {
+    format!("$param{}", i + 1)
+}
+
 /// Renders a parameter or value for EXPLAIN when it is not known yet (`$1`-like).
 pub fn operand_text(o: &Operand) -> String {
     match o {
-        Operand::Param(i) => format!("$param{}", i + 1),
+        Operand::Param(i) => placeholder(*i),
         Operand::Val(v) => v.to_json().to_string(),
     }
 }
@@ -197,6 +214,7 @@ mod tests {
                 }]),
             ])
         );
+        assert!(c.has_params() && !r.has_params());
         let mut cols = vec![];
         c.columns(&mut cols);
         assert_eq!(cols, vec![1, 2]);

@@ -7,7 +7,7 @@
 //! (a superset of equality), and keyword ranges/sorts compare bytes, which equals Postgres'
 //! order only under the C collation (the glue checks collations for sorts; ranges on text are
 //! not shipped).
-use crate::fdw::cond::{CmpOp, Cond, Operand, SortKey};
+use crate::fdw::cond::{placeholder, CmpOp, Cond, Operand, SortKey};
 use crate::fdw::value::{self, PgType, Val};
 use crate::fdw::{Ship, TableDef};
 use serde_json::{json, Map, Value};
@@ -192,7 +192,7 @@ fn whole_ms(o: &Operand) -> bool {
 /// A value as Elasticsearch takes it in a query; `None` for SQL NULL (matches nothing).
 fn es_value(o: &Operand) -> Option<Value> {
     match o {
-        Operand::Param(i) => Some(Value::String(format!("$param{}", i + 1))),
+        Operand::Param(i) => Some(Value::String(placeholder(*i))),
         Operand::Val(Val::Null) => None,
         Operand::Val(v) => Some(v.to_json()),
     }
@@ -247,7 +247,7 @@ fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
                     None => MATCH_ALL(),
                 },
                 (FieldKind::Keyword, Operand::Param(i)) => {
-                    json!({"prefix": {fd.path.clone(): {"value": format!("$param{} (prefix)", i + 1)}}})
+                    json!({"prefix": {fd.path.clone(): {"value": format!("{} (prefix)", placeholder(*i))}}})
                 }
                 _ => MATCH_ALL(),
             }
@@ -263,7 +263,7 @@ fn clause(f: &[(i16, Field)], c: &Cond) -> Value {
                     .map(Val::to_json)
                     .collect(),
                 Operand::Val(_) => vec![],
-                Operand::Param(i) => vec![Value::String(format!("$param{}", i + 1))],
+                Operand::Param(i) => vec![Value::String(placeholder(*i))],
             };
             let positive = match fd.kind {
                 FieldKind::Other | FieldKind::Score | FieldKind::LossyNumber => return MATCH_ALL(),

@@ -2,7 +2,7 @@
 use super::plan::{self, Bounds, ColKind, Format, MetaCols, Msg, OnError};
 use super::{decode_error, source, topic, KafkaFdwError};
 use crate::core::sources::Source;
-use crate::fdw::cond::Request;
+use crate::fdw::cond::{Cond, Request};
 use crate::fdw::value::Val;
 use crate::fdw::{int_opt, Modify, Scan, TableDef};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -571,8 +571,7 @@ impl Scan for KafkaScan {
                 plan::describe(&self.table, &self.req.conds),
             ));
         }
-        let has_params =
-            serde_json::to_string(&self.req.conds).is_ok_and(|s| s.contains("\"Param\""));
+        let has_params = self.req.conds.iter().any(Cond::has_params);
         if verbose && !self.started && !has_params {
             // Plain EXPLAIN VERBOSE: ask the brokers which ranges the scan would read.
             if let Err(e) = self.start() {
