@@ -435,7 +435,25 @@ impl Source {
 
     // ---------------------------------------------------------------- Kafka
 
+    /// Connection settings shared by consumers and producers (brokers, security, timeouts,
+    /// SASL, and the datasource's extra `properties`, which win).
+    pub(crate) fn kafka_client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = self.kafka_base_config();
+        self.kafka_properties(&mut c);
+        c
+    }
+
+    /// A consumer that reads by assignment only: no group join, no offset commits.
     pub(crate) fn kafka_config(&self) -> rdkafka::ClientConfig {
+        let mut c = self.kafka_base_config();
+        c.set("group.id", "pg_flink-metadata")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        self.kafka_properties(&mut c);
+        c
+    }
+
+    fn kafka_base_config(&self) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", self.opt_str("bootstrap_servers"))
             .set("security.protocol", self.opt_str("security_protocol"))
@@ -447,10 +465,6 @@ impl Source {
                 "socket.connection.setup.timeout.ms",
                 self.timeout().as_millis().max(1000).to_string(),
             )
-            // Reads are by assignment only: no group join, no offset commits.
-            .set("group.id", "pg_flink-metadata")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
             .set("log_level", "3");
         if let Some(m) = self.options.get("sasl_mechanism").and_then(Value::as_str) {
             c.set("sasl.mechanism", m);
@@ -461,6 +475,10 @@ impl Source {
         if let Some(p) = self.secret("sasl_password") {
             c.set("sasl.password", p);
         }
+        c
+    }
+
+    fn kafka_properties(&self, c: &mut rdkafka::ClientConfig) {
         if let Some(extra) = self.options.get("properties").and_then(Value::as_object) {
             for (k, v) in extra {
                 if let Some(v) = v.as_str() {
@@ -468,7 +486,36 @@ impl Source {
                 }
             }
         }
-        c
+    }
+
+    /// Broker count and topic names (internal `__` topics left out), sorted.
+    pub(crate) async fn kafka_topics(&self) -> Result<(usize, Vec<String>), SourceError> {
+        let cfg = self.kafka_config();
+        let me = self.clone();
+        self.blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = cfg
+                .create()
+                .map_err(|e| me.err(SourceErrorKind::Unreachable, e))?;
+            let md = consumer.fetch_metadata(None, me.timeout()).map_err(|e| {
+                me.err(
+                    SourceErrorKind::Unreachable,
+                    format!(
+                        "metadata request to {} failed: {e}",
+                        me.opt_str("bootstrap_servers")
+                    ),
+                )
+            })?;
+            let mut topics: Vec<String> = md
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|n| !n.starts_with("__"))
+                .collect();
+            topics.sort();
+            Ok((md.brokers().len(), topics))
+        })
+        .await
     }
 
     /// Runs blocking librdkafka work off the backend's thread, so the caller can still react
@@ -490,39 +537,15 @@ impl Source {
     }
 
     async fn kafka_test(&self) -> Result<String, SourceError> {
-        let cfg = self.kafka_config();
-        let me = self.clone();
-        self.blocking(move || {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer = cfg
-                .create()
-                .map_err(|e| me.err(SourceErrorKind::Unreachable, e))?;
-            let md = consumer.fetch_metadata(None, me.timeout()).map_err(|e| {
-                me.err(
-                    SourceErrorKind::Unreachable,
-                    format!(
-                        "metadata request to {} failed: {e}",
-                        me.opt_str("bootstrap_servers")
-                    ),
-                )
-            })?;
-            let mut topics: Vec<&str> = md
-                .topics()
-                .iter()
-                .map(|t| t.name())
-                .filter(|n| !n.starts_with("__"))
-                .collect();
-            topics.sort();
-            let shown: Vec<&str> = topics.iter().take(20).copied().collect();
-            Ok(format!(
-                "{} broker(s), {} topic(s){}{}",
-                md.brokers().len(),
-                topics.len(),
-                if shown.is_empty() { "" } else { ": " },
-                shown.join(", ") + if topics.len() > 20 { ", …" } else { "" }
-            ))
-        })
-        .await
+        let (brokers, topics) = self.kafka_topics().await?;
+        let shown: Vec<&str> = topics.iter().take(20).map(String::as_str).collect();
+        Ok(format!(
+            "{} broker(s), {} topic(s){}{}",
+            brokers,
+            topics.len(),
+            if shown.is_empty() { "" } else { ": " },
+            shown.join(", ") + if topics.len() > 20 { ", …" } else { "" }
+        ))
     }
 
     async fn kafka_describe(

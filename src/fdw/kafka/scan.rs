@@ -62,25 +62,9 @@ fn unreachable(src: &Source, e: impl std::fmt::Display) -> KafkaFdwError {
 
 /// Topic names of the cluster (no internal `__` topics), sorted.
 pub(crate) fn list_topics(src: &Source) -> Result<Vec<String>, ErrorReport> {
-    let cfg = src.kafka_config();
-    let s2 = src.clone();
-    let r = crate::block::run(src.blocking(move || {
-        let c: BaseConsumer = cfg
-            .create()
-            .map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
-        let md = c
-            .fetch_metadata(None, s2.timeout())
-            .map_err(|e| s2.err(crate::core::sources::SourceErrorKind::Unreachable, e))?;
-        let mut t: Vec<String> = md
-            .topics()
-            .iter()
-            .map(|t| t.name().to_string())
-            .filter(|n| !n.starts_with("__"))
-            .collect();
-        t.sort();
-        Ok(t)
-    }));
-    r.map_err(|e| KafkaFdwError::Unreachable(e.message).into())
+    crate::block::run(src.kafka_topics())
+        .map(|(_, topics)| topics)
+        .map_err(|e| KafkaFdwError::Unreachable(e.message).into())
 }
 
 /// Everything the start of a scan learns from the brokers.
@@ -664,11 +648,7 @@ impl KafkaModify {
     pub fn new(table: TableDef) -> Result<KafkaModify, ErrorReport> {
         let src = source(&table)?;
         let topic = topic(&table)?;
-        let mut cfg = src.kafka_config();
-        // Producer-only settings; the consumer ones are harmless but noisy.
-        for k in ["group.id", "enable.auto.commit", "enable.auto.offset.store"] {
-            cfg.remove(k);
-        }
+        let mut cfg = src.kafka_client_config();
         cfg.set(
             "message.timeout.ms",
             src.timeout().as_millis().max(1000).to_string(),
