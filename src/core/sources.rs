@@ -308,29 +308,26 @@ impl Source {
     fn es_request(&self, path_segments: &[&str]) -> Result<reqwest::RequestBuilder, SourceError> {
         let base = crate::core::urls::parse_base_url(self.opt_str("url"))
             .map_err(|e| self.err(SourceErrorKind::Unreachable, e))?;
-        let mut url = base.clone();
-        {
-            let mut segs = url
-                .path_segments_mut()
-                .map_err(|_| self.err(SourceErrorKind::Unreachable, "url cannot take a path"))?;
-            segs.pop_if_empty();
-            for s in path_segments {
-                segs.push(s);
-            }
-        }
+        let url = crate::core::urls::with_segments(&base, path_segments)
+            .ok_or_else(|| self.err(SourceErrorKind::Unreachable, "url cannot take a path"))?;
         let http = reqwest::Client::builder()
             .connect_timeout(self.timeout())
             .timeout(self.timeout())
             .no_proxy()
             .build()
             .map_err(|e| self.err(SourceErrorKind::Unreachable, e))?;
-        let mut req = http.get(url);
+        Ok(self.es_authorize(http.get(url)))
+    }
+
+    /// Adds the datasource's Elasticsearch credentials: the API key, else basic auth.
+    pub(crate) fn es_authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(key) = self.secret("api_key") {
-            req = req.header("Authorization", format!("ApiKey {key}"));
+            req.header("Authorization", format!("ApiKey {key}"))
         } else if !self.opt_str("username").is_empty() {
-            req = req.basic_auth(self.opt_str("username"), self.secret("password"));
+            req.basic_auth(self.opt_str("username"), self.secret("password"))
+        } else {
+            req
         }
-        Ok(req)
     }
 
     async fn es_get(&self, segs: &[&str]) -> Result<(u16, Value), SourceError> {

@@ -57,6 +57,20 @@ pub fn join(base: &Url, path: &str) -> String {
     format!("{b}{path}")
 }
 
+/// `base` with `segs` appended as path segments (each one percent-encoded); None for a URL
+/// that cannot take a path (never for one from [`parse_base_url`]).
+pub fn with_segments(base: &Url, segs: &[&str]) -> Option<Url> {
+    let mut url = base.clone();
+    {
+        let mut path = url.path_segments_mut().ok()?;
+        path.pop_if_empty();
+        for s in segs {
+            path.push(s);
+        }
+    }
+    Some(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,8 @@ const KEEP_ALIVE: &str = "2m";
 pub(crate) struct Es {
     http: reqwest::Client,
     base: url::Url,
-    auth: Option<(String, Option<String>)>,
-    api_key: Option<String>,
-    secrets: Map<String, Value>,
+    /// Credentials and secrets (for scrubbing messages).
+    src: Source,
     timeout: Duration,
 }
 
@@ -60,38 +59,16 @@ impl Es {
             .no_proxy()
             .build()
             .map_err(|e| EsFdwError::Config(format!("HTTP client: {e}")))?;
-        let user = src.opt_str("username");
         Ok(Es {
             http,
             base,
-            auth: (!user.is_empty()).then(|| {
-                (
-                    user.to_string(),
-                    src.secrets
-                        .get("password")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                )
-            }),
-            api_key: src
-                .secrets
-                .get("api_key")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            secrets: src.secrets.clone(),
+            src: src.clone(),
             timeout,
         })
     }
 
     fn url(&self, segs: &[&str]) -> url::Url {
-        let mut u = self.base.clone();
-        if let Ok(mut s) = u.path_segments_mut() {
-            s.pop_if_empty();
-            for x in segs {
-                s.push(x);
-            }
-        }
-        u
+        crate::core::urls::with_segments(&self.base, segs).unwrap_or_else(|| self.base.clone())
     }
 
     /// One request; (status, body). Network failures and timeouts are errors.
@@ -102,12 +79,9 @@ impl Es {
         query: &[(&str, &str)],
         body: Option<(String, &str)>,
     ) -> Result<(u16, Vec<u8>), EsFdwError> {
-        let mut req = self.http.request(method, self.url(segs)).query(query);
-        if let Some(k) = &self.api_key {
-            req = req.header("Authorization", format!("ApiKey {k}"));
-        } else if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, p.as_deref());
-        }
+        let mut req = self
+            .src
+            .es_authorize(self.http.request(method, self.url(segs)).query(query));
         if let Some((b, ctype)) = body {
             req = req.header("Content-Type", ctype).body(b);
         }
@@ -119,7 +93,7 @@ impl Es {
 
     fn net_err(&self, e: reqwest::Error) -> EsFdwError {
         let msg = crate::core::text::error_chain(&e);
-        let msg = scrub(&msg, &self.secrets);
+        let msg = scrub(&msg, &self.src.secrets);
         if e.is_timeout() {
             EsFdwError::Timeout(format!(
                 "Elasticsearch at {} did not answer within {} ms (timeout_ms)",
