@@ -124,17 +124,6 @@ impl Cond {
             Cond::And(v) | Cond::Or(v) => v.iter().any(Cond::has_params),
         }
     }
-
-    /// Every column the condition reads.
-    pub fn columns(&self, out: &mut Vec<i16>) {
-        match self {
-            Cond::Cmp { col, .. }
-            | Cond::In { col, .. }
-            | Cond::IsNull { col, .. }
-            | Cond::Like { col, .. } => out.push(*col),
-            Cond::And(v) | Cond::Or(v) => v.iter().for_each(|c| c.columns(out)),
-        }
-    }
 }
 
 /// An ORDER BY key on one of our columns.
@@ -156,8 +145,6 @@ pub struct Request {
     /// Rows the query needs at most (LIMIT + OFFSET), only when it is safe to stop early
     /// remotely: one table, every clause shipped exactly, ORDER BY (if any) shipped too.
     pub limit: Option<u64>,
-    /// The columns every shipped condition names (used to decide exactness).
-    pub all_shipped: bool,
 }
 
 impl Request {
@@ -215,9 +202,6 @@ mod tests {
             ])
         );
         assert!(c.has_params() && !r.has_params());
-        let mut cols = vec![];
-        c.columns(&mut cols);
-        assert_eq!(cols, vec![1, 2]);
         // A request survives the trip through the plan (JSON) unchanged.
         let req = Request {
             conds: vec![c],

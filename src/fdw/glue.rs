@@ -14,7 +14,6 @@ use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, FromDatum, IntoDatum, JsonB, PgSqlErrorCode};
 use std::ffi::{c_void, CStr, CString};
-use std::marker::PhantomData;
 use std::ptr;
 
 // ----------------------------------------------------------------------------- helpers
@@ -98,16 +97,21 @@ fn pg_type(oid: Oid) -> Option<PgType> {
     })
 }
 
+/// `schema.table` of a relation, for messages.
+unsafe fn qualified_name(relid: Oid) -> String {
+    format!(
+        "{}.{}",
+        cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
+        cstr(pg_sys::get_rel_name(relid))
+    )
+}
+
 /// Reads the definition of foreign table `relid` (options, columns, server).
 pub(crate) unsafe fn table_def(relid: Oid) -> TableDef {
     let ft = pg_sys::GetForeignTable(relid);
     let mut def = server_def((*ft).serverid);
     def.table_opts = options((*ft).options);
-    def.name = format!(
-        "{}.{}",
-        cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
-        cstr(pg_sys::get_rel_name(relid))
-    );
+    def.name = qualified_name(relid);
     let rel = pg_sys::relation_open(relid, pg_sys::NoLock as _);
     let desc = (*rel).rd_att;
     for i in 0..(*desc).natts as usize {
@@ -338,11 +342,11 @@ fn val_to_datum(v: Val, ty: &PgType) -> Result<Option<Datum>, String> {
 
 // ---------------------------------------------------------------------- planning
 
-struct PlanCtx<'a> {
-    root: *mut pg_sys::PlannerInfo,
+/// Turns WHERE clauses of relation `varno` into conditions; expressions to evaluate at scan
+/// start are collected in `exprs` (they become the plan's `fdw_exprs`).
+struct PlanCtx {
     varno: u32,
     exprs: Vec<*mut pg_sys::Node>,
-    _p: PhantomData<&'a ()>,
 }
 
 unsafe fn strip(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
@@ -352,7 +356,7 @@ unsafe fn strip(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
     node
 }
 
-impl PlanCtx<'_> {
+impl PlanCtx {
     /// Our column, if `node` is a plain Var of this relation.
     unsafe fn our_col(&self, node: *mut pg_sys::Node) -> Option<i16> {
         let node = strip(node);
@@ -382,7 +386,6 @@ impl PlanCtx<'_> {
         if pg_sys::contain_var_clause(node) || pg_sys::contain_volatile_functions(node) {
             return None;
         }
-        let _ = self.root;
         self.exprs.push(node);
         Some(Operand::Param(self.exprs.len() - 1))
     }
@@ -487,10 +490,8 @@ unsafe fn plan_rel<W: Wrapper>(
 ) {
     let table = table_def(relid);
     let mut ctx = PlanCtx {
-        root,
         varno: (*baserel).relid,
         exprs: vec![],
-        _p: PhantomData,
     };
     let planner = W::planner(&table);
     let mut req = Request::default();
@@ -954,9 +955,8 @@ unsafe extern "C-unwind" fn add_foreign_update_targets(
     fdw_error(
         PgSqlErrorCode::ERRCODE_FDW_COLUMN_NAME_NOT_FOUND,
         format!(
-            "foreign table {}.{} has no column \"_id\"; UPDATE and DELETE address documents by _id",
-            cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
-            cstr(pg_sys::get_rel_name(relid))
+            "foreign table {} has no column \"_id\"; UPDATE and DELETE address documents by _id",
+            qualified_name(relid)
         ),
         "Add a text column named _id (IMPORT FOREIGN SCHEMA creates one).",
     )

@@ -48,7 +48,6 @@ pub struct KafkaScan {
     open: usize,
     last_progress: Instant,
     fetched: u64,
-    returned: u64,
     skipped: u64,
     started: bool,
 }
@@ -124,7 +123,6 @@ impl KafkaScan {
             open: 0,
             last_progress: Instant::now(),
             fetched: 0,
-            returned: 0,
             skipped: 0,
             started: false,
         };
@@ -181,7 +179,6 @@ impl KafkaScan {
         self.consumer = Some(started.consumer);
         self.last_progress = Instant::now();
         self.fetched = 0;
-        self.returned = 0;
         self.skipped = 0;
         self.started = true;
         Ok(())
@@ -507,7 +504,6 @@ impl Scan for KafkaScan {
                 self.open -= 1;
             }
             if self.cols.is_empty() {
-                self.returned += 1;
                 return Ok(true);
             }
             let msg = Msg {
@@ -537,7 +533,6 @@ impl Scan for KafkaScan {
             for (slot, &i) in row.iter_mut().zip(&self.out) {
                 *slot = std::mem::replace(&mut self.buf[i], Val::Null);
             }
-            self.returned += 1;
             return Ok(true);
         }
     }
