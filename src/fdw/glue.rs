@@ -1287,3 +1287,50 @@ pub fn datasource(
         secrets: obj("secrets"),
     })
 }
+
+/// The connection of a table's server: the catalog datasource named by its `datasource`
+/// option (which must be of `kind`), else the one `direct` builds from the server's own
+/// options (the other option of `rules.server_one_of`); then the table's (or server's)
+/// `timeout_ms`.
+pub fn server_source(
+    t: &TableDef,
+    rules: &super::OptionRules,
+    kind: crate::core::catalog::Kind,
+    direct: impl FnOnce(&str) -> crate::core::sources::Source,
+) -> Result<crate::core::sources::Source, pgrx::pg_sys::panic::ErrorReport> {
+    let (by_name, by_address) = rules.server_one_of;
+    let bad = |msg: String| {
+        fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+            msg,
+            format!(
+                "Fix the options of the server (see the {} documentation under docs/).",
+                rules.wrapper
+            ),
+        )
+    };
+    let mut src = if let Some(ds) = t.server_opts.get(by_name) {
+        let s = datasource(t, ds)?;
+        if s.kind != kind {
+            return Err(bad(format!(
+                "foreign server \"{}\": datasource \"{ds}\" is of kind {}, not {}",
+                t.server,
+                s.kind.as_str(),
+                kind.as_str()
+            )));
+        }
+        s
+    } else if let Some(address) = t.server_opts.get(by_address) {
+        direct(address)
+    } else {
+        return Err(bad(format!(
+            "foreign server \"{}\" needs option {by_name} or {by_address}",
+            t.server
+        )));
+    };
+    if let Some(ms) = t.opt("timeout_ms").and_then(|v| v.parse::<i64>().ok()) {
+        src.options
+            .insert("timeout_ms".into(), serde_json::Value::from(ms));
+    }
+    Ok(src)
+}

@@ -124,20 +124,9 @@ const RULES: OptionRules = OptionRules {
 /// The Elasticsearch connection of a table's server: a catalog datasource, or a URL with
 /// credentials in the user mapping.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
-    let mut src = if let Some(ds) = t.server_opts.get("datasource") {
-        let s = glue::datasource(t, ds)?;
-        if s.kind != Kind::Elasticsearch {
-            return Err(EsFdwError::Config(format!(
-                "foreign server \"{}\": datasource \"{ds}\" is of kind {}, not elasticsearch",
-                t.server,
-                s.kind.as_str()
-            ))
-            .into());
-        }
-        s
-    } else if let Some(url) = t.server_opts.get("url") {
+    glue::server_source(t, &RULES, Kind::Elasticsearch, |url| {
         let mut options = serde_json::Map::new();
-        options.insert("url".into(), Value::from(url.as_str()));
+        options.insert("url".into(), Value::from(url));
         if let Some(u) = t.user_opts.get("username") {
             options.insert("username".into(), Value::from(u.as_str()));
         }
@@ -153,17 +142,7 @@ pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
             options,
             secrets,
         }
-    } else {
-        return Err(EsFdwError::Config(format!(
-            "foreign server \"{}\" needs option datasource or url",
-            t.server
-        ))
-        .into());
-    };
-    if let Some(ms) = t.opt("timeout_ms").and_then(|v| v.parse::<i64>().ok()) {
-        src.options.insert("timeout_ms".into(), Value::from(ms));
-    }
-    Ok(src)
+    })
 }
 
 pub(crate) fn index(t: &TableDef) -> Result<String, ErrorReport> {

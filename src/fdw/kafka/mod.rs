@@ -141,20 +141,9 @@ const RULES: OptionRules = OptionRules {
 
 /// The Kafka connection of a table's server: a catalog datasource, or explicit brokers.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
-    let mut src = if let Some(ds) = t.server_opts.get("datasource") {
-        let s = glue::datasource(t, ds)?;
-        if s.kind != Kind::Kafka {
-            return Err(KafkaFdwError::Config(format!(
-                "foreign server \"{}\": datasource \"{ds}\" is of kind {}, not kafka",
-                t.server,
-                s.kind.as_str()
-            ))
-            .into());
-        }
-        s
-    } else if let Some(brokers) = t.server_opts.get("brokers") {
+    glue::server_source(t, &RULES, Kind::Kafka, |brokers| {
         let mut options = serde_json::Map::new();
-        options.insert("bootstrap_servers".into(), Value::from(brokers.as_str()));
+        options.insert("bootstrap_servers".into(), Value::from(brokers));
         options.insert(
             "security_protocol".into(),
             Value::from(
@@ -180,17 +169,7 @@ pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
             options,
             secrets,
         }
-    } else {
-        return Err(KafkaFdwError::Config(format!(
-            "foreign server \"{}\" needs option datasource or brokers",
-            t.server
-        ))
-        .into());
-    };
-    if let Some(ms) = t.opt("timeout_ms").and_then(|v| v.parse::<i64>().ok()) {
-        src.options.insert("timeout_ms".into(), Value::from(ms));
-    }
-    Ok(src)
+    })
 }
 
 pub(crate) fn topic(t: &TableDef) -> Result<String, ErrorReport> {
