@@ -1,7 +1,7 @@
 //! Turning pg_flink's errors into Postgres errors: a SQLSTATE clients can match on, a message
 //! that names the object at fault, a detail, and a hint for people.
 use crate::block::ReportError;
-use crate::core::rest::RestError;
+use crate::flink::RestError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 
@@ -43,7 +43,7 @@ pub fn rest_error_report_in(e: &RestError, context: &str, funcname: &'static str
     };
     let mut report = ErrorReport::new(code, format!("{context}{e}"), funcname).set_hint(hint);
     if let RestError::Statement { trace, .. } = e {
-        report = report.set_detail(clip(&crate::core::rest::cause_chain(trace), MAX_DETAIL));
+        report = report.set_detail(clip(&crate::flink::cause_chain(trace), MAX_DETAIL));
     }
     report
 }

@@ -151,8 +151,8 @@ pub fn gateway_url() -> String {
 }
 
 /// HTTP limits as the core clients take them.
-pub fn http_limits() -> crate::core::rest::HttpLimits {
-    crate::core::rest::HttpLimits {
+pub fn http_limits() -> crate::flink::HttpLimits {
+    crate::flink::HttpLimits {
         connect_timeout_ms: CONNECT_TIMEOUT_MS.get().max(1) as u64,
         request_timeout_ms: HTTP_TIMEOUT_MS.get().max(1) as u64,
     }

@@ -12,11 +12,13 @@ use pgrx::prelude::*;
 
 pub mod api;
 pub mod block;
+pub mod control;
 pub mod core;
 pub mod errors;
 pub mod fdw;
+pub mod flink;
 pub mod gucs;
-pub mod worker;
+pub mod stored;
 
 ::pgrx::pg_module_magic!();
 
@@ -24,8 +26,8 @@ pub mod worker;
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     if gucs::preloaded() {
-        worker::register();
+        control::worker::register();
     }
 }
 
-pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", finalize);
+pgrx::extension_sql_file!("../sql/.install.sql", name = "install", finalize);

@@ -1,9 +1,9 @@
 //! Catalog glue: validation and the network side of test/describe. The table work (upserts,
-//! versions, privileges) is SQL in sql/bootstrap.sql, which calls these internal functions.
+//! versions, privileges) is SQL in sql/install/20_catalog.sql, which calls these internal functions (schema flink_internal).
 use crate::block::{self, ReportError};
 use crate::core::catalog::{self, CatalogError, ErrorClass};
-use crate::core::rest::{Gateway, HttpLimits, JobManager};
 use crate::core::sources::{Source, SourceError, SourceErrorKind};
+use crate::flink::{Gateway, HttpLimits, JobManager};
 use crate::gucs;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -65,11 +65,11 @@ fn source(
 }
 
 #[pg_schema]
-mod flink {
+mod flink_internal {
     use super::*;
 
     /// Validates a datasource definition; returns {"options": ..., "secrets": ...} normalised.
-    #[pg_extern(immutable, parallel_safe, name = "_validate_datasource")]
+    #[pg_extern(immutable, parallel_safe)]
     fn validate_datasource(
         name: Option<&str>,
         kind: Option<&str>,
@@ -103,7 +103,7 @@ mod flink {
     }
 
     /// Validates a cluster definition; returns normalised {"gateway_url", "rest_url", "options"}.
-    #[pg_extern(immutable, parallel_safe, name = "_validate_cluster")]
+    #[pg_extern(immutable, parallel_safe)]
     fn validate_cluster(
         name: Option<&str>,
         gateway_url: Option<&str>,
@@ -143,7 +143,7 @@ mod flink {
     }
 
     /// Connects to a datasource for real; never raises for a connection failure (ok = false).
-    #[pg_extern(volatile, parallel_unsafe, name = "_test_datasource")]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn test_datasource(
         name: &str,
         kind: &str,
@@ -168,7 +168,7 @@ mod flink {
     }
 
     /// Checks a registered cluster: JobManager and gateway.
-    #[pg_extern(volatile, parallel_unsafe, name = "_test_cluster")]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn test_cluster(
         name: &str,
         gateway_url: &str,
@@ -194,7 +194,7 @@ mod flink {
             let ov = jm.overview().await?;
             let g = Gateway::new(&gw, limits)?;
             let info = g.info().await?;
-            Ok::<_, crate::core::rest::RestError>(format!(
+            Ok::<_, crate::flink::RestError>(format!(
                 "JobManager {} (Flink {}, {} task manager(s), {}/{} slots free); SQL Gateway {} (Flink {})",
                 jm.shown_url(), ov.flink_version, ov.taskmanagers, ov.slots_available, ov.slots_total, g.shown_url(), info.version
             ))
@@ -208,7 +208,7 @@ mod flink {
 
     /// Columns of an object of a datasource, with Flink types.
     #[allow(clippy::type_complexity)]
-    #[pg_extern(volatile, parallel_unsafe, name = "_describe_datasource")]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn describe_datasource(
         name: &str,
         kind: &str,

@@ -1,9 +1,9 @@
 //! `flink.execute_sql()`: runs a Flink SQL script through the SQL Gateway in one session.
 //! Superuser-only by default (it can do anything the Flink cluster can); see docs/sql.md.
 use crate::block::{self, ReportError};
-use crate::core::rest::{Gateway, RestError};
 use crate::core::script::split_statements;
 use crate::errors::{raise, raise_rest};
+use crate::flink::{Gateway, ScriptError};
 use crate::gucs;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -66,44 +66,42 @@ mod flink {
         let limits = gucs::http_limits();
         let wait = gucs::statement_wait();
         let out = block::run(async move {
-            let gw = Gateway::new(&url, limits).map_err(|e| (0usize, e))?;
-            let session = gw
-                .open_session("pg_flink execute_sql", &Default::default())
+            let gw = Gateway::new(&url, limits).map_err(|error| ScriptError {
+                statement: None,
+                error,
+            })?;
+            gw.run_script("pg_flink execute_sql", &statements, max_rows as usize, wait)
                 .await
-                .map_err(|e| (0usize, e))?;
-            let mut rows: Vec<Row> = Vec::with_capacity(statements.len());
-            let mut failure: Option<(usize, RestError)> = None;
-            for (i, stmt) in statements.iter().enumerate() {
-                match gw
-                    .run_statement(&session, stmt, max_rows as usize, wait)
-                    .await
-                {
-                    Ok(r) => rows.push((
-                        (i + 1) as i32,
-                        stmt.clone(),
-                        r.result_kind,
-                        r.job_id,
-                        r.columns,
-                        JsonB(serde_json::Value::Array(r.rows)),
-                        r.truncated,
-                    )),
-                    Err(e) => {
-                        failure = Some((i + 1, e));
-                        break;
-                    }
-                }
-            }
-            let _ = gw.close_session(&session).await;
-            match failure {
-                Some(f) => Err(f),
-                None => Ok(rows),
-            }
+                .map(|results| {
+                    results
+                        .into_iter()
+                        .zip(statements.iter())
+                        .enumerate()
+                        .map(|(i, (r, stmt))| -> Row {
+                            (
+                                (i + 1) as i32,
+                                stmt.clone(),
+                                r.result_kind,
+                                r.job_id,
+                                r.columns,
+                                JsonB(serde_json::Value::Array(r.rows)),
+                                r.truncated,
+                            )
+                        })
+                        .collect::<Vec<Row>>()
+                })
         });
         match out {
             Ok(rows) => TableIterator::new(rows),
-            Err((0, e)) => raise_rest(&e, "flink.execute_sql"),
-            Err((n, e)) => crate::errors::rest_error_report_in(
-                &e,
+            Err(ScriptError {
+                statement: None,
+                error,
+            }) => raise_rest(&error, "flink.execute_sql"),
+            Err(ScriptError {
+                statement: Some(n),
+                error,
+            }) => crate::errors::rest_error_report_in(
+                &error,
                 &format!("statement {n} of the script failed: "),
                 "flink.execute_sql",
             )

@@ -1,8 +1,8 @@
 //! `flink.health()`: proof of wiring from inside Postgres to the Flink cluster and its SQL
 //! Gateway, over HTTP from the backend.
 use crate::block;
-use crate::core::rest::{Gateway, JobManager, RestError};
 use crate::errors::raise_rest;
+use crate::flink::{Gateway, JobManager, RestError};
 use crate::gucs;
 use pgrx::prelude::*;
 use std::time::Instant;
@@ -47,7 +47,7 @@ mod flink {
 async fn check_all(
     rest: &str,
     gw_url: &str,
-    limits: crate::core::rest::HttpLimits,
+    limits: crate::flink::HttpLimits,
     wait: std::time::Duration,
 ) -> Result<Vec<HealthRow>, RestError> {
     let mut rows = Vec::with_capacity(3);

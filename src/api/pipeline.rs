@@ -1,66 +1,97 @@
 //! Pipeline glue: preparing (validate params, resolve columns from datasources, type-check),
-//! rendering and validating through the SQL Gateway. Table work is SQL in sql/bootstrap.sql.
+//! rendering and validating through the SQL Gateway. Table work is SQL in sql/install/30_pipelines.sql.
 use crate::api::catalog::{raise_catalog, raise_source};
 use crate::block;
+use crate::control::submit::catalog_of;
 use crate::core::catalog::{self, CatalogError, ErrorClass, Kind};
-use crate::core::pipeline::{self, Catalog, ColumnDecl, DatasourceInfo, Definition, Params, Role};
-use crate::core::rest::Gateway;
+use crate::core::pipeline::{self, Catalog, ColumnDecl, Definition, Params, Role};
 use crate::core::script::split_statements;
 use crate::core::sources::Source;
+use crate::errors::raise;
+use crate::flink::Gateway;
 use crate::gucs;
+use crate::stored::{self, PipelineDef};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-/// Catalog JSON from SQL: `{name: {kind, options, secrets?}}`. With `secrets`, they are merged
-/// into the options (real values); without, the options are used as given (the masked view).
+/// Catalog JSON `{name: {kind, options, secrets?}}` as the renderer takes it (secrets merged into
+/// the options; masked ones stay "***") and as `Source`s (to describe objects).
 fn catalog_from_json(v: &Value, funcname: &'static str) -> (Catalog, Vec<Source>) {
-    let mut cat = Catalog::new();
-    let mut sources = Vec::new();
-    for (name, d) in v.as_object().into_iter().flatten() {
-        let kind = catalog::check_kind(name, d.get("kind").and_then(Value::as_str))
-            .unwrap_or_else(|e| raise_catalog(e, funcname));
-        let options = d
-            .get("options")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let secrets = d
-            .get("secrets")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let mut merged = options.clone();
-        for (k, s) in &secrets {
-            merged.insert(k.clone(), s.clone());
-        }
-        cat.insert(
-            name.clone(),
-            DatasourceInfo {
-                kind,
-                options: merged,
-            },
-        );
-        sources.push(Source {
-            name: name.clone(),
-            kind,
-            options,
-            secrets,
-        });
-    }
+    let (cat, _) = catalog_of(v).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e,
+            "Check flink.datasources.",
+            funcname,
+        )
+    });
+    let sources = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, d)| {
+            let info = cat.get(name)?;
+            let obj = |k: &str| {
+                d.get(k)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            Some(Source {
+                name: name.clone(),
+                kind: info.kind,
+                options: obj("options"),
+                secrets: obj("secrets"),
+            })
+        })
+        .collect();
     (cat, sources)
 }
 
-fn masked(cat: &Catalog, secret_keys: &[(String, Vec<String>)]) -> Catalog {
-    let mut out = cat.clone();
-    for (name, keys) in secret_keys {
-        if let Some(d) = out.get_mut(name) {
-            for k in keys {
-                d.options.insert(k.clone(), json!("***"));
-            }
-        }
+/// A stored pipeline (masked unless `reveal`), or a clear error when it does not exist.
+fn stored_pipeline(name: &str, reveal: bool, funcname: &'static str) -> PipelineDef {
+    match stored::pipeline(name, reveal) {
+        Ok(Some(p)) => p,
+        Ok(None) => raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("pipeline \"{name}\" does not exist"),
+            "See SELECT name FROM flink.pipelines.",
+            funcname,
+        ),
+        Err(e) => raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pipeline \"{name}\": {e}"),
+            "Reading pipelines needs flink_reader; revealing secrets needs flink_admin.",
+            funcname,
+        ),
     }
-    out
+}
+
+/// The renderer's view of a stored pipeline, in this database.
+fn definition<'a>(p: &'a PipelineDef, database: &'a str) -> Definition<'a> {
+    Definition {
+        name: &p.name,
+        template: &p.template,
+        params: &p.params,
+        options: &p.options,
+        database,
+        version: p.version,
+    }
+}
+
+/// Renders a stored pipeline from its own datasources.
+fn render_stored(p: &PipelineDef, funcname: &'static str) -> String {
+    let (cat, _) = catalog_from_json(&p.datasources, funcname);
+    let database = current_database();
+    pipeline::render(&definition(p, &database), &cat).unwrap_or_else(|e| raise_catalog(e, funcname))
+}
+
+fn current_database() -> String {
+    Spi::get_one::<String>("SELECT current_database()::text")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 fn describe_into(src: &Source, object: &str, path: &str, pipeline: &str) -> Vec<ColumnDecl> {
@@ -84,39 +115,22 @@ fn describe_into(src: &Source, object: &str, path: &str, pipeline: &str) -> Vec<
         .collect()
 }
 
-/// A stored pipeline as the renderer takes it.
-fn definition<'a>(
-    name: &'a str,
-    template: &'a str,
-    params: &'a JsonB,
-    options: &'a JsonB,
-    database: &'a str,
-    version: i32,
-) -> Definition<'a> {
-    Definition {
-        name,
-        template,
-        params: &params.0,
-        options: &options.0,
-        database,
-        version,
-    }
-}
-
 #[pg_schema]
-mod flink {
+mod flink_internal {
     use super::*;
 
     /// Validates a pipeline definition, fills in columns read from the datasources, and
-    /// type-checks it by rendering. Returns {"params": normalised, "datasources": [...]}.
-    #[pg_extern(volatile, parallel_unsafe, name = "_pipeline_prepare")]
+    /// type-checks it by rendering once (secrets masked) as version `version`. Returns
+    /// {"params": normalised, "datasources": [...], "script_hash": ...}. Called by
+    /// flink.create_pipeline (SECURITY DEFINER), which may read the datasources' secrets.
+    #[pg_extern(volatile, parallel_unsafe)]
     fn pipeline_prepare(
         name: Option<&str>,
         template: Option<&str>,
         params: Option<JsonB>,
         options: Option<JsonB>,
-        catalog: JsonB,
         database: &str,
+        version: i32,
     ) -> JsonB {
         const F: &str = "flink.create_pipeline";
         let name = catalog::check_name("pipeline", name).unwrap_or_else(|e| raise_catalog(e, F));
@@ -135,7 +149,20 @@ mod flink {
         if !options.is_object() {
             raise_catalog(CatalogError { class: ErrorClass::InvalidParameter, message: format!("pipeline \"{name}\": options must be a JSON object"), hint: "Options: parallelism, checkpoint_interval, checkpoint_mode, state_ttl, cluster, flink.".into() }, F);
         }
-        let (cat, sources) = catalog_from_json(&catalog.0, F);
+        // Only the datasources this definition names are read (with their secrets, to describe
+        // objects); the script is rendered with the secrets masked.
+        let named = Params::parse(&name, template, &params)
+            .map(|mut p| pipeline::referenced_datasources(&mut p))
+            .unwrap_or_default();
+        let catalog = stored::datasources(&named).unwrap_or_else(|e| {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                e,
+                "flink.create_pipeline runs as the extension owner; check its privileges on schema flink.",
+                F,
+            )
+        });
+        let (cat, sources) = catalog_from_json(&catalog, F);
         let source_of = |ds: &str| sources.iter().find(|s| s.name == ds);
         let mut p = Params::parse(&name, template, &params).unwrap_or_else(|e| raise_catalog(e, F));
 
@@ -175,59 +202,64 @@ mod flink {
             .iter()
             .map(|s| (s.name.clone(), s.secrets.keys().cloned().collect()))
             .collect();
-        let shown = masked(&cat, &secret_keys);
+        let mut shown = cat.clone();
+        for (ds, keys) in &secret_keys {
+            if let Some(d) = shown.get_mut(ds) {
+                for k in keys {
+                    d.options.insert(k.clone(), json!("***"));
+                }
+            }
+        }
         let def = Definition {
             name: &name,
             template,
             params: &normalised,
             options: &options,
             database,
-            version: 1,
+            version,
         };
-        pipeline::render(&def, &shown).unwrap_or_else(|e| raise_catalog(e, F));
+        let script = pipeline::render(&def, &shown).unwrap_or_else(|e| raise_catalog(e, F));
         let datasources = pipeline::referenced_datasources(&mut p);
-        JsonB(json!({"params": normalised, "datasources": datasources}))
+        JsonB(json!({
+            "params": normalised,
+            "datasources": datasources,
+            "script_hash": pipeline::script_hash(&script),
+        }))
     }
+}
 
-    /// Renders the script of a stored pipeline with the given catalog (masked or real).
-    #[pg_extern(stable, parallel_safe, name = "_pipeline_render")]
-    fn pipeline_render(
-        name: &str,
-        template: &str,
-        params: JsonB,
-        options: JsonB,
-        catalog: JsonB,
-        database: &str,
-        version: i32,
-    ) -> String {
+#[pg_schema]
+mod flink {
+    use super::*;
+
+    /// The complete Flink SQL script of a pipeline (SETs, CREATE TEMPORARY TABLEs, INSERT).
+    /// Secrets show as *** unless `reveal_secrets` and the caller is flink_admin.
+    #[pg_extern(stable, parallel_safe)]
+    fn render(name: &str, reveal_secrets: default!(bool, false)) -> String {
         const F: &str = "flink.render";
-        let (cat, _) = catalog_from_json(&catalog.0, F);
-        let def = definition(name, template, &params, &options, database, version);
-        pipeline::render(&def, &cat).unwrap_or_else(|e| raise_catalog(e, F))
+        if reveal_secrets && !stored::may_reveal() {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("pipeline \"{name}\": only flink_admin may reveal secrets"),
+                "Call flink.render(name) without reveal_secrets to see the script with secrets masked.",
+                F,
+            );
+        }
+        render_stored(&stored_pipeline(name, reveal_secrets, F), F)
     }
 
-    /// The sink of a stored pipeline for `flink.expose_results`: datasource, kind, object and
-    /// the columns with their Postgres types.
-    #[pg_extern(stable, parallel_safe, name = "_pipeline_sink")]
-    fn pipeline_sink(
-        name: &str,
-        template: &str,
-        params: JsonB,
-        options: JsonB,
-        catalog: JsonB,
-        database: &str,
-        version: i32,
-    ) -> Option<JsonB> {
-        const F: &str = "flink.expose_results";
-        let (cat, _) = catalog_from_json(&catalog.0, F);
-        let def = definition(name, template, &params, &options, database, version);
-        let (sink, cols) = pipeline::sink(&def, &cat).unwrap_or_else(|e| raise_catalog(e, F))?;
-        let kind = catalog
-            .0
-            .get(&sink.datasource)
-            .and_then(|d| d.get("kind"))
-            .cloned()
-            .unwrap_or(Value::Null);
+    /// The sink of a stored pipeline: datasource, kind, object and the columns with their Flink
+    /// and Postgres types (what `flink.expose_results` builds a table from); NULL for a raw SQL
+    /// pipeline, whose sink is inside its SQL.
+    #[pg_extern(stable, parallel_safe)]
+    fn pipeline_sink(name: &str) -> Option<JsonB> {
+        const F: &str = "flink.pipeline_sink";
+        let p = stored_pipeline(name, false, F);
+        let (cat, _) = catalog_from_json(&p.datasources, F);
+        let database = current_database();
+        let (sink, cols) = pipeline::sink(&definition(&p, &database), &cat)
+            .unwrap_or_else(|e| raise_catalog(e, F))?;
+        let kind = cat.get(&sink.datasource).map(|d| d.kind.as_str());
         let columns: Vec<Value> = cols
             .iter()
             .map(|(n, t)| json!({"name": n, "flink_type": t, "pg_type": crate::fdw::value::pg_type_for_flink(t)}))
@@ -240,13 +272,13 @@ mod flink {
         })))
     }
 
-    /// Sends a rendered script to the SQL Gateway: every statement but the INSERT is executed
-    /// in a fresh session, the INSERT is EXPLAINed. Never raises for Flink's verdict.
-    #[pg_extern(volatile, parallel_unsafe, name = "_pipeline_validate")]
-    fn pipeline_validate(
-        script: &str,
-        gateway_url: Option<&str>,
-        params: JsonB,
+    /// Plans the pipeline on the real SQL Gateway: every statement but the INSERT runs in a
+    /// fresh session, the INSERT is EXPLAINed. Returns Flink's verdict (never raises for it):
+    /// ok and the plan, or Flink's error and the params path it points at. The masked script is
+    /// enough for Flink to plan; secrets never travel for validation.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn validate(
+        name: &str,
     ) -> TableIterator<
         'static,
         (
@@ -255,49 +287,56 @@ mod flink {
             name!(parameter, Option<String>),
         ),
     > {
-        let url = gateway_url
-            .map(str::to_string)
-            .unwrap_or_else(gucs::gateway_url);
+        const F: &str = "flink.validate";
+        let p = stored_pipeline(name, false, F);
+        let script = render_stored(&p, F);
+        let cluster = p
+            .options
+            .get("cluster")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let url = Spi::get_one_with_args::<String>(
+            "SELECT c.gateway_url FROM flink.cluster c WHERE c.name = $1 OR ($1 IS NULL AND c.is_default)",
+            &[cluster.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(gucs::gateway_url);
+        let params = p.params;
         let limits = gucs::http_limits();
         let wait = gucs::statement_wait();
-        let mut stmts = split_statements(script);
+        let mut stmts = split_statements(&script);
         let Some(last) = stmts.pop() else {
             return TableIterator::once((false, "the script is empty".to_string(), None));
         };
+        // Every statement runs but the INSERT, which is EXPLAINed: Flink plans it fully.
+        stmts.push(format!("EXPLAIN {last}"));
         let r = block::run(async move {
             let gw = Gateway::new(&url, limits)?;
-            let session = gw.open_session("pg_flink validate", &Map::new()).await?;
-            let mut result = Ok(String::new());
-            for s in &stmts {
-                if let Err(e) = gw.run_statement(&session, s, 10, wait).await {
-                    result = Err(e);
-                    break;
-                }
-            }
-            if result.is_ok() {
-                result = gw
-                    .run_statement(&session, &format!("EXPLAIN {last}"), 10, wait)
-                    .await
-                    .map(|r| {
-                        r.rows
-                            .iter()
-                            .filter_map(|row| row.get(0).and_then(Value::as_str))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    });
-            }
-            let _ = gw.close_session(&session).await;
-            result
+            let results = gw
+                .run_script("pg_flink validate", &stmts, 10, wait)
+                .await
+                .map_err(|f| f.error)?;
+            Ok(results
+                .last()
+                .map(|r| {
+                    r.rows
+                        .iter()
+                        .filter_map(|row| row.get(0).and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default())
         });
         TableIterator::once(match r {
             Ok(plan) => (true, plan, None),
-            Err(crate::core::rest::RestError::Statement { root_cause, .. }) => {
+            Err(crate::flink::RestError::Statement { root_cause, .. }) => {
                 let param = quoted_tokens(&root_cause)
                     .iter()
-                    .find_map(|t| pipeline::locate(&params.0, t));
+                    .find_map(|t| pipeline::locate(&params, t));
                 (false, root_cause, param)
             }
-            Err(e) => crate::errors::raise_rest(&e, "flink.validate"),
+            Err(e) => crate::errors::raise_rest(&e, F),
         })
     }
 }

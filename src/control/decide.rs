@@ -1,53 +1,25 @@
 //! The control plane's decisions, as a pure function of (desired state, what pg_flink recorded,
 //! what the cluster reports). The worker gathers the inputs, calls [`decide`], and carries out
 //! the action; every branch is unit-tested here without a cluster.
-use serde::Deserialize;
+use super::state::{Desired, JobState};
+use crate::flink::OverviewJob;
 
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Desired {
-    Running,
-    Stopped,
+/// Whether a state name from `/jobs/overview` is terminal (unknown names are not).
+pub fn is_terminal_name(state: &str) -> bool {
+    JobState::parse(state).is_some_and(JobState::is_globally_terminal)
 }
 
-impl Desired {
-    pub fn parse(s: &str) -> Option<Desired> {
-        match s {
-            "running" => Some(Desired::Running),
-            "stopped" => Some(Desired::Stopped),
-            _ => None,
-        }
-    }
-}
-
-/// A job as `GET /jobs/overview` lists it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct OverviewJob {
-    pub jid: String,
-    pub name: String,
-    pub state: String,
-    #[serde(rename = "start-time", default)]
-    pub start_time: i64,
-    #[serde(rename = "end-time", default)]
-    pub end_time: i64,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Overview {
-    pub jobs: Vec<OverviewJob>,
-}
-
-/// Flink job states that will not change any more.
-pub fn is_terminal(state: &str) -> bool {
-    matches!(state, "FAILED" | "CANCELED" | "FINISHED")
+/// A job state reported by Flink; an unknown name (a newer Flink) reads as [`JobState::Reconciling`]:
+/// alive, but not yet known to be running.
+pub fn flink_state(name: &str) -> JobState {
+    JobState::parse(name).unwrap_or(JobState::Reconciling)
 }
 
 /// What pg_flink recorded about the pipeline's current job (the newest row of flink.jobs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracked {
     pub flink_job_id: Option<String>,
-    /// pg_flink's state: SUBMITTING, a Flink state, STOPPING, STOPPED, LOST, SUBMIT_FAILED.
-    pub state: String,
+    pub state: JobState,
     /// Milliseconds since the last failed submission, when the last attempt failed.
     pub failed_ago_ms: Option<u64>,
     pub attempts: u32,
@@ -61,9 +33,9 @@ pub enum Action {
     /// Submit the current definition (from `savepoint` if set).
     Submit,
     /// A job with this pipeline's identity runs but is not (or no longer) recorded: record it.
-    Adopt { jid: String, state: String },
+    Adopt { jid: String, state: JobState },
     /// The recorded job changed state in the cluster.
-    Observe { jid: String, state: String },
+    Observe { jid: String, state: JobState },
     /// The recorded job is gone from the cluster (JobManager restarted without HA, or the job
     /// was removed): record LOST.
     Lost,
@@ -84,7 +56,7 @@ pub fn live_jobs<'a>(cluster: &'a [OverviewJob], job_name_prefix: &str) -> Vec<&
     cluster
         .iter()
         .filter(|j| {
-            !is_terminal(&j.state)
+            !is_terminal_name(&j.state)
                 && (j.name == job_name_prefix
                     || j.name.starts_with(&format!("{job_name_prefix}/v")))
         })
@@ -114,10 +86,10 @@ pub fn decide(
                 if upgrade {
                     return Action::Upgrade { jid: j.jid.clone() };
                 }
-                if tracked.is_some_and(|t| t.state != j.state) {
+                if tracked.is_some_and(|t| t.state != flink_state(&j.state)) {
                     return Action::Observe {
                         jid: j.jid.clone(),
-                        state: j.state.clone(),
+                        state: flink_state(&j.state),
                     };
                 }
                 return Action::Nothing;
@@ -127,15 +99,15 @@ pub fn decide(
             if let Some(j) = live.first() {
                 return Action::Adopt {
                     jid: j.jid.clone(),
-                    state: j.state.clone(),
+                    state: flink_state(&j.state),
                 };
             }
             let Some(t) = tracked else {
                 return Action::Submit;
             };
-            match t.state.as_str() {
+            match t.state {
                 // A failed submission: retry with backoff.
-                "SUBMIT_FAILED"
+                JobState::SubmitFailed
                     if t.failed_ago_ms
                         .is_some_and(|ago| ago < backoff_ms(t.attempts)) =>
                 {
@@ -143,22 +115,25 @@ pub fn decide(
                 }
                 // A submission whose outcome was never recorded (crash), no live job with our
                 // identity (checked above), a deliberate stop, or a lost job: submit.
-                "SUBMIT_FAILED" | "SUBMITTING" | "STOPPED" | "LOST" => Action::Submit,
+                JobState::SubmitFailed
+                | JobState::Submitting
+                | JobState::Stopped
+                | JobState::Lost => Action::Submit,
                 _ => {
                     let Some(jid) = &t.flink_job_id else {
                         return Action::Submit;
                     };
                     match cluster.iter().find(|j| &j.jid == jid) {
                         // The recorded job ended: record that first.
-                        Some(j) if t.state != j.state => Action::Observe {
+                        Some(j) if t.state != flink_state(&j.state) => Action::Observe {
                             jid: jid.clone(),
-                            state: j.state.clone(),
+                            state: flink_state(&j.state),
                         },
                         // Ended (FAILED/FINISHED/CANCELED): no resubmission loop; a restart
                         // (or start after the failure) asks for a new job.
                         Some(_) if upgrade => Action::Submit,
                         Some(_) => Action::Nothing,
-                        None if !is_terminal(&t.state) => Action::Lost,
+                        None if !t.state.is_globally_terminal() => Action::Lost,
                         None if upgrade => Action::Submit,
                         None => Action::Nothing,
                     }
@@ -175,10 +150,11 @@ pub fn decide(
             if let Some(t) = tracked {
                 if let Some(jid) = &t.flink_job_id {
                     if let Some(j) = cluster.iter().find(|j| &j.jid == jid) {
-                        if t.state != j.state && t.state != "STOPPED" {
+                        let now = flink_state(&j.state);
+                        if t.state != now && t.state != JobState::Stopped {
                             return Action::Observe {
                                 jid: jid.clone(),
-                                state: j.state.clone(),
+                                state: now,
                             };
                         }
                     }
@@ -208,7 +184,7 @@ mod tests {
     fn tracked(jid: Option<&str>, state: &str) -> Tracked {
         Tracked {
             flink_job_id: jid.map(str::to_string),
-            state: state.into(),
+            state: JobState::parse(state).unwrap(),
             failed_ago_ms: None,
             attempts: 0,
         }
@@ -247,7 +223,7 @@ mod tests {
             ),
             Action::Observe {
                 jid: "a".into(),
-                state: "RUNNING".into()
+                state: JobState::Running
             }
         );
     }
@@ -267,14 +243,14 @@ mod tests {
             ),
             Action::Adopt {
                 jid: "x".into(),
-                state: "RUNNING".into()
+                state: JobState::Running
             }
         );
         assert_eq!(
             decide(Desired::Running, None, &c, ID, false, true),
             Action::Adopt {
                 jid: "x".into(),
-                state: "RUNNING".into()
+                state: JobState::Running
             }
         );
         // Another pipeline's job is not ours.
@@ -331,7 +307,7 @@ mod tests {
             ),
             Action::Observe {
                 jid: "a".into(),
-                state: "FAILED".into()
+                state: JobState::Failed
             }
         );
         assert_eq!(

@@ -1,0 +1,19 @@
+//! The control plane: users set a desired state in a transaction; after commit the background
+//! worker makes Flink match it and records every transition.
+//!
+//! - [`state`]: `Desired` and `JobState` (pure; mirrored by a CHECK constraint in SQL);
+//! - [`identity`]: job names and the identity prefix by which jobs are recognised (pure);
+//! - [`decide`]: the decision for one pipeline, a pure function unit-tested without a cluster;
+//! - [`submit`]: what a submission sends (rendered from the pipeline's own datasources; pure);
+//! - [`store`]: typed rows read and state changes written by the worker (SPI);
+//! - [`worker`]: registration and the loop; [`actions`]: carrying out one decision;
+//! - [`sql`]: the SQL-callable helpers of the control plane (schema `flink_internal`).
+pub mod decide;
+pub mod identity;
+pub mod state;
+pub mod submit;
+
+mod actions;
+pub mod sql;
+pub mod store;
+pub mod worker;

@@ -1,0 +1,215 @@
+//! The worker's side of the catalog: typed rows read with SPI and the state changes it writes,
+//! each in its own transaction (so a Postgres error in one aborts only that change). The SQL
+//! helpers live in schema `flink_internal` (sql/install/40_control.sql); every argument is a
+//! bind parameter.
+use super::state::{Desired, JobState};
+use crate::stored::PipelineDef;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One pipeline with a desired state, as `flink_internal.worker_snapshot()` returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipelineRow {
+    pub pipeline: String,
+    pub desired: Desired,
+    pub from_savepoint: Option<String>,
+    pub stop_with_savepoint: bool,
+    pub drain: bool,
+    pub restart_requested: bool,
+    pub gateway_url: Option<String>,
+    pub rest_url: Option<String>,
+    /// The pipeline's newest job row, if any.
+    pub job: Option<JobRow>,
+}
+
+/// The newest `flink.job` row of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub flink_job_id: Option<String>,
+    pub state: JobState,
+    pub attempts: i32,
+    /// Milliseconds since the row last changed.
+    pub updated_ago_ms: i64,
+}
+
+/// Runs `f` in its own transaction; a Postgres error aborts it and comes back as Err.
+pub fn in_txn<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+) -> Result<R, String> {
+    // SAFETY: a background worker connected to a database and outside any transaction (the
+    // loop calls this between transactions only) may start one; this is the sequence pgrx's
+    // own `BackgroundWorker::transaction` uses.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let r = PgTryBuilder::new(|| Ok(f()))
+        .catch_others(|e| {
+            Err(match e {
+                pg_sys::panic::CaughtError::PostgresError(r)
+                | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
+                    ereport.message().to_string()
+                }
+            })
+        })
+        .execute();
+    // SAFETY: the transaction started above is still the current one: on success its snapshot
+    // is popped and it commits; on error (the error state was caught and flushed by
+    // PgTryBuilder) it is aborted, which also releases the snapshot.
+    unsafe {
+        match r {
+            Ok(_) => {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+            }
+            Err(_) => pg_sys::AbortCurrentTransaction(),
+        }
+    }
+    r
+}
+
+fn one_json(
+    query: &'static str,
+    args: Vec<DatumWithOid<'static>>,
+) -> Result<Option<Value>, String> {
+    in_txn(move || {
+        Spi::get_one_with_args::<JsonB>(query, &args)
+            .map(|j| j.map(|j| j.0))
+            .map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)
+    .map_err(|e| format!("{query}: {e}"))
+}
+
+/// Runs a statement in its own transaction.
+pub fn run(query: &'static str, args: Vec<DatumWithOid<'static>>) -> Result<(), String> {
+    in_txn(move || Spi::run_with_args(query, &args).map_err(|e| e.to_string()))
+        .and_then(|r| r)
+        .map_err(|e| format!("{query}: {e}"))
+}
+
+/// Whether pg_flink is installed in the worker's database (it may be dropped at any time).
+pub fn installed() -> bool {
+    in_txn(|| {
+        Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_flink')",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    }) == Ok(true)
+}
+
+/// The pipelines with a desired state. A row that does not decode is reported (with the
+/// pipeline's name and why) and left out of this tick; the others go on.
+pub fn snapshot() -> Result<Vec<PipelineRow>, String> {
+    let v = one_json("SELECT flink_internal.worker_snapshot()", vec![])?.unwrap_or(Value::Null);
+    let Value::Array(rows) = v else {
+        return Err("flink_internal.worker_snapshot() did not return an array".into());
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name = row
+            .get("pipeline")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        match serde_path_to_error::deserialize::<_, PipelineRow>(row) {
+            Ok(r) => out.push(r),
+            Err(e) => warning!(
+                "pg_flink worker: pipeline \"{name}\": malformed control row ({}: {}); skipped this tick",
+                e.path(),
+                e.inner()
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// The pipeline's definition and its own datasources, secrets included.
+pub fn pipeline_def(pipeline: &str) -> Result<PipelineDef, String> {
+    let p = pipeline.to_string();
+    in_txn(move || crate::stored::pipeline(&p, true))
+        .and_then(|r| r)?
+        .ok_or_else(|| format!("pipeline \"{pipeline}\" no longer exists"))
+}
+
+/// Records a state change (and an event + NOTIFY when the state or error changed).
+pub fn transition(
+    job: i64,
+    state: JobState,
+    jid: Option<&str>,
+    detail: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.job_transition($1, $2, $3, $4, $5)",
+        vec![
+            job.into(),
+            state.as_str().to_string().into(),
+            jid.map(str::to_string).into(),
+            detail.map(str::to_string).into(),
+            error.map(str::to_string).into(),
+        ],
+    )
+}
+
+/// Starts a new job row for the pipeline (consuming a pending restart/savepoint request).
+pub fn begin_job(
+    pipeline: &str,
+    job_name: &str,
+    state: JobState,
+    jid: Option<&str>,
+    savepoint: Option<&str>,
+) -> Result<i64, String> {
+    let args: Vec<DatumWithOid<'static>> = vec![
+        pipeline.to_string().into(),
+        job_name.to_string().into(),
+        state.as_str().to_string().into(),
+        jid.map(str::to_string).into(),
+        savepoint.map(str::to_string).into(),
+    ];
+    in_txn(move || {
+        Spi::get_one_with_args::<i64>("SELECT flink_internal.job_begin($1, $2, $3, $4, $5)", &args)
+            .map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)
+    .map_err(|e| format!("job_begin: {e}"))?
+    .ok_or_else(|| format!("pipeline \"{pipeline}\" no longer exists"))
+}
+
+/// The version of the pipeline's definition (for the job name of an adopted job).
+pub fn pipeline_version(pipeline: &str) -> Result<i32, String> {
+    let p = pipeline.to_string();
+    in_txn(move || {
+        Spi::get_one_with_args::<i32>(
+            "SELECT version FROM flink.pipeline WHERE name = $1",
+            &[p.into()],
+        )
+        .map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)?
+    .ok_or_else(|| format!("pipeline \"{pipeline}\" no longer exists"))
+}
+
+/// Records when the job's latest checkpoint completed.
+pub fn checkpoint(job: i64, completed_ms: i64) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.job_checkpoint($1, $2)",
+        vec![job.into(), completed_ms.into()],
+    )
+}
+
+/// Records a savepoint taken when stopping the job.
+pub fn savepoint(pipeline: &str, job: i64, path: &str) -> Result<(), String> {
+    run(
+        "INSERT INTO flink.savepoint (pipeline, job_id, pipeline_version, path, trigger) SELECT $1, $2, j.pipeline_version, $3, 'stop' FROM flink.job j WHERE j.id = $2",
+        vec![pipeline.to_string().into(), job.into(), path.to_string().into()],
+    )
+}

@@ -1,0 +1,182 @@
+//! Client of the Flink JobManager REST API (port 8081 by default): cluster overview, the jobs
+//! of the cluster, stop with savepoint, cancel, checkpoints and root exceptions.
+use super::http::Endpoint;
+use super::trace::root_cause;
+use super::{HttpLimits, RestError, Service};
+use crate::core::urls;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A job as `GET /jobs/overview` lists it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct OverviewJob {
+    pub jid: String,
+    pub name: String,
+    pub state: String,
+    #[serde(rename = "start-time", default)]
+    pub start_time: i64,
+    #[serde(rename = "end-time", default)]
+    pub end_time: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+struct Overview {
+    jobs: Vec<OverviewJob>,
+}
+
+/// Client of the JobManager REST API (port 8081 by default).
+#[derive(Debug, Clone)]
+pub struct JobManager {
+    ep: Endpoint,
+}
+
+/// `GET /overview`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ClusterOverview {
+    #[serde(rename = "flink-version")]
+    pub flink_version: String,
+    pub taskmanagers: i64,
+    #[serde(rename = "slots-total")]
+    pub slots_total: i64,
+    #[serde(rename = "slots-available")]
+    pub slots_available: i64,
+    #[serde(rename = "jobs-running")]
+    pub jobs_running: i64,
+}
+
+impl JobManager {
+    pub fn new(base_url: &str, limits: HttpLimits) -> Result<Self, RestError> {
+        Ok(JobManager {
+            ep: Endpoint::new(Service::JobManager, base_url, limits)?,
+        })
+    }
+
+    pub fn shown_url(&self) -> String {
+        self.ep.shown()
+    }
+
+    pub async fn overview(&self) -> Result<ClusterOverview, RestError> {
+        let v = self.ep.get("/overview").await?;
+        self.ep.decode(v)
+    }
+
+    /// `GET /jobs/overview`: every job of the cluster in one request.
+    pub async fn jobs_overview(&self) -> Result<Vec<OverviewJob>, RestError> {
+        let v = self.ep.get("/jobs/overview").await?;
+        let o: Overview = self.ep.decode(v)?;
+        Ok(o.jobs)
+    }
+
+    /// `POST /jobs/{id}/stop`: stop with a savepoint; returns the trigger id.
+    pub async fn stop_with_savepoint(&self, jid: &str, drain: bool) -> Result<String, RestError> {
+        let v = self
+            .ep
+            .post(
+                &format!("/jobs/{jid}/stop"),
+                &serde_json::json!({"drain": drain}),
+            )
+            .await?;
+        v.get("request-id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| RestError::Decode {
+                service: Service::JobManager,
+                url: self.ep.shown(),
+                reason: "no request-id in the stop answer".into(),
+            })
+    }
+
+    /// `GET /jobs/{id}/savepoints/{trigger}`: Ok(Some(location)) when done, Ok(None) while in
+    /// progress.
+    pub async fn savepoint_status(
+        &self,
+        jid: &str,
+        trigger: &str,
+    ) -> Result<Option<String>, RestError> {
+        let v = self
+            .ep
+            .get(&format!("/jobs/{jid}/savepoints/{trigger}"))
+            .await?;
+        if v.pointer("/status/id").and_then(Value::as_str) != Some("COMPLETED") {
+            return Ok(None);
+        }
+        if let Some(loc) = v.pointer("/operation/location").and_then(Value::as_str) {
+            return Ok(Some(loc.to_string()));
+        }
+        let cause = v
+            .pointer("/operation/failure-cause/serialized-throwable")
+            .or_else(|| v.pointer("/operation/failure-cause/stack-trace"))
+            .and_then(Value::as_str)
+            .map(root_cause)
+            .unwrap_or_else(|| "the savepoint failed".into());
+        Err(RestError::Status {
+            service: Service::JobManager,
+            url: self.ep.shown(),
+            status: 500,
+            message: cause,
+        })
+    }
+
+    /// `PATCH /jobs/{id}?mode=cancel`.
+    pub async fn cancel(&self, jid: &str) -> Result<(), RestError> {
+        let url = urls::join(&self.ep.base, &format!("/jobs/{jid}?mode=cancel"));
+        self.ep.send(self.ep.http.patch(url)).await.map(|_| ())
+    }
+
+    /// When the job's latest checkpoint completed (epoch ms), from `GET /jobs/{id}/checkpoints`.
+    pub async fn latest_checkpoint_ms(&self, jid: &str) -> Result<Option<i64>, RestError> {
+        let v = self.ep.get(&format!("/jobs/{jid}/checkpoints")).await?;
+        Ok(v.pointer("/latest/completed/latest_ack_timestamp")
+            .and_then(Value::as_i64)
+            .filter(|t| *t > 0))
+    }
+
+    /// The root exception of a job (`GET /jobs/{id}/exceptions`), if any.
+    pub async fn root_exception(&self, jid: &str) -> Result<Option<String>, RestError> {
+        let v = self.ep.get(&format!("/jobs/{jid}/exceptions")).await?;
+        let text = v
+            .pointer("/exceptionHistory/entries/0/stacktrace")
+            .or_else(|| v.get("root-exception"))
+            .and_then(Value::as_str);
+        Ok(text.map(|t| crate::core::text::ellipsis(&root_cause(t), 2000)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn errors_never_show_credentials() {
+        let jm = JobManager::new("http://user:pw123@127.0.0.1:1", HttpLimits::default()).unwrap();
+        assert_eq!(jm.shown_url(), "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn unreachable_port_is_reported_fast() {
+        // Port 1 on loopback is closed: a refused connection, well inside the connect timeout.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let jm = JobManager::new(
+            "http://127.0.0.1:1",
+            HttpLimits {
+                connect_timeout_ms: 500,
+                request_timeout_ms: 1000,
+            },
+        )
+        .unwrap();
+        let t = Instant::now();
+        let e = rt.block_on(jm.overview()).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        match e {
+            RestError::Unreachable { url, reason, .. } => {
+                assert_eq!(url, "http://127.0.0.1:1");
+                assert!(reason.contains("connection failed"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Stored pipelines and datasources read with SPI, for every path that renders: the SQL API
+//! (as the caller, so privileges decide what is visible) and the worker. Only the datasources a
+//! pipeline references are read; secrets only when asked for, and only a caller who may read
+//! `flink.datasource_secret` can ask successfully.
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A stored pipeline with its own datasources: `datasources` is
+/// `{name: {kind, options, secrets?}}` (secret options masked as "***" unless revealed).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipelineDef {
+    pub name: String,
+    pub template: String,
+    pub params: Value,
+    pub options: Value,
+    pub version: i32,
+    pub datasources: Value,
+}
+
+/// Masked: readable by flink_reader (views only).
+const PIPELINE_MASKED: &str = "SELECT jsonb_build_object('name', p.name, 'template', p.template, 'params', p.params,
+    'options', p.options, 'version', p.version,
+    'datasources', COALESCE((SELECT jsonb_object_agg(m.name, jsonb_build_object('kind', m.kind, 'options', m.options))
+                             FROM flink.datasources m WHERE m.name = ANY (p.datasources)), '{}'))
+  FROM flink.pipelines p WHERE p.name = $1";
+
+/// Revealed: needs SELECT on the tables (flink_admin, the worker).
+const PIPELINE_REVEALED: &str = "SELECT jsonb_build_object('name', p.name, 'template', p.template, 'params', p.params,
+    'options', p.options, 'version', p.version,
+    'datasources', COALESCE((SELECT jsonb_object_agg(d.name, jsonb_build_object('kind', d.kind, 'options', d.options,
+                                      'secrets', COALESCE(s.secrets, '{}')))
+                             FROM flink.pipeline_datasource pd
+                             JOIN flink.datasource d ON d.name = pd.datasource
+                             LEFT JOIN flink.datasource_secret s ON s.datasource = d.name
+                             WHERE pd.pipeline = p.name), '{}'))
+  FROM flink.pipeline p WHERE p.name = $1";
+
+/// Named datasources with their secrets (for create_pipeline, which runs as the extension owner).
+const DATASOURCES_REVEALED: &str = "SELECT COALESCE(jsonb_object_agg(d.name, jsonb_build_object('kind', d.kind, 'options', d.options,
+                                      'secrets', COALESCE(s.secrets, '{}'))), '{}')
+  FROM flink.datasource d LEFT JOIN flink.datasource_secret s ON s.datasource = d.name
+  WHERE d.name = ANY ($1)";
+
+/// The pipeline, or None when it does not exist. Errors are Postgres' (e.g. permission denied).
+pub fn pipeline(name: &str, reveal: bool) -> Result<Option<PipelineDef>, String> {
+    let query = if reveal {
+        PIPELINE_REVEALED
+    } else {
+        PIPELINE_MASKED
+    };
+    let v = Spi::get_one_with_args::<JsonB>(query, &[name.to_string().into()])
+        .map_err(|e| e.to_string())?;
+    match v {
+        None => Ok(None),
+        Some(JsonB(v)) => serde_path_to_error::deserialize(v).map(Some).map_err(|e| {
+            format!(
+                "malformed pipeline \"{name}\" ({}: {})",
+                e.path(),
+                e.inner()
+            )
+        }),
+    }
+}
+
+/// `{name: {kind, options, secrets}}` of the named datasources that exist.
+pub fn datasources(names: &[String]) -> Result<Value, String> {
+    Spi::get_one_with_args::<JsonB>(DATASOURCES_REVEALED, &[names.to_vec().into()])
+        .map(|v| v.map(|j| j.0).unwrap_or(Value::Null))
+        .map_err(|e| e.to_string())
+}
+
+/// Whether the caller may read secrets (flink_admin members and superusers).
+pub fn may_reveal() -> bool {
+    Spi::get_one::<bool>("SELECT has_table_privilege('flink.datasource_secret', 'SELECT')")
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
