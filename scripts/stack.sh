@@ -4,6 +4,8 @@
 # Everything listens on 127.0.0.1 only.
 #
 #   scripts/stack.sh up       install what is missing (cached), build + install the extension, start all
+#   scripts/stack.sh up postgres   build + install the extension and start PostgreSQL only (the
+#                                  Postgres-only test tier needs nothing else)
 #   scripts/stack.sh down     stop what this script started (by pid)
 #   scripts/stack.sh status   health of every service (exit 1 if any is unhealthy)
 #   scripts/stack.sh logs [service]   tail the logs (all, or one service)
@@ -443,6 +445,13 @@ cmd_up() {
   cmd_status
 }
 
+cmd_up_postgres() {
+  mkdir -p "$CACHE" "$LOGS" "$PIDS"
+  chmod 755 "$STACK" "$RUN" "$LOGS"
+  if [ "${PG_FLINK_SKIP_BUILD:-0}" != 1 ]; then build_extension; fi
+  start_postgres
+}
+
 stop_pidfile() { # service pidfile
   local f=$2 p
   [ -f "$f" ] || return 0
@@ -550,11 +559,11 @@ cmd_service() {
 
 mkdir -p "$LOGS" "$PIDS"
 case "${1:-}" in
-  up) cmd_up ;;
+  up) if [ "${2:-}" = postgres ]; then cmd_up_postgres; else cmd_up; fi ;;
   down) cmd_down ;;
   status) cmd_status ;;
   logs) cmd_logs "${2:-all}" ;;
   env) cmd_env ;;
   start|stop) cmd_service "$1" "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|logs [service]|env|start <svc>|stop <svc>" >&2; exit 2 ;;
+  *) echo "usage: $0 up [postgres]|down|status|logs [service]|env|start <svc>|stop <svc>" >&2; exit 2 ;;
 esac

@@ -2,8 +2,10 @@
 # The whole test suite, from a clean clone on a fresh machine:
 #   1. installs dependencies (scripts/install-deps.sh)
 #   2. cargo fmt --check, cargo clippy -D warnings, unit tests of the pure core (cargo test --lib)
-#   3. brings the real stack up (scripts/stack.sh up: builds + installs the extension)
-#   4. integration tests against the real services (pytest tests/)
+#   3. the Postgres-only tier: builds + installs the extension, starts PostgreSQL alone
+#      (scripts/stack.sh up postgres) and runs pg_regress (scripts/test-pg.sh)
+#   4. brings the rest of the real stack up (scripts/stack.sh up)
+#   5. integration tests against the real services (pytest tests/)
 # Extra arguments go to pytest (e.g. scripts/test.sh -k health).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +18,7 @@ step "dependencies"; scripts/install-deps.sh
 step "cargo fmt --check"; cargo fmt --check
 step "cargo clippy"; cargo clippy --all-targets -- -D warnings
 step "unit tests (cargo test --lib)"; cargo test --lib
-step "stack up"; scripts/stack.sh up
+step "Postgres-only tier (pg_regress)"; scripts/stack.sh up postgres; scripts/test-pg.sh
+step "stack up"; PG_FLINK_SKIP_BUILD=1 scripts/stack.sh up
 step "integration tests (pytest)"
 "$STACK/venv/bin/python" -m pytest tests -v -p no:cacheprovider "$@"
