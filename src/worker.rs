@@ -5,10 +5,10 @@
 //! (flink._job_begin / flink._job_transition), which record the event and NOTIFY. Network
 //! calls happen outside transactions and are bounded by timeouts. Errors are recorded on the
 //! job and logged; the loop goes on.
-use crate::core::catalog::scrub;
 use crate::core::control::{decide, Action, Desired, OverviewJob, Tracked};
 use crate::core::rest::{Gateway, HttpLimits, JobManager, RestError};
 use crate::core::script::split_statements;
+use crate::datasource::scrub;
 use crate::gucs;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,

@@ -2,12 +2,12 @@
 //! rendering and validating through the SQL Gateway. Table work is SQL in sql/bootstrap.sql.
 use crate::api::catalog::{raise_catalog, raise_source};
 use crate::block;
-use crate::core::catalog::{self, CatalogError, ErrorClass, Kind};
-use crate::core::pipeline::{self, Catalog, ColumnDecl, DatasourceInfo, Definition, Params, Role};
 use crate::core::rest::Gateway;
 use crate::core::script::split_statements;
-use crate::core::sources::Source;
+use crate::datasource::catalog::{self, CatalogError, ErrorClass};
+use crate::datasource::{Kind, Source};
 use crate::gucs;
+use crate::pipeline::{self, Catalog, ColumnDecl, DatasourceInfo, Definition, Params, Role};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
