@@ -195,6 +195,8 @@ async fn describe_index(src: &Source, index: &str) -> Result<Described, SourceEr
     })
 }
 
+// Type mapping: documented in docs/type-mapping.md; keep the two in step.
+
 /// Columns of an Elasticsearch mapping (`properties` object). Objects become ROW types,
 /// `nested` fields ARRAY<ROW>; every ES field is nullable (and may hold arrays, which Flink's
 /// connector reads as the declared scalar type only for single values).

@@ -315,6 +315,8 @@ impl Source {
     }
 }
 
+// Type mapping: documented in docs/type-mapping.md; keep the two in step.
+
 /// Type inference over JSON documents (Kafka samples).
 #[derive(Debug, Clone, Default)]
 pub struct JsonInference {

@@ -141,6 +141,8 @@ async fn describe_table(src: &Source, object: &str) -> Result<Described, SourceE
     })
 }
 
+// Type mapping: documented in docs/type-mapping.md; keep the two in step.
+
 /// MySQL column from `information_schema.columns`.
 #[derive(Debug, Clone, Default)]
 pub struct MyColumn {

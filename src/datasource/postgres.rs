@@ -190,6 +190,8 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
+// Type mapping: documented in docs/type-mapping.md; keep the two in step.
+
 /// Postgres column from `information_schema.columns` (+ `pg_attribute` for array elements).
 #[derive(Debug, Clone, Default)]
 pub struct PgColumn {
