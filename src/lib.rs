@@ -3,6 +3,10 @@
 //! Layout:
 //! - [`core`]: pure logic (REST clients, SQL script handling, URL hygiene). No pgrx; unit-tested
 //!   with plain `cargo test --lib`.
+//! - [`datasource`]: the datasource kinds, one file each (option schema, client, type mapping,
+//!   Flink connector), and the catalog's validation. No pgrx.
+//! - [`pipeline`]: rendering stored pipelines into Flink SQL scripts, one file per template.
+//!   No pgrx.
 //! - [`gucs`]: every `pg_flink.*` setting, registered in `_PG_init`.
 //! - [`errors`]: how core errors become Postgres `ErrorReport`s (SQLSTATE, message, detail, hint).
 //! - [`block`]: runs async network work from a backend, honouring query cancel and
@@ -14,10 +18,12 @@ pub mod api;
 pub mod block;
 pub mod control;
 pub mod core;
+pub mod datasource;
 pub mod errors;
 pub mod fdw;
 pub mod flink;
 pub mod gucs;
+pub mod pipeline;
 pub mod stored;
 
 ::pgrx::pg_module_magic!();

@@ -1,8 +1,8 @@
 //! Catalog glue: validation and the network side of test/describe. The table work (upserts,
 //! versions, privileges) is SQL in sql/install/20_catalog.sql, which calls these internal functions (schema flink_internal).
 use crate::block::{self, ReportError};
-use crate::core::catalog::{self, CatalogError, ErrorClass};
-use crate::core::sources::{Source, SourceError, SourceErrorKind};
+use crate::datasource::catalog::{self, CatalogError, ErrorClass};
+use crate::datasource::{Source, SourceError, SourceErrorKind};
 use crate::flink::{Gateway, HttpLimits, JobManager};
 use crate::gucs;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -11,7 +11,9 @@ use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
-pub(crate) fn raise_catalog(e: CatalogError, funcname: &'static str) -> ! {
+/// Raises a catalog or pipeline error (`PipelineError` converts into `CatalogError`).
+pub(crate) fn raise_catalog(e: impl Into<CatalogError>, funcname: &'static str) -> ! {
+    let e: CatalogError = e.into();
     let code = match e.class {
         ErrorClass::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         ErrorClass::NullValue => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -136,8 +138,9 @@ mod flink_internal {
             }
             urls.insert(key.into(), Value::String(crate::core::urls::redact(&u)));
         }
-        let opts = catalog::validate_cluster_options(&name, options.as_ref().map(|j| &j.0))
-            .unwrap_or_else(|e| raise_catalog(e, F));
+        let opts =
+            crate::datasource::validate_cluster_options(&name, options.as_ref().map(|j| &j.0))
+                .unwrap_or_else(|e| raise_catalog(e, F));
         urls.insert("options".into(), Value::Object(opts));
         JsonB(Value::Object(urls))
     }

@@ -2,14 +2,12 @@
 //! rendering and validating through the SQL Gateway. Table work is SQL in sql/install/30_pipelines.sql.
 use crate::api::catalog::{raise_catalog, raise_source};
 use crate::block;
-use crate::control::submit::catalog_of;
-use crate::core::catalog::{self, CatalogError, ErrorClass, Kind};
-use crate::core::pipeline::{self, Catalog, ColumnDecl, Definition, Params, Role};
-use crate::core::script::split_statements;
-use crate::core::sources::Source;
+use crate::datasource::catalog::{self, CatalogError, ErrorClass};
+use crate::datasource::{Kind, Source};
 use crate::errors::raise;
 use crate::flink::Gateway;
 use crate::gucs;
+use crate::pipeline::{self, catalog_of, Catalog, ColumnDecl, Definition, Params, Role, Script};
 use crate::stored::{self, PipelineDef};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -81,10 +79,11 @@ fn definition<'a>(p: &'a PipelineDef, database: &'a str) -> Definition<'a> {
 }
 
 /// Renders a stored pipeline from its own datasources.
-fn render_stored(p: &PipelineDef, funcname: &'static str) -> String {
+fn render_stored(p: &PipelineDef, funcname: &'static str) -> Script {
     let (cat, _) = catalog_from_json(&p.datasources, funcname);
     let database = current_database();
-    pipeline::render(&definition(p, &database), &cat).unwrap_or_else(|e| raise_catalog(e, funcname))
+    pipeline::render_script(&definition(p, &database), &cat)
+        .unwrap_or_else(|e| raise_catalog(e, funcname))
 }
 
 fn current_database() -> String {
@@ -245,7 +244,7 @@ mod flink {
                 F,
             );
         }
-        render_stored(&stored_pipeline(name, reveal_secrets, F), F)
+        render_stored(&stored_pipeline(name, reveal_secrets, F), F).to_string()
     }
 
     /// The sink of a stored pipeline: datasource, kind, object and the columns with their Flink
@@ -305,7 +304,7 @@ mod flink {
         let params = p.params;
         let limits = gucs::http_limits();
         let wait = gucs::statement_wait();
-        let mut stmts = split_statements(&script);
+        let mut stmts = script.statements();
         let Some(last) = stmts.pop() else {
             return TableIterator::once((false, "the script is empty".to_string(), None));
         };

@@ -211,7 +211,7 @@ impl Worker<'_> {
                 None,
             ),
             Ok(None) => submit_failed("the gateway returned no job id"),
-            Err(e) => submit_failed(&crate::core::catalog::scrub(&e.to_string(), &secrets)),
+            Err(e) => submit_failed(&crate::datasource::scrub(&e.to_string(), &secrets)),
         }
     }
 }

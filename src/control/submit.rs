@@ -1,38 +1,11 @@
 //! What the worker submits for a pipeline: its script rendered in Rust from the pipeline's own
-//! datasources (never the whole catalog's secrets), as a list of statements, plus the secret
+//! datasources (never the whole catalog's secrets), as the typed statement list, plus the secret
 //! values to scrub from any error text. Pure: unit-tested without Postgres.
-use crate::core::catalog::{self, Kind};
-use crate::core::pipeline::{self, Catalog, DatasourceInfo, Definition};
 use crate::core::quote;
+use crate::datasource::scrub;
+use crate::pipeline::{self, catalog_of, Definition};
 use crate::stored::PipelineDef;
 use serde_json::{Map, Value};
-
-/// `{name: {kind, options, secrets?}}` → the renderer's catalog (secrets merged into the
-/// options) and every secret value keyed `datasource.option` (to scrub error texts).
-pub fn catalog_of(datasources: &Value) -> Result<(Catalog, Map<String, Value>), String> {
-    let mut cat = Catalog::new();
-    let mut secrets = Map::new();
-    for (name, d) in datasources.as_object().into_iter().flatten() {
-        let kind: Kind = catalog::check_kind(name, d.get("kind").and_then(Value::as_str))
-            .map_err(|e| e.message)?;
-        let mut options = d
-            .get("options")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        for (k, s) in d
-            .get("secrets")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            options.insert(k.clone(), s.clone());
-            secrets.insert(format!("{name}.{k}"), s.clone());
-        }
-        cat.insert(name.clone(), DatasourceInfo { kind, options });
-    }
-    Ok((cat, secrets))
-}
 
 /// The statements to submit and the secrets to scrub from errors.
 pub fn render(
@@ -48,13 +21,13 @@ pub fn render(
         database,
         version: def.version,
     };
-    let script = pipeline::render(&d, &cat).map_err(|e| {
-        catalog::scrub(
+    let script = pipeline::render_script(&d, &cat).map_err(|e| {
+        scrub(
             &format!("the pipeline cannot be rendered: {}", e.message),
             &secrets,
         )
     })?;
-    Ok((crate::core::script::split_statements(&script), secrets))
+    Ok((script.statements(), secrets))
 }
 
 /// The statement that makes the next job start from a savepoint.
@@ -79,6 +52,26 @@ mod tests {
         assert_eq!(cat["pg"].options["password"], json!("s3cret"));
         assert_eq!(secrets["pg.password"], json!("s3cret"));
         assert!(catalog_of(&json!({"x": {"kind": "nope"}})).is_err());
+    }
+
+    #[test]
+    fn submits_the_typed_statements_of_only_its_own_datasources() {
+        let def = PipelineDef {
+            name: "p".into(),
+            template: "filter_alert".into(),
+            params: json!({"source": {"datasource": "k", "object": "t", "columns": [{"name": "a", "type": "INT"}]},
+                           "conditions": [{"column": "a", "op": ">", "value": 1}], "select": ["a"],
+                           "sink": {"datasource": "k", "object": "u"}}),
+            options: json!({}),
+            version: 2,
+            datasources: json!({"k": {"kind": "kafka", "options": {"bootstrap_servers": "h:1"},
+                                      "secrets": {"sasl_password": "kafka-pw-1"}}}),
+        };
+        let (statements, secrets) = render(&def, "db").unwrap();
+        assert_eq!(statements[0], "SET 'pipeline.name' = 'pg_flink/db/p/v2'");
+        assert!(statements.last().unwrap().starts_with("INSERT INTO"));
+        assert!(statements.iter().all(|s| !s.trim_end().ends_with(';')));
+        assert_eq!(secrets.len(), 1);
     }
 
     #[test]

@@ -1212,7 +1212,7 @@ pub fn validate<W: Wrapper>(options: Vec<Option<String>>, catalog: Option<Oid>) 
 pub fn datasource(
     server: &TableDef,
     name: &str,
-) -> Result<crate::core::sources::Source, pgrx::pg_sys::panic::ErrorReport> {
+) -> Result<crate::datasource::Source, pgrx::pg_sys::panic::ErrorReport> {
     let owner_ok = Spi::get_one_with_args::<bool>(
         "SELECT r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'flink_admin', 'MEMBER') FROM pg_catalog.pg_roles r WHERE r.oid = $1",
         &[Oid::from(server.server_owner).into()],
@@ -1267,7 +1267,7 @@ pub fn datasource(
             ))
         }
     };
-    let kind = crate::core::catalog::check_kind(name, Some(&kind)).map_err(|e| {
+    let kind = crate::datasource::check_kind(name, Some(&kind)).map_err(|e| {
         fdw_error(
             PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             e.to_string(),
@@ -1280,7 +1280,7 @@ pub fn datasource(
             .cloned()
             .unwrap_or_default()
     };
-    Ok(crate::core::sources::Source {
+    Ok(crate::datasource::Source {
         name: name.to_string(),
         kind,
         options: obj("options"),
@@ -1295,9 +1295,9 @@ pub fn datasource(
 pub fn server_source(
     t: &TableDef,
     rules: &super::OptionRules,
-    kind: crate::core::catalog::Kind,
-    direct: impl FnOnce(&str) -> crate::core::sources::Source,
-) -> Result<crate::core::sources::Source, pgrx::pg_sys::panic::ErrorReport> {
+    kind: crate::datasource::Kind,
+    direct: impl FnOnce(&str) -> crate::datasource::Source,
+) -> Result<crate::datasource::Source, pgrx::pg_sys::panic::ErrorReport> {
     let (by_name, by_address) = rules.server_one_of;
     let bad = |msg: String| {
         fdw_error(

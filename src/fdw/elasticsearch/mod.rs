@@ -6,8 +6,8 @@
 pub mod dsl;
 mod scan;
 
-use crate::core::catalog::Kind;
-use crate::core::sources::Source;
+use crate::datasource::Kind;
+use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
     fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,

@@ -1,8 +1,8 @@
 //! Talking to Elasticsearch: point-in-time + search_after scans and bulk writes.
 use super::dsl::{self, Field, FieldKind};
 use super::{base_query, index, source, EsFdwError};
-use crate::core::catalog::scrub;
-use crate::core::sources::Source;
+use crate::datasource::scrub;
+use crate::datasource::Source;
 use crate::fdw::cond::Request;
 use crate::fdw::value::{JsonFields, PgType, Val};
 use crate::fdw::{int_opt, Modify, Scan, TableDef};

@@ -1,7 +1,7 @@
 //! Reading (bounded snapshots) and writing (produce + confirm) Kafka topics.
 use super::plan::{self, Bounds, ColKind, Format, MetaCols, Msg, OnError};
 use super::{decode_error, source, topic, KafkaFdwError};
-use crate::core::sources::Source;
+use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::value::Val;
 use crate::fdw::{int_opt, Modify, Scan, TableDef};

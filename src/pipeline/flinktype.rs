@@ -1,6 +1,6 @@
-//! Flink SQL data types: a strict parser (user-declared types never reach SQL unparsed), the
-//! canonical rendering, and assignability (what Flink would accept without rejecting or
-//! silently truncating).
+//! Flink SQL data types of pipeline tables: a strict parser (user-declared types never reach
+//! SQL unparsed), the canonical rendering, and assignability (what Flink would accept without
+//! rejecting or silently truncating).
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,152 @@
+//! Datasources: the external systems pipelines read and write and the FDWs query.
+//!
+//! One file per kind ([`kafka`], [`elasticsearch`], [`postgres`], [`mysql`]) holds everything
+//! about that kind: its option schema and cross-checks, its client calls (connection test,
+//! describe, listing), the mapping of its types to Flink types, and the Flink connector
+//! (`WITH` options) pipelines render for it. Each kind file implements [`DatasourceKind`] for a
+//! unit struct; [`Kind`] is the closed set stored in the catalog and dispatches to those
+//! implementations through `dispatch!`, the one place listing every kind.
+//!
+//! Why a trait rather than a table of kinds: the client calls are async, which a table of
+//! function pointers could only hold boxed, and the trait makes the compiler list what a new
+//! kind must provide.
+//!
+//! Shared pieces: [`schema`] (option-schema types and value checks, usable by any option
+//! table), [`catalog`] (names, validation, secrets, [`CatalogError`]), [`cluster`] (Flink
+//! cluster options) and the client handle [`Source`].
+use serde_json::{Map, Value};
+
+/// Runs `$body` with `$k` bound to the implementation of `$kind`.
+macro_rules! dispatch {
+    ($kind:expr, $k:ident => $body:expr) => {
+        match $kind {
+            $crate::datasource::Kind::Kafka => {
+                type $k = $crate::datasource::kafka::Kafka;
+                $body
+            }
+            $crate::datasource::Kind::Elasticsearch => {
+                type $k = $crate::datasource::elasticsearch::Elasticsearch;
+                $body
+            }
+            $crate::datasource::Kind::Postgres => {
+                type $k = $crate::datasource::postgres::Postgres;
+                $body
+            }
+            $crate::datasource::Kind::Mysql => {
+                type $k = $crate::datasource::mysql::Mysql;
+                $body
+            }
+        }
+    };
+}
+
+pub mod catalog;
+mod client;
+pub mod cluster;
+pub mod elasticsearch;
+pub mod kafka;
+pub mod mysql;
+pub mod postgres;
+pub mod schema;
+
+pub use catalog::{
+    check_kind, check_name, masked, scrub, validate, CatalogError, ErrorClass, Validated,
+};
+pub use client::{Column, Described, Source, SourceError, SourceErrorKind};
+pub use cluster::validate_cluster_options;
+
+use crate::pipeline::{ConnectorUse, PipelineError};
+use schema::OptSpec;
+
+/// Datasource kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kafka,
+    Elasticsearch,
+    Postgres,
+    Mysql,
+}
+
+pub const KINDS: [&str; 4] = ["kafka", "elasticsearch", "postgres", "mysql"];
+
+/// What every datasource kind provides. Implemented in the kind's file.
+pub(crate) trait DatasourceKind {
+    /// The documented options and secrets (docs/datasources.md).
+    const OPTIONS: &'static [OptSpec];
+
+    /// Whether a pipeline may read this kind with change data capture (`cdc: true`).
+    const CDC_SOURCE: bool = false;
+
+    /// Checks between validated options and secrets of datasource `ds` (e.g. SASL settings
+    /// that only make sense together).
+    fn cross_check(
+        _ds: &str,
+        _options: &Map<String, Value>,
+        _secrets: &Map<String, Value>,
+    ) -> Result<(), CatalogError> {
+        Ok(())
+    }
+
+    /// Connects for real; a one-line description of what was found.
+    async fn test(src: &Source) -> Result<String, SourceError>;
+
+    /// Columns of `object` (table, index, topic) with their Flink types. `object` is already
+    /// checked to be 1-255 printable characters.
+    async fn describe(
+        src: &Source,
+        object: &str,
+        sample_size: usize,
+    ) -> Result<Described, SourceError>;
+
+    /// The Flink connector options (`WITH (...)`) of a pipeline table on this kind, before the
+    /// table's own `connector_options` overrides.
+    fn flink_options(table: &ConnectorUse) -> Result<Vec<(String, String)>, PipelineError>;
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "kafka" => Some(Kind::Kafka),
+            "elasticsearch" => Some(Kind::Elasticsearch),
+            "postgres" => Some(Kind::Postgres),
+            "mysql" => Some(Kind::Mysql),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Kafka => "kafka",
+            Kind::Elasticsearch => "elasticsearch",
+            Kind::Postgres => "postgres",
+            Kind::Mysql => "mysql",
+        }
+    }
+
+    /// The kind's option schema.
+    pub fn spec(self) -> &'static [OptSpec] {
+        dispatch!(self, K => K::OPTIONS)
+    }
+
+    /// Whether a pipeline may read this kind with change data capture.
+    pub fn cdc_source(self) -> bool {
+        dispatch!(self, K => K::CDC_SOURCE)
+    }
+
+    pub(crate) fn cross_check(
+        self,
+        ds: &str,
+        options: &Map<String, Value>,
+        secrets: &Map<String, Value>,
+    ) -> Result<(), CatalogError> {
+        dispatch!(self, K => K::cross_check(ds, options, secrets))
+    }
+
+    /// The Flink connector options of a pipeline table on this kind.
+    pub(crate) fn flink_options(
+        self,
+        table: &ConnectorUse,
+    ) -> Result<Vec<(String, String)>, PipelineError> {
+        dispatch!(self, K => K::flink_options(table))
+    }
+}

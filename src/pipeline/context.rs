@@ -1,0 +1,477 @@
+//! The rendering context every template works in: [`Ctx`] collects the statements of the
+//! script and offers the shared steps — `SET`s from the pipeline options, source and sink
+//! tables (`CREATE TEMPORARY TABLE`, columns, event time, keys), column lookup, the sink type
+//! check and the final INSERT. Conditions and values are in `conditions.rs`, connector options
+//! in `connector.rs`.
+use super::connector::check_flink_key;
+use super::error::PipelineError;
+use super::flinktype::{self, FlinkType};
+use super::interval::Interval;
+use super::params::{ColumnDecl, PipelineOptions, Role, TableRef};
+use super::script::{CreateTable, Script, Statement, Watermark};
+use super::{job_name, Catalog, DatasourceInfo, Definition};
+use crate::core::quote::ident;
+use crate::core::text::did_you_mean;
+use crate::datasource::ErrorClass;
+use serde_json::Value;
+
+/// A column of a rendered table or query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Col {
+    pub name: String,
+    pub ty: FlinkType,
+}
+
+/// The script being rendered and what the templates need to render it.
+pub(crate) struct Ctx<'a> {
+    pub(crate) pipeline: &'a str,
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) script: Script,
+    /// The sink's columns (name, Flink type), once rendered.
+    pub(crate) sink_cols: Vec<(String, String)>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(pipeline: &'a str, catalog: &'a Catalog, script: Script) -> Ctx<'a> {
+        Ctx {
+            pipeline,
+            catalog,
+            script,
+            sink_cols: Vec::new(),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// An invalid parameter at `path`.
+    pub(crate) fn invalid(
+        &self,
+        path: &str,
+        what: impl std::fmt::Display,
+        hint: impl Into<String>,
+    ) -> PipelineError {
+        PipelineError::invalid(self.pipeline, path, what, hint)
+    }
+
+    /// A type mismatch at `path`.
+    pub(crate) fn mismatch(
+        &self,
+        path: &str,
+        what: impl std::fmt::Display,
+        hint: impl Into<String>,
+    ) -> PipelineError {
+        PipelineError::at(
+            ErrorClass::DatatypeMismatch,
+            self.pipeline,
+            path,
+            what,
+            hint,
+        )
+    }
+
+    /// An interval param.
+    pub(crate) fn interval(&self, path: &str, s: &str) -> Result<Interval, PipelineError> {
+        Interval::parse(s).map_err(|e| {
+            self.invalid(
+                path,
+                e,
+                "Write intervals like '30 seconds', '5 minutes', '1 hour'.",
+            )
+        })
+    }
+
+    /// The `SET` statements: the job name, then the pipeline options.
+    pub(crate) fn sets(
+        &mut self,
+        def: &Definition,
+        options: &PipelineOptions,
+    ) -> Result<(), PipelineError> {
+        let mut sets: Vec<(String, String)> = vec![(
+            "pipeline.name".into(),
+            job_name(def.database, def.name, def.version),
+        )];
+        if let Some(p) = options.parallelism {
+            if !(1..=1024).contains(&p) {
+                return Err(self.invalid(
+                    "options.parallelism",
+                    format!("must be between 1 and 1024, got {p}"),
+                    "Use the number of parallel tasks.",
+                ));
+            }
+            sets.push(("parallelism.default".into(), p.to_string()));
+        }
+        if let Some(ci) = &options.checkpoint_interval {
+            sets.push((
+                "execution.checkpointing.interval".into(),
+                self.interval("options.checkpoint_interval", ci)?.option(),
+            ));
+        }
+        if let Some(m) = &options.checkpoint_mode {
+            let m = m.to_ascii_uppercase();
+            if m != "EXACTLY_ONCE" && m != "AT_LEAST_ONCE" {
+                return Err(self.invalid(
+                    "options.checkpoint_mode",
+                    format!("must be EXACTLY_ONCE or AT_LEAST_ONCE, got \"{m}\""),
+                    "Use EXACTLY_ONCE (default) or AT_LEAST_ONCE.",
+                ));
+            }
+            sets.push(("execution.checkpointing.mode".into(), m));
+        }
+        if let Some(t) = &options.state_ttl {
+            sets.push((
+                "table.exec.state.ttl".into(),
+                self.interval("options.state_ttl", t)?.option(),
+            ));
+        }
+        if let Some(cluster) = &options.cluster {
+            if crate::datasource::check_name("cluster", Some(cluster)).is_err() {
+                return Err(self.invalid(
+                    "options.cluster",
+                    "is not a valid cluster name",
+                    "Name a cluster of flink.clusters.",
+                ));
+            }
+        }
+        for (k, v) in options.flink.iter().flatten() {
+            if !check_flink_key(k) {
+                return Err(self.invalid(
+                    "options.flink",
+                    format!(
+                        "\"{}\" is not a Flink option key",
+                        k.chars().take(40).collect::<String>()
+                    ),
+                    "Keys are like 'table.exec.mini-batch.enabled'.",
+                ));
+            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(self.invalid(
+                        &format!("options.flink.{k}"),
+                        "must be a string, number or boolean",
+                        "Flink option values are scalars.",
+                    ))
+                }
+            };
+            sets.retain(|(key, _)| key != k);
+            sets.push((k.clone(), v));
+        }
+        for (key, value) in sets {
+            self.script.push(Statement::Set { key, value });
+        }
+        Ok(())
+    }
+
+    fn datasource(&self, path: &str, name: &str) -> Result<&DatasourceInfo, PipelineError> {
+        self.catalog.get(name).ok_or_else(|| {
+            PipelineError::at(
+                ErrorClass::UndefinedObject,
+                self.pipeline,
+                &format!("{path}.datasource"),
+                format!("datasource \"{name}\" does not exist"),
+                "Register it with flink.register_datasource() first; see flink.datasources.",
+            )
+        })
+    }
+
+    /// Declared columns, with their types parsed.
+    fn columns(&self, path: &str, cols: &[ColumnDecl]) -> Result<Vec<Col>, PipelineError> {
+        if cols.is_empty() {
+            return Err(self.invalid(
+                &format!("{path}.columns"),
+                "must list at least one column",
+                "Declare columns as [{\"name\": \"id\", \"type\": \"BIGINT\"}].",
+            ));
+        }
+        let mut out: Vec<Col> = Vec::new();
+        for (i, c) in cols.iter().enumerate() {
+            check_ident(self.pipeline, &format!("{path}.columns[{i}].name"), &c.name)?;
+            let ty = flinktype::parse(&c.ty).map_err(|e| {
+                self.invalid(
+                    &format!("{path}.columns[{i}].type"),
+                    format!(
+                        "\"{}\" is not a Flink type: {e}",
+                        c.ty.chars().take(60).collect::<String>()
+                    ),
+                    "Use Flink SQL types such as BIGINT, DECIMAL(10, 2), STRING, TIMESTAMP(3).",
+                )
+            })?;
+            if out.iter().any(|o| o.name.eq_ignore_ascii_case(&c.name)) {
+                return Err(self.invalid(
+                    &format!("{path}.columns[{i}].name"),
+                    format!("column \"{}\" is declared twice", c.name),
+                    "Column names must be unique.",
+                ));
+            }
+            out.push(Col {
+                name: c.name.clone(),
+                ty,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Column `name` of `cols`; the error lists the columns (and a near miss).
+    pub(crate) fn find<'c>(
+        &self,
+        path: &str,
+        cols: &'c [Col],
+        name: &str,
+    ) -> Result<&'c Col, PipelineError> {
+        cols.iter().find(|c| c.name == name).ok_or_else(|| {
+            let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+            let hint = match did_you_mean(name, names.iter().copied()) {
+                Some(d) => format!("Did you mean \"{d}\"? Columns: {}.", names.join(", ")),
+                None => format!("Columns: {}.", names.join(", ")),
+            };
+            self.invalid(
+                path,
+                format!(
+                    "unknown column \"{}\"",
+                    name.chars().take(60).collect::<String>()
+                ),
+                hint,
+            )
+        })
+    }
+
+    /// Renders `CREATE TEMPORARY TABLE` for a source or sink; returns its columns (plus a
+    /// processing-time column when `proctime` is asked for).
+    pub(crate) fn table(
+        &mut self,
+        path: &str,
+        name: &str,
+        t: &TableRef,
+        role: Role,
+        derived: Option<&[Col]>,
+        proctime: bool,
+    ) -> Result<Vec<Col>, PipelineError> {
+        let ds = self.datasource(path, &t.datasource)?.clone();
+        let mut cols = match (&t.columns, derived) {
+            (Some(c), _) => self.columns(path, c)?,
+            (None, Some(d)) => d.to_vec(),
+            (None, None) => {
+                return Err(self.invalid(&format!("{path}.columns"), "are not known", "Declare the columns, or let flink.create_pipeline() read them from the datasource."))
+            }
+        };
+        let columns: Vec<(String, String)> = cols
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_string()))
+            .collect();
+        let mut watermark = None;
+        let mut proctime_column = None;
+        if let Some(et) = &t.event_time {
+            let c = self.find(&format!("{path}.event_time"), &cols, et)?;
+            if !c.ty.is_time_attribute_candidate() {
+                return Err(self.mismatch(&format!("{path}.event_time"), format!("column \"{et}\" is {}, an event-time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3)", c.ty), "Declare the column as TIMESTAMP(3), or use processing time (omit event_time)."));
+            }
+            let delay = match &t.watermark_delay {
+                Some(d) => self.interval(&format!("{path}.watermark_delay"), d)?,
+                None => Interval { millis: 0 },
+            };
+            watermark = Some(Watermark {
+                column: et.clone(),
+                delay: (delay.millis != 0).then(|| delay.sql()),
+            });
+        } else if t.watermark_delay.is_some() {
+            return Err(self.invalid(
+                &format!("{path}.watermark_delay"),
+                "needs event_time",
+                "Name the event-time column in event_time.",
+            ));
+        } else if proctime {
+            if cols.iter().any(|c| c.name == "proc_time") {
+                return Err(self.invalid(
+                    &format!("{path}.columns"),
+                    "a column named proc_time clashes with the processing-time column",
+                    "Rename the column or use event time.",
+                ));
+            }
+            proctime_column = Some("proc_time".to_string());
+            cols.push(Col {
+                name: "proc_time".into(),
+                ty: FlinkType::TimestampLtz(3),
+            });
+        }
+        let primary_key = t.primary_key.clone().unwrap_or_default();
+        for (i, k) in primary_key.iter().enumerate() {
+            self.find(&format!("{path}.primary_key[{i}]"), &cols, k)?;
+        }
+        let with = self.connector(path, &ds, t, role)?;
+        self.script.push(Statement::CreateTable(CreateTable {
+            name: name.to_string(),
+            columns,
+            watermark,
+            proctime: proctime_column,
+            primary_key,
+            with,
+        }));
+        Ok(cols)
+    }
+
+    /// The single `source` table of a template (with a processing-time column if asked).
+    pub(crate) fn source(
+        &mut self,
+        t: &TableRef,
+        proctime: bool,
+    ) -> Result<Vec<Col>, PipelineError> {
+        self.table("params.source", "source", t, Role::Source, None, proctime)
+    }
+
+    /// Creates the sink table (declared/described columns, or the query's own output) and
+    /// checks that the query output fits it. Returns the INSERT column order.
+    pub(crate) fn sink(
+        &mut self,
+        path: &str,
+        t: &TableRef,
+        out: &[Col],
+    ) -> Result<Vec<String>, PipelineError> {
+        let derived = if t.columns.is_none() { Some(out) } else { None };
+        let sink_cols = self.table(path, "sink", t, Role::Sink, derived, false)?;
+        if sink_cols.len() != out.len() {
+            return Err(self.mismatch(
+                &format!("{path}.columns"),
+                format!("the sink has {} columns but the query produces {} ({})", sink_cols.len(), out.len(), out.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")),
+                "Make the sink's columns match the query output, or omit sink columns for Kafka/Elasticsearch sinks to derive them.",
+            ));
+        }
+        self.sink_cols = sink_cols
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_string()))
+            .collect();
+        let mut order = Vec::new();
+        for s in &sink_cols {
+            let q = out
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&s.name))
+                .ok_or_else(|| {
+                    self.mismatch(
+                        &format!("{path}.columns"),
+                        format!(
+                            "sink column \"{}\" has no matching query column (query columns: {})",
+                            s.name,
+                            out.iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        "Name the query's output columns (as/to) after the sink's columns.",
+                    )
+                })?;
+            if !q.ty.assignable_to(&s.ty) {
+                return Err(self.mismatch(
+                    &format!("{path}.columns"),
+                    format!("query column \"{}\" is {} but sink column \"{}\" is {}", q.name, q.ty, s.name, s.ty),
+                    "Flink would reject or truncate this value: widen the sink column or change the query.",
+                ));
+            }
+            order.push(q.name.clone());
+        }
+        Ok(order)
+    }
+
+    /// The INSERT into `sink`. `select` holds (expression, output name), emitted in the sink's
+    /// column `order`; `rest` is everything after the select list.
+    pub(crate) fn insert(&mut self, order: &[String], select: &[(String, String)], rest: &str) {
+        let exprs: Vec<String> = order
+            .iter()
+            .filter_map(|name| {
+                select
+                    .iter()
+                    .find(|(_, alias)| alias.eq_ignore_ascii_case(name))
+            })
+            .map(|(expr, alias)| {
+                if expr == &ident(alias) {
+                    expr.clone()
+                } else {
+                    format!("{expr} AS {}", ident(alias))
+                }
+            })
+            .collect();
+        self.script.push(Statement::Insert {
+            sink: "sink".into(),
+            select: exprs,
+            rest: rest.to_string(),
+        });
+    }
+}
+
+/// Identifiers chosen by users (output column names): 1-128 characters, no control characters.
+pub(crate) fn check_ident(pipeline: &str, path: &str, s: &str) -> Result<(), PipelineError> {
+    if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+        return Err(PipelineError::invalid(
+            pipeline,
+            path,
+            "must be a name of 1-128 printable characters",
+            "Use a plain column name.",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::datasource::ErrorClass;
+    use crate::pipeline::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn sink_type_mismatch_names_column_and_both_types() {
+        let mut p = example("revenue_cumulate");
+        p["params"]["sink"]["columns"][2]["type"] = json!("INT");
+        let e = err_of(&p);
+        assert_eq!(e.class, ErrorClass::DatatypeMismatch);
+        assert!(e.message.contains("params.sink.columns: query column \"revenue\" is DECIMAL(38, 2) but sink column \"revenue\" is INT"), "{}", e.message);
+        let mut p = example("revenue_cumulate");
+        p["params"]["sink"]["columns"].as_array_mut().unwrap().pop();
+        assert!(err_of(&p)
+            .message
+            .contains("the sink has 3 columns but the query produces 4"));
+        let mut p = example("orders_to_pg");
+        p["params"]["sink"]["columns"][1]["name"] = json!("amt");
+        assert!(err_of(&p)
+            .message
+            .contains("sink column \"amt\" has no matching query column"));
+        let mut p = example("copy_customers");
+        p["params"]["sink"]["columns"][1]["type"] = json!("VARCHAR(10)");
+        assert!(err_of(&p).message.contains(
+            "query column \"full_name\" is STRING but sink column \"full_name\" is VARCHAR(10)"
+        ));
+    }
+
+    #[test]
+    fn bad_tables_and_options_name_the_parameter() {
+        let cases: Vec<(&str, Mutation, &str)> = vec![
+            (
+                "orders_per_minute",
+                Box::new(|p| p["params"]["source"]["datasource"] = json!("nope")),
+                "params.source.datasource: datasource \"nope\" does not exist",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| p["params"]["source"]["columns"][4]["type"] = json!("STRING")),
+                "params.source.event_time: column \"ts\" is STRING",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| {
+                    p["params"]["source"]["columns"][0]["type"] = json!("BIGINT) WITH ('x'='y")
+                }),
+                "params.source.columns[0].type",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| p["options"]["parallelism"] = json!(0)),
+                "options.parallelism: must be between 1 and 1024",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| p["options"]["checkpoint_mode"] = json!("SOMETIMES")),
+                "options.checkpoint_mode",
+            ),
+        ];
+        assert_errors(cases);
+    }
+}

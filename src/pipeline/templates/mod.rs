@@ -1,0 +1,9 @@
+//! The pipeline templates, one file each: its params types, its render function (tables and
+//! INSERT into the rendering context) and its tests, including the golden scripts of its
+//! documented examples (tests/pipelines/examples.json → tests/golden/<name>.sql).
+pub mod cep;
+pub mod filter_alert;
+pub mod interval_join;
+pub mod sql;
+pub mod sync;
+pub mod window_aggregate;

@@ -1,0 +1,173 @@
+//! Template `sql`: one INSERT written by the user, with `{{datasource.object}}` table
+//! references that become generated tables.
+use crate::core::quote::ident;
+use crate::datasource::Kind;
+use crate::pipeline::context::Ctx;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::params::{ColumnDecl, Role, TableRef};
+use crate::pipeline::script::Statement;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `tables` keys are `datasource.object` references used as `{{datasource.object}}` in `sql`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqlParams {
+    pub sql: String,
+    #[serde(default)]
+    pub tables: BTreeMap<String, SqlTable>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SqlTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<ColumnDecl>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_delay: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector_options: Option<BTreeMap<String, String>>,
+}
+
+/// Renders the tables and the INSERT of a sql pipeline.
+pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
+    let stmts = crate::core::script::split_statements(&p.sql);
+    if stmts.len() != 1
+        || !stmts[0]
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("INSERT")
+    {
+        return Err(cx.invalid("params.sql", "must be exactly one INSERT statement", "Write one INSERT INTO {{sink_ds.object}} SELECT ... FROM {{source_ds.object}}; tables are created for you."));
+    }
+    let refs = sql_refs(&p.sql);
+    if refs.is_empty() {
+        return Err(cx.invalid(
+            "params.sql",
+            "references no table",
+            "Reference tables as {{datasource.object}}.",
+        ));
+    }
+    let mut sql = stmts[0].clone();
+    for r in &refs {
+        let Some((ds, obj)) = split_ref(r) else {
+            return Err(cx.invalid(
+                "params.sql",
+                format!("\"{{{{{r}}}}}\" is not a datasource.object reference"),
+                "Write {{datasource.object}}, e.g. {{orders_kafka.orders}}.",
+            ));
+        };
+        let table_name: String = r
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let spec = p.tables.get(r).cloned().unwrap_or_default();
+        let t = TableRef {
+            datasource: ds.to_string(),
+            object: obj.to_string(),
+            columns: spec.columns,
+            event_time: spec.event_time,
+            watermark_delay: spec.watermark_delay,
+            primary_key: spec.primary_key,
+            cdc: None,
+            connector_options: spec.connector_options,
+        };
+        // Elasticsearch can only be written to, and a Kafka table with a primary key is an
+        // upsert-kafka sink; other tables are declared as sources (the SQL may still write
+        // to JDBC ones).
+        let kind = cx.catalog.get(ds).map(|d| d.kind);
+        let keyed = t.primary_key.as_ref().is_some_and(|k| !k.is_empty());
+        let role = match kind {
+            Some(Kind::Elasticsearch) => Role::Sink,
+            Some(Kind::Kafka) if keyed => Role::Sink,
+            _ => Role::Source,
+        };
+        cx.table(
+            &format!("params.tables.{r}"),
+            &table_name,
+            &t,
+            role,
+            None,
+            false,
+        )?;
+        sql = sql.replace(&format!("{{{{{r}}}}}"), &ident(&table_name));
+    }
+    for k in p.tables.keys() {
+        if !refs.contains(k) {
+            return Err(cx.invalid(
+                &format!("params.tables.{k}"),
+                "is not referenced in params.sql",
+                "Remove it or use {{...}} in the SQL.",
+            ));
+        }
+    }
+    cx.script.push(Statement::SqlInsert(sql));
+    Ok(())
+}
+
+/// `{{datasource.object}}` references in a `sql` template, in order of first use.
+pub fn sql_refs(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else { break };
+        let r = after[..j].trim().to_string();
+        if !out.contains(&r) {
+            out.push(r);
+        }
+        rest = &after[j + 2..];
+    }
+    out
+}
+
+/// `datasource.object` as its two parts.
+pub(crate) fn split_ref(r: &str) -> Option<(&str, &str)> {
+    let (ds, obj) = r.split_once('.')?;
+    if ds.is_empty() || obj.is_empty() {
+        None
+    } else {
+        Some((ds, obj))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn golden_scripts_of_the_examples() {
+        check_golden("sql");
+    }
+
+    #[test]
+    fn bad_params_name_the_parameter() {
+        let cases: Vec<(&str, Mutation, &str)> = vec![
+            (
+                "raw_top_cities",
+                Box::new(|p| {
+                    p["params"]["sql"] =
+                        json!("DROP TABLE x; INSERT INTO {{kafka_local.a}} SELECT 1")
+                }),
+                "params.sql: must be exactly one INSERT",
+            ),
+            (
+                "raw_top_cities",
+                Box::new(|p| p["params"]["sql"] = json!("INSERT INTO {{nodot}} SELECT 1")),
+                "is not a datasource.object reference",
+            ),
+        ];
+        assert_errors(cases);
+    }
+}

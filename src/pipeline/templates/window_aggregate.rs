@@ -1,0 +1,332 @@
+//! Template `window_aggregate`: aggregates (count, sum, avg, ...) per window (tumble, hop,
+//! cumulate, session) and group, with an optional HAVING, written to a sink.
+use crate::core::quote::ident;
+use crate::pipeline::context::{check_ident, Col, Ctx};
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::flinktype::FlinkType;
+use crate::pipeline::interval::Interval;
+use crate::pipeline::params::{Condition, TableRef};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub slide: Option<String>,
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub gap: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregate {
+    #[serde(rename = "fn")]
+    pub func: String,
+    #[serde(default)]
+    pub column: Option<String>,
+    #[serde(rename = "as")]
+    pub alias: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowAggregateParams {
+    pub source: TableRef,
+    pub window: Window,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    pub aggregates: Vec<Aggregate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub having: Option<Condition>,
+    pub sink: TableRef,
+}
+
+/// The interval `params.window.<field>`, which this window type requires.
+fn window_interval(
+    cx: &Ctx,
+    p: &WindowAggregateParams,
+    value: &Option<String>,
+    field: &str,
+) -> Result<Interval, PipelineError> {
+    match value {
+        Some(s) => cx.interval(&format!("params.window.{field}"), s),
+        None => Err(cx.invalid(
+            &format!("params.window.{field}"),
+            format!("is required for a {} window", p.window.kind),
+            "See docs/pipelines.md for window types.",
+        )),
+    }
+}
+
+/// The step (`slide` of HOP, `step` of CUMULATE) and size of a window; size must be a
+/// multiple of the step.
+fn window_step(
+    cx: &Ctx,
+    p: &WindowAggregateParams,
+    step: &Option<String>,
+    name: &str,
+) -> Result<(Interval, Interval), PipelineError> {
+    let (st, sz) = (
+        window_interval(cx, p, step, name)?,
+        window_interval(cx, p, &p.window.size, "size")?,
+    );
+    if sz.millis % st.millis != 0 {
+        let example = if name == "slide" {
+            "E.g. size '10 minutes' with slide '1 minute'."
+        } else {
+            "E.g. size '1 hour' with step '10 minutes'."
+        };
+        return Err(cx.invalid(
+            "params.window.size",
+            format!("must be a multiple of {name}"),
+            example,
+        ));
+    }
+    Ok((st, sz))
+}
+
+/// Renders the tables and the INSERT of a window_aggregate pipeline.
+pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), PipelineError> {
+    let src = cx.source(&p.source, true)?;
+    let time_col = p
+        .source
+        .event_time
+        .clone()
+        .unwrap_or_else(|| "proc_time".into());
+    let mut keys = Vec::new();
+    for (i, k) in p.group_by.iter().enumerate() {
+        keys.push(cx.find(&format!("params.group_by[{i}]"), &src, k)?.clone());
+    }
+    let tvf = match p.window.kind.to_ascii_lowercase().as_str() {
+        "tumble" => format!(
+            "TUMBLE(TABLE `source`, DESCRIPTOR({}), {})",
+            ident(&time_col),
+            window_interval(cx, p, &p.window.size, "size")?.sql()
+        ),
+        "hop" => {
+            let (sl, sz) = window_step(cx, p, &p.window.slide, "slide")?;
+            format!(
+                "HOP(TABLE `source`, DESCRIPTOR({}), {}, {})",
+                ident(&time_col),
+                sl.sql(),
+                sz.sql()
+            )
+        }
+        "cumulate" => {
+            let (st, sz) = window_step(cx, p, &p.window.step, "step")?;
+            format!(
+                "CUMULATE(TABLE `source`, DESCRIPTOR({}), {}, {})",
+                ident(&time_col),
+                st.sql(),
+                sz.sql()
+            )
+        }
+        "session" => {
+            let gap = window_interval(cx, p, &p.window.gap, "gap")?;
+            let part = if keys.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " PARTITION BY {}",
+                    keys.iter()
+                        .map(|k| ident(&k.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            format!(
+                "SESSION(TABLE `source`{part}, DESCRIPTOR({}), {})",
+                ident(&time_col),
+                gap.sql()
+            )
+        }
+        other => {
+            return Err(cx.invalid(
+                "params.window.type",
+                format!(
+                    "unknown window type \"{}\"",
+                    other.chars().take(20).collect::<String>()
+                ),
+                "Window types: tumble, hop, cumulate, session.",
+            ))
+        }
+    };
+    if p.aggregates.is_empty() {
+        return Err(cx.invalid(
+            "params.aggregates",
+            "must have at least one aggregate",
+            "E.g. [{\"fn\": \"count\", \"as\": \"orders\"}].",
+        ));
+    }
+    let mut out = vec![
+        Col {
+            name: "window_start".into(),
+            ty: FlinkType::Timestamp(3),
+        },
+        Col {
+            name: "window_end".into(),
+            ty: FlinkType::Timestamp(3),
+        },
+    ];
+    let mut select: Vec<(String, String)> = vec![
+        ("`window_start`".into(), "window_start".into()),
+        ("`window_end`".into(), "window_end".into()),
+    ];
+    for k in &keys {
+        out.push(k.clone());
+        select.push((ident(&k.name), k.name.clone()));
+    }
+    let mut agg_exprs: Vec<(String, Col)> = Vec::new();
+    for (i, a) in p.aggregates.iter().enumerate() {
+        let path = format!("params.aggregates[{i}]");
+        check_ident(cx.pipeline, &format!("{path}.as"), &a.alias)?;
+        if out.iter().any(|c| c.name.eq_ignore_ascii_case(&a.alias)) {
+            return Err(cx.invalid(
+                &format!("{path}.as"),
+                format!("output column \"{}\" is defined twice", a.alias),
+                "Give every aggregate a distinct name.",
+            ));
+        }
+        let func = a.func.to_ascii_lowercase();
+        if !["count", "count_distinct", "sum", "avg", "min", "max"].contains(&func.as_str()) {
+            return Err(cx.invalid(
+                &format!("{path}.fn"),
+                format!(
+                    "unknown aggregate \"{}\"",
+                    a.func.chars().take(20).collect::<String>()
+                ),
+                "Aggregates: count, count_distinct, sum, avg, min, max.",
+            ));
+        }
+        let arg = match (&a.column, func.as_str()) {
+            (None, "count") => None,
+            (None, _) => {
+                return Err(cx.invalid(
+                    &format!("{path}.column"),
+                    format!("\"{func}\" needs a column"),
+                    "Name the column to aggregate.",
+                ))
+            }
+            (Some(c), _) => Some(cx.find(&format!("{path}.column"), &src, c)?.clone()),
+        };
+        let (expr, ty) = match (func.as_str(), &arg) {
+            ("count", None) => ("COUNT(*)".to_string(), FlinkType::BigInt),
+            ("count", Some(c)) => (format!("COUNT({})", ident(&c.name)), FlinkType::BigInt),
+            ("count_distinct", Some(c)) => (
+                format!("COUNT(DISTINCT {})", ident(&c.name)),
+                FlinkType::BigInt,
+            ),
+            ("sum" | "avg", Some(c)) => {
+                let ty = if func == "sum" {
+                    c.ty.sum_type()
+                } else {
+                    c.ty.avg_type()
+                };
+                let ty = ty.ok_or_else(|| {
+                    cx.mismatch(
+                        &format!("{path}.column"),
+                        format!(
+                            "\"{func}\" needs a numeric column, \"{}\" is {}",
+                            c.name, c.ty
+                        ),
+                        "Aggregate a numeric column.",
+                    )
+                })?;
+                (
+                    format!("{}({})", func.to_ascii_uppercase(), ident(&c.name)),
+                    ty,
+                )
+            }
+            ("min" | "max", Some(c)) => (
+                format!("{}({})", func.to_ascii_uppercase(), ident(&c.name)),
+                c.ty.clone(),
+            ),
+            _ => {
+                return Err(cx.invalid(
+                    &format!("{path}.fn"),
+                    format!(
+                        "unknown aggregate \"{}\"",
+                        a.func.chars().take(20).collect::<String>()
+                    ),
+                    "Aggregates: count, count_distinct, sum, avg, min, max.",
+                ))
+            }
+        };
+        let col = Col {
+            name: a.alias.clone(),
+            ty,
+        };
+        out.push(col.clone());
+        select.push((expr.clone(), a.alias.clone()));
+        agg_exprs.push((expr, col));
+    }
+    let mut having = String::new();
+    if let Some(h) = &p.having {
+        // HAVING cannot use output aliases: compare the aggregate expression itcx.
+        let Some((expr, col)) = agg_exprs.iter().find(|(_, c)| c.name == h.column) else {
+            let names: Vec<&str> = agg_exprs.iter().map(|(_, c)| c.name.as_str()).collect();
+            return Err(cx.invalid(
+                "params.having.column",
+                format!("\"{}\" is not an aggregate of this pipeline", h.column),
+                format!("HAVING compares an aggregate: {}.", names.join(", ")),
+            ));
+        };
+        having = format!(
+            "\nHAVING {}",
+            cx.condition_on("params.having", col, expr.clone(), h)?
+        );
+    }
+    let order = cx.sink("params.sink", &p.sink, &out)?;
+    let mut group = vec!["`window_start`".to_string(), "`window_end`".to_string()];
+    group.extend(keys.iter().map(|k| ident(&k.name)));
+    let rest = format!(
+        "FROM TABLE(\n  {tvf})\nGROUP BY {}{having}",
+        group.join(", ")
+    );
+    cx.insert(&order, &select, &rest);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn golden_scripts_of_the_examples() {
+        check_golden("window_aggregate");
+    }
+
+    #[test]
+    fn bad_params_name_the_parameter() {
+        let cases: Vec<(&str, Mutation, &str)> = vec![
+            (
+                "orders_per_minute",
+                Box::new(|p| p["params"]["aggregates"][1]["column"] = json!("amout")),
+                "params.aggregates[1].column: unknown column \"amout\"",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| p["params"]["aggregates"][0]["fn"] = json!("median")),
+                "params.aggregates[0].fn: unknown aggregate \"median\"",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| p["params"]["window"]["size"] = json!("1 fortnight")),
+                "params.window.size: unknown unit",
+            ),
+            (
+                "orders_per_minute",
+                Box::new(|p| p["params"]["window"]["type"] = json!("sliding")),
+                "params.window.type: unknown window type",
+            ),
+        ];
+        assert_errors(cases);
+    }
+}
