@@ -10,8 +10,8 @@ use crate::core::catalog::Kind;
 use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
-    OptKind, OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
+    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -124,7 +124,7 @@ const RULES: OptionRules = OptionRules {
 /// The Elasticsearch connection of a table's server: a catalog datasource, or a URL with
 /// credentials in the user mapping.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
-    glue::server_source(t, &RULES, Kind::Elasticsearch, |url| {
+    pg::server_source(t, &RULES, Kind::Elasticsearch, |url| {
         let mut options = serde_json::Map::new();
         options.insert("url".into(), Value::from(url));
         if let Some(u) = t.user_opts.get("username") {

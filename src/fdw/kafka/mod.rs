@@ -11,8 +11,8 @@ use crate::core::catalog::Kind;
 use crate::core::sources::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
-    OptKind, OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
+    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
@@ -141,7 +141,7 @@ const RULES: OptionRules = OptionRules {
 
 /// The Kafka connection of a table's server: a catalog datasource, or explicit brokers.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
-    glue::server_source(t, &RULES, Kind::Kafka, |brokers| {
+    pg::server_source(t, &RULES, Kind::Kafka, |brokers| {
         let mut options = serde_json::Map::new();
         options.insert("bootstrap_servers".into(), Value::from(brokers));
         options.insert(
