@@ -4,8 +4,20 @@
 //! watermark taken when the scan starts, by assignment (no consumer-group join, no offset
 //! commits). `_partition`, `_offset` and `_timestamp` conditions narrow the ranges (timestamps
 //! through offsets-for-times). INSERT produces messages and waits for their delivery.
+//!
+//! | file | holds |
+//! | --- | --- |
+//! | `mod.rs` | errors and their SQLSTATEs, options, the connection, IMPORT FOREIGN SCHEMA |
+//! | [`plan`] | pure: partition/offset/timestamp bounds of a WHERE clause, EXPLAIN text |
+//! | [`codec`] | pure: column roles, message → row decoding, row → message value encoding |
+//! | `scan.rs` | the bounded-snapshot scan |
+//! | `batch.rs` | batch consumption through librdkafka's C API (the wrapper's only `unsafe`) |
+//! | `write.rs` | INSERT: produce and confirm delivery |
+mod batch;
+pub mod codec;
 pub mod plan;
 mod scan;
+mod write;
 
 use crate::core::catalog::Kind;
 use crate::core::sources::Source;
@@ -18,7 +30,8 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
-pub use scan::{KafkaModify, KafkaScan};
+pub use scan::KafkaScan;
+pub use write::KafkaModify;
 
 /// Errors of the Kafka wrapper; each becomes an ErrorReport with its SQLSTATE and a hint.
 #[derive(Debug, thiserror::Error)]
