@@ -129,13 +129,16 @@ impl Batch {
     /// The next buffered message that is not an error event.
     pub(super) fn next(&mut self) -> Option<RawMsg> {
         while self.pos < self.msgs.len() {
+            // RawMsg's invariant: `msgs` holds exactly the messages the last fill() received
+            // (truncated to their count), and `pos` moves past each one as it is wrapped, so
+            // every message is wrapped, and so destroyed, exactly once.
             let m = RawMsg(self.msgs[self.pos]);
             self.pos += 1;
             if m.m().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 // Transport trouble is retried by librdkafka; remember it for the timeout message.
-                // SAFETY: rd_kafka_err2str returns a pointer to a static, NUL-terminated
-                // string for any error code.
                 self.last_error = Some(
+                    // SAFETY: rd_kafka_err2str returns a pointer to a static, NUL-terminated
+                    // string for any error code.
                     unsafe { std::ffi::CStr::from_ptr(rdsys::rd_kafka_err2str(m.m().err)) }
                         .to_string_lossy()
                         .into_owned(),

@@ -263,6 +263,8 @@ pub(super) unsafe extern "C-unwind" fn end_foreign_modify(
     if state.is_null() {
         return;
     }
+    // Disarm the reset callback first (its struct lives in es_query_cxt, still alive here),
+    // so the state is freed exactly once, here, even if finish() fails.
     (*(*state).cb).arg = ptr::null_mut();
     (*rinfo).ri_FdwState = ptr::null_mut();
     let mut st = Box::from_raw(state);

@@ -117,6 +117,9 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
     );
     (*node).fdw_state = state as *mut c_void;
     let st = &mut *state;
+    // Known issue (see the module doc): PARAM_EXEC values of initplans and nested-loop outer
+    // rows are not set yet at this point; evaluating here is what breaks
+    // `WHERE kw LIKE (SELECT ...) || '%'`.
     let req = if explain_only {
         st.req.clone()
     } else {
@@ -139,6 +142,8 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
 ) -> *mut pg_sys::TupleTableSlot {
     let slot = (*node).ss.ss_ScanTupleSlot;
     pg_sys::ExecClearTuple(slot);
+    // Pointer validity: Postgres calls Iterate only after BeginForeignScan returned, which
+    // stored a live ScanState in fdw_state; EndForeignScan (the only other freer) runs after.
     let st = &mut *((*node).fdw_state as *mut ScanState);
     let Some(scan) = st.scan.as_mut() else {
         return slot;
@@ -150,6 +155,9 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
         Err(e) => e.report_error(),
     }
     let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+    // The scan slot was made for the relation's descriptor: tts_values and tts_isnull hold
+    // `natts` entries each. Datums built below live in the per-tuple memory, which the
+    // executor resets before the next row (after the row has been used or copied).
     let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
     let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
     nulls.fill(true);
@@ -216,6 +224,8 @@ pub(super) unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::Forei
     if state.is_null() {
         return;
     }
+    // Disarm the reset callback first (its struct lives in es_query_cxt, still alive here),
+    // so the state is freed exactly once.
     (*(*state).cb).arg = ptr::null_mut();
     (*node).fdw_state = ptr::null_mut();
     drop(Box::from_raw(state));
