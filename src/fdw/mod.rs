@@ -10,17 +10,33 @@
 //! execution rebuilds its own state; the only supabase-wrappers type used is `FdwRoutine`
 //! (the `fdw_handler` SQL type).
 //!
-//! Layout: [`value`] and [`cond`] are pure; [`glue`] is the Postgres side (planning, scans,
-//! modifications, EXPLAIN, IMPORT FOREIGN SCHEMA, validators); each wrapper lives in its own
-//! folder and implements [`Wrapper`].
+//! Layout:
+//!
+//! - [`value`] and [`cond`] are pure (no pgrx): the values that cross the planner/executor
+//!   boundary and the conditions/request a scan carries in its plan.
+//! - [`pg`] is the Postgres side, one file per phase (planning, scans, modifications,
+//!   IMPORT FOREIGN SCHEMA, the FdwRoutine and validators, datum conversion, catalog reads,
+//!   and the datasource-credentials security switch alone in `pg/credentials.rs`). It holds
+//!   all of the wrappers' Postgres `unsafe`.
+//! - Each wrapper lives in its own folder and implements [`Wrapper`]: `mod.rs` (errors,
+//!   options, connection, IMPORT), pure planning (`kafka/plan.rs` partition/offset bounds,
+//!   `elasticsearch/dsl.rs` query DSL) with unit tests, the message/document codec
+//!   (`kafka/codec.rs`; Elasticsearch documents go through [`value::JsonFields`] and `dsl`),
+//!   the remote client where there is one (`elasticsearch/client.rs`, `mapping.rs`;
+//!   `kafka/batch.rs` for librdkafka's batch API), `scan.rs` (reads) and `write.rs` (writes).
+//!
+//! Adding an option: list it in the wrapper's `*_OPTS` table in `<wrapper>/mod.rs` (name and
+//! [`OptKind`]: the validator then accepts and checks it), then read it where it is used with
+//! [`TableDef::opt`] (table, else server), `table_opts`/`server_opts`/`user_opts`, or
+//! [`int_opt`] for positive integers.
 // Errors here are `ErrorReport`s (SQLSTATE, message, detail, hint), built once per failing
 // statement and raised as they are; boxing them would only add noise to every signature.
 #![allow(clippy::result_large_err)]
 
 pub mod cond;
 pub mod elasticsearch;
-pub mod glue;
 pub mod kafka;
+pub mod pg;
 pub mod value;
 
 use cond::{Cond, Request};

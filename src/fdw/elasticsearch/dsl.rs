@@ -5,7 +5,7 @@
 //! clause), and is *exact* where Elasticsearch compares like Postgres does: then LIMIT can be
 //! shipped too. Text is the delicate part: analysed `text` fields only support phrase matches
 //! (a superset of equality), and keyword ranges/sorts compare bytes, which equals Postgres'
-//! order only under the C collation (the glue checks collations for sorts; ranges on text are
+//! order only under the C collation (`pg/plan.rs` checks collations for sorts; ranges on text are
 //! not shipped).
 use crate::fdw::cond::{placeholder, CmpOp, Cond, Operand, SortKey};
 use crate::fdw::value::{self, PgType, Val};
@@ -412,7 +412,7 @@ pub fn sort(f: &[(i16, Field)], keys: &[SortKey]) -> Option<Vec<Value>> {
 }
 
 /// Can the remote side sort by this column exactly as Postgres does (text needs the C
-/// collation, which the glue checks)?
+/// collation, which `pg/plan.rs` checks)?
 pub fn sort_exact(f: &[(i16, Field)], attnum: i16) -> bool {
     matches!(
         field_of(f, attnum).map(|x| x.kind),

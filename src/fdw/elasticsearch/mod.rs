@@ -3,21 +3,34 @@
 //! Scans page with a point in time + `search_after` (bounded memory whatever the result size,
 //! no deep from/size, no scroll); WHERE / ORDER BY / LIMIT become query DSL ([`dsl`]);
 //! INSERT / UPDATE / DELETE go through the bulk API, batched per statement.
+//!
+//! | file | holds |
+//! | --- | --- |
+//! | `mod.rs` | errors and their SQLSTATEs, options, the connection, IMPORT FOREIGN SCHEMA |
+//! | [`dsl`] | pure: columns as fields, WHERE / ORDER BY → query DSL, document paths |
+//! | `client.rs` | the HTTP client, request errors, reading index mappings |
+//! | `mapping.rs` | flattened mappings, their per-backend cache, fields for planning |
+//! | `scan.rs` | point-in-time + `search_after` scans |
+//! | `write.rs` | INSERT / UPDATE / DELETE through the bulk API |
+mod client;
 pub mod dsl;
+mod mapping;
 mod scan;
+mod write;
 
 use crate::datasource::Kind;
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
-    OptKind, OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
+    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
-pub use scan::{EsModify, EsScan};
+pub use scan::EsScan;
+pub use write::EsModify;
 
 /// Errors of the Elasticsearch wrapper; each becomes an ErrorReport with a SQLSTATE and hint.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +137,7 @@ const RULES: OptionRules = OptionRules {
 /// The Elasticsearch connection of a table's server: a catalog datasource, or a URL with
 /// credentials in the user mapping.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
-    glue::server_source(t, &RULES, Kind::Elasticsearch, |url| {
+    pg::server_source(t, &RULES, Kind::Elasticsearch, |url| {
         let mut options = serde_json::Map::new();
         options.insert("url".into(), Value::from(url));
         if let Some(u) = t.user_opts.get("username") {
@@ -174,7 +187,7 @@ impl Wrapper for EsFdw {
     const UPDATABLE: bool = true;
 
     fn planner(table: &TableDef) -> Box<dyn Planner> {
-        Box::new(EsPlanner(scan::plan_fields(table)))
+        Box::new(EsPlanner(mapping::plan_fields(table)))
     }
 
     fn begin_scan(
@@ -199,7 +212,7 @@ impl Wrapper for EsFdw {
             "" | "_all" | "*" | "public" => "*",
             p => p,
         };
-        let mappings = scan::mappings(&src, pattern)?;
+        let mappings = client::mappings(&src, pattern)?;
         let mut out = vec![];
         for (index, props) in mappings {
             if index.starts_with('.') || !keep(&index) {

@@ -4,21 +4,34 @@
 //! watermark taken when the scan starts, by assignment (no consumer-group join, no offset
 //! commits). `_partition`, `_offset` and `_timestamp` conditions narrow the ranges (timestamps
 //! through offsets-for-times). INSERT produces messages and waits for their delivery.
+//!
+//! | file | holds |
+//! | --- | --- |
+//! | `mod.rs` | errors and their SQLSTATEs, options, the connection, IMPORT FOREIGN SCHEMA |
+//! | [`plan`] | pure: partition/offset/timestamp bounds of a WHERE clause, EXPLAIN text |
+//! | [`codec`] | pure: column roles, message → row decoding, row → message value encoding |
+//! | `scan.rs` | the bounded-snapshot scan |
+//! | `batch.rs` | batch consumption through librdkafka's C API (the wrapper's only `unsafe`) |
+//! | `write.rs` | INSERT: produce and confirm delivery |
+mod batch;
+pub mod codec;
 pub mod plan;
 mod scan;
+mod write;
 
 use crate::datasource::Kind;
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    fdw_error, glue, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
-    OptKind, OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
+    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
-pub use scan::{KafkaModify, KafkaScan};
+pub use scan::KafkaScan;
+pub use write::KafkaModify;
 
 /// Errors of the Kafka wrapper; each becomes an ErrorReport with its SQLSTATE and a hint.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +154,7 @@ const RULES: OptionRules = OptionRules {
 
 /// The Kafka connection of a table's server: a catalog datasource, or explicit brokers.
 pub(crate) fn source(t: &TableDef) -> Result<Source, ErrorReport> {
-    glue::server_source(t, &RULES, Kind::Kafka, |brokers| {
+    pg::server_source(t, &RULES, Kind::Kafka, |brokers| {
         let mut options = serde_json::Map::new();
         options.insert("bootstrap_servers".into(), Value::from(brokers));
         options.insert(

@@ -1,21 +1,23 @@
-//! Reading (bounded snapshots) and writing (produce + confirm) Kafka topics.
-use super::plan::{self, Bounds, ColKind, Format, MetaCols, Msg, OnError};
+//! Reading Kafka topics: a scan is a bounded snapshot. At start it resolves, per partition,
+//! the offsets to read (`[start, end)`: the WHERE bounds of [`plan`], offsets-for-times for
+//! timestamp bounds, and the high watermark at that moment) and assigns those partitions to a
+//! consumer (no group join, no commits); it then decodes messages with [`codec`] until every
+//! range is done, failing if no message arrives within `timeout_ms`.
+use super::batch::Batch;
+use super::codec::{self, ColKind, Format, Msg, OnError};
+use super::plan::{self, Bounds, MetaCols};
 use super::{decode_error, source, topic, KafkaFdwError};
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::value::Val;
-use crate::fdw::{int_opt, Modify, Scan, TableDef};
+use crate::fdw::{int_opt, Scan, TableDef};
 use pgrx::pg_sys::panic::ErrorReport;
-use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-const POLL: Duration = Duration::from_millis(100);
+/// How long one wait for messages (or for producer events) lasts before looking at interrupts.
+pub(super) const POLL: Duration = Duration::from_millis(100);
 
 /// The offsets of one partition a scan reads: `[start, end)`.
 #[derive(Debug, Clone)]
@@ -80,7 +82,7 @@ impl KafkaScan {
     ) -> Result<KafkaScan, ErrorReport> {
         let src = source(&table)?;
         let topic = topic(&table)?;
-        let kinds = plan::col_kinds(&table);
+        let kinds = codec::col_kinds(&table);
         let on_error = OnError::parse(table.opt("on_error"));
         // With on_error skip/error, whether a message is bad must not depend on the columns a
         // query reads (count(*) and SELECT * see the same rows): decode every column then.
@@ -308,155 +310,6 @@ fn start_blocking(
     Ok(Started { consumer, ranges })
 }
 
-/// Messages taken from the consumer's queue in batches (`rd_kafka_consume_batch_queue`): one
-/// queue lock per batch instead of one per message, which is what keeps `count(*)` close to a
-/// bare consumer.
-struct Batch {
-    queue: *mut rdsys::rd_kafka_queue_t,
-    msgs: Vec<*mut rdsys::rd_kafka_message_t>,
-    pos: usize,
-    filled_at: Instant,
-    last_error: Option<String>,
-}
-
-const BATCH: usize = 1000;
-
-/// One message of a batch; destroyed (returned to librdkafka) when dropped.
-struct RawMsg(*mut rdsys::rd_kafka_message_t);
-
-impl RawMsg {
-    fn m(&self) -> &rdsys::rd_kafka_message_t {
-        // SAFETY: a non-null message handed out by rd_kafka_consume_batch_queue, owned here.
-        unsafe { &*self.0 }
-    }
-    fn partition(&self) -> i32 {
-        self.m().partition
-    }
-    fn offset(&self) -> i64 {
-        self.m().offset
-    }
-    fn bytes(p: *mut std::ffi::c_void, len: usize) -> Option<&'static [u8]> {
-        // SAFETY: librdkafka guarantees `len` readable bytes at `p` while the message lives;
-        // callers only use the slice while `self` is alive (the 'static is local to next()).
-        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts(p as *const u8, len) })
-    }
-    fn payload(&self) -> Option<&[u8]> {
-        Self::bytes(self.m().payload, self.m().len)
-    }
-    fn key(&self) -> Option<&[u8]> {
-        Self::bytes(self.m().key, self.m().key_len)
-    }
-    fn timestamp_ms(&self) -> Option<i64> {
-        let mut ty = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-        // SAFETY: valid message.
-        let ts = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut ty) };
-        (ts >= 0).then_some(ts)
-    }
-    fn headers(&self) -> Vec<(&str, Option<&[u8]>)> {
-        let mut out = vec![];
-        let mut hdrs: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
-        // SAFETY: valid message; headers stay owned by it.
-        unsafe {
-            if rdsys::rd_kafka_message_headers(self.0, &mut hdrs)
-                != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-            {
-                return out;
-            }
-            let mut i = 0;
-            loop {
-                let mut name: *const std::ffi::c_char = std::ptr::null();
-                let mut val: *const std::ffi::c_void = std::ptr::null();
-                let mut size = 0usize;
-                if rdsys::rd_kafka_header_get_all(hdrs, i, &mut name, &mut val, &mut size)
-                    != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                {
-                    break;
-                }
-                let key = std::ffi::CStr::from_ptr(name).to_str().unwrap_or("");
-                out.push((key, Self::bytes(val as *mut _, size)));
-                i += 1;
-            }
-        }
-        out
-    }
-}
-
-impl Drop for RawMsg {
-    fn drop(&mut self) {
-        // SAFETY: each message is destroyed exactly once.
-        unsafe { rdsys::rd_kafka_message_destroy(self.0) }
-    }
-}
-
-impl Batch {
-    fn new(consumer: &BaseConsumer) -> Batch {
-        // SAFETY: the consumer outlives the batch (field order in KafkaScan, reset in start()).
-        let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
-        Batch {
-            queue,
-            msgs: Vec::with_capacity(BATCH),
-            pos: 0,
-            filled_at: Instant::now(),
-            last_error: None,
-        }
-    }
-
-    /// The next buffered message that is not an error event.
-    fn next(&mut self) -> Option<RawMsg> {
-        while self.pos < self.msgs.len() {
-            let m = RawMsg(self.msgs[self.pos]);
-            self.pos += 1;
-            if m.m().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                // Transport trouble is retried by librdkafka; remember it for the timeout message.
-                // SAFETY: rd_kafka_err2str returns a static string.
-                self.last_error = Some(
-                    unsafe { std::ffi::CStr::from_ptr(rdsys::rd_kafka_err2str(m.m().err)) }
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-                continue;
-            }
-            return Some(m);
-        }
-        None
-    }
-
-    /// Waits up to `wait` for messages; returns how many arrived.
-    fn fill(&mut self, wait: Duration) -> usize {
-        if self.queue.is_null() {
-            return 0;
-        }
-        self.msgs.clear();
-        self.msgs.resize(BATCH, std::ptr::null_mut());
-        self.pos = 0;
-        // SAFETY: the buffer holds BATCH pointers; librdkafka writes at most that many.
-        let n = unsafe {
-            rdsys::rd_kafka_consume_batch_queue(
-                self.queue,
-                wait.as_millis() as i32,
-                self.msgs.as_mut_ptr(),
-                BATCH,
-            )
-        };
-        let n = n.max(0) as usize;
-        self.msgs.truncate(n);
-        if n > 0 {
-            self.filled_at = Instant::now();
-        }
-        n
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        while self.next().is_some() {}
-        if !self.queue.is_null() {
-            // SAFETY: the reference taken in new().
-            unsafe { rdsys::rd_kafka_queue_destroy(self.queue) };
-        }
-    }
-}
-
 impl Scan for KafkaScan {
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
         loop {
@@ -518,7 +371,7 @@ impl Scan for KafkaScan {
                 },
                 payload: m.payload(),
             };
-            if let Some(err) = plan::decode(&msg, &self.cols, self.format, &mut self.buf) {
+            if let Some(err) = codec::decode(&msg, &self.cols, self.format, &mut self.buf) {
                 match self.on_error {
                     OnError::Null => {}
                     OnError::Skip => {
@@ -594,199 +447,5 @@ impl Scan for KafkaScan {
             }
         }
         out
-    }
-}
-
-// ----------------------------------------------------------------------------- produce
-
-#[derive(Default)]
-struct Delivery {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-#[derive(Clone, Default)]
-struct DeliveryCtx(Arc<Delivery>);
-
-impl ClientContext for DeliveryCtx {}
-
-impl ProducerContext for DeliveryCtx {
-    type DeliveryOpaque = ();
-    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
-        match r {
-            Ok(_) => {
-                self.0.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, m)) => {
-                self.0.failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut f) = self.0.first_error.lock() {
-                    f.get_or_insert_with(|| format!("partition {}: {e}", m.partition()));
-                }
-            }
-        }
-    }
-}
-
-pub struct KafkaModify {
-    table: TableDef,
-    topic: String,
-    src: Source,
-    format: Format,
-    kinds: Vec<(i16, ColKind)>,
-    producer: BaseProducer<DeliveryCtx>,
-    ctx: DeliveryCtx,
-    sent: u64,
-}
-
-impl KafkaModify {
-    pub fn new(table: TableDef) -> Result<KafkaModify, ErrorReport> {
-        let src = source(&table)?;
-        let topic = topic(&table)?;
-        let mut cfg = src.kafka_client_config();
-        cfg.set(
-            "message.timeout.ms",
-            src.timeout().as_millis().max(1000).to_string(),
-        )
-        .set("linger.ms", "5")
-        .set("acks", "all");
-        let ctx = DeliveryCtx::default();
-        let producer: BaseProducer<DeliveryCtx> = cfg
-            .create_with_context(ctx.clone())
-            .map_err(|e| KafkaFdwError::Config(format!("Kafka producer: {e}")))?;
-        Ok(KafkaModify {
-            format: Format::parse(table.opt("format")),
-            kinds: plan::col_kinds(&table),
-            table,
-            topic,
-            src,
-            producer,
-            ctx,
-            sent: 0,
-        })
-    }
-}
-
-impl Modify for KafkaModify {
-    fn insert(&mut self, row: &[(i16, Val)]) -> Result<(), ErrorReport> {
-        let mut key: Option<Vec<u8>> = None;
-        let mut partition: Option<i32> = None;
-        let mut ts: Option<i64> = None;
-        let mut headers = OwnedHeaders::new();
-        let mut values: Vec<(ColKind, Val)> = vec![];
-        for (attnum, v) in row {
-            let Some((_, kind)) = self.kinds.iter().find(|(a, _)| a == attnum) else {
-                continue;
-            };
-            match kind {
-                ColKind::Key(_) => {
-                    key = match v {
-                        Val::Null => None,
-                        Val::Bytes(b) => Some(b.clone()),
-                        other => other.to_text().map(String::into_bytes),
-                    }
-                }
-                ColKind::Partition => partition = v.as_i64().map(|p| p as i32),
-                ColKind::Timestamp => ts = v.as_epoch_millis(),
-                ColKind::Headers => {
-                    if let Val::Json(serde_json::Value::Object(o)) = v {
-                        for (k, hv) in o {
-                            let text = match hv {
-                                serde_json::Value::Null => None,
-                                serde_json::Value::String(s) => Some(s.clone()),
-                                other => Some(other.to_string()),
-                            };
-                            headers = headers.insert(Header {
-                                key: k,
-                                value: text.as_deref(),
-                            });
-                        }
-                    }
-                }
-                ColKind::Offset | ColKind::Error => {}
-                other => values.push((other.clone(), v.clone())),
-            }
-        }
-        let payload = plan::encode_value(&values, self.format);
-        let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(&self.topic).headers(headers);
-        if let Some(k) = key.as_deref() {
-            rec = rec.key(k);
-        }
-        if let Some(p) = payload.as_deref() {
-            rec = rec.payload(p);
-        }
-        if let Some(p) = partition {
-            rec = rec.partition(p);
-        }
-        if let Some(t) = ts {
-            rec = rec.timestamp(t);
-        }
-        let deadline = Instant::now() + self.src.timeout();
-        loop {
-            match self.producer.send(rec) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    rec = r;
-                    self.producer.poll(POLL);
-                    pgrx::check_for_interrupts!();
-                    if Instant::now() > deadline {
-                        return Err(KafkaFdwError::Timeout(format!(
-                            "foreign table {}: the producer queue stayed full for {} ms (timeout_ms)",
-                            self.table.name,
-                            self.src.timeout().as_millis()
-                        ))
-                        .into());
-                    }
-                }
-                Err((e, _)) => {
-                    return Err(KafkaFdwError::Delivery(format!(
-                        "foreign table {}: cannot produce to topic \"{}\": {e}",
-                        self.table.name, self.topic
-                    ))
-                    .into())
-                }
-            }
-        }
-        self.sent += 1;
-        self.producer.poll(Duration::ZERO);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), ErrorReport> {
-        let deadline = Instant::now() + self.src.timeout() + Duration::from_secs(1);
-        while self.producer.in_flight_count() > 0 {
-            self.producer.poll(POLL);
-            pgrx::check_for_interrupts!();
-            if Instant::now() > deadline {
-                break;
-            }
-        }
-        let d = &self.ctx.0;
-        let ok = d.ok.load(Ordering::Relaxed);
-        let failed = d.failed.load(Ordering::Relaxed);
-        let pending = self.sent.saturating_sub(ok + failed);
-        if failed > 0 || pending > 0 {
-            let first = d
-                .first_error
-                .lock()
-                .ok()
-                .and_then(|f| f.clone())
-                .unwrap_or_else(|| "no confirmation".into());
-            return Err(KafkaFdwError::Delivery(format!(
-                "foreign table {}: {} of {} message(s) to topic \"{}\" were not confirmed ({failed} failed, {pending} unconfirmed after {} ms); first error: {first}",
-                self.table.name,
-                failed + pending,
-                self.sent,
-                self.topic,
-                self.src.timeout().as_millis()
-            ))
-            .into());
-        }
-        Ok(())
     }
 }
