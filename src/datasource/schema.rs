@@ -19,8 +19,10 @@ pub enum OptType {
     /// Integer within bounds.
     Int(i64, i64),
     Bool,
-    /// One of these strings.
+    /// One of these strings, case-insensitively (normalised to the listed spelling).
     Enum(&'static [&'static str]),
+    /// One of these strings exactly (for values used as given, e.g. foreign-table options).
+    Exact(&'static [&'static str]),
     /// `host:port[,host:port...]`.
     HostPorts,
     /// A host name or IP address (no port, no scheme).
@@ -96,6 +98,9 @@ pub const fn secret(key: &'static str, doc: &'static str) -> OptSpec {
     }
 }
 
+/// A positive integer (counts, sizes, milliseconds).
+pub const POSITIVE: OptType = OptType::Int(1, i64::MAX);
+
 /// `timeout_ms`, shared by every datasource kind and by clusters.
 pub const TIMEOUT: OptSpec = def(
     "timeout_ms",
@@ -151,7 +156,8 @@ pub fn check_value(owner: &str, spec: &OptSpec, v: &Value) -> Result<Value, Cata
         OptType::Str => want_string(&at, v).map(Value::String),
         OptType::Int(min, max) => check_int(&at, v, min, max),
         OptType::Bool => check_bool(&at, v),
-        OptType::Enum(allowed) => check_enum(&at, v, allowed),
+        OptType::Enum(allowed) => check_enum(&at, v, allowed, false),
+        OptType::Exact(allowed) => check_enum(&at, v, allowed, true),
         OptType::HostPorts => check_host_ports(&at, v),
         OptType::Host => check_host(&at, v),
         OptType::Url => check_url(&at, v),
@@ -186,6 +192,10 @@ fn check_int(at: &Checked, v: &Value, min: i64, max: i64) -> Result<Value, Catal
     };
     match n {
         Some(n) if (min..=max).contains(&n) => Ok(Value::from(n)),
+        Some(n) if max == i64::MAX => Err(at.invalid(
+            format!("must be at least {min}, got {n}"),
+            format!("Give {}.", at.spec.doc),
+        )),
         Some(n) => Err(at.invalid(
             format!("must be between {min} and {max}, got {n}"),
             format!("Give {}.", at.spec.doc),
@@ -207,10 +217,22 @@ fn check_bool(at: &Checked, v: &Value) -> Result<Value, CatalogError> {
     }
 }
 
-/// One of `allowed`, case-insensitively; normalised to the allowed spelling.
-fn check_enum(at: &Checked, v: &Value, allowed: &[&str]) -> Result<Value, CatalogError> {
+/// One of `allowed` (case-insensitively unless `exact`); normalised to the allowed spelling.
+fn check_enum(
+    at: &Checked,
+    v: &Value,
+    allowed: &[&str],
+    exact: bool,
+) -> Result<Value, CatalogError> {
     let x = want_string(at, v)?;
-    match allowed.iter().find(|a| a.eq_ignore_ascii_case(&x)) {
+    let same = |a: &&&str| {
+        if exact {
+            **a == x
+        } else {
+            a.eq_ignore_ascii_case(&x)
+        }
+    };
+    match allowed.iter().find(same) {
         Some(a) => Ok(Value::String(a.to_string())),
         None => Err(at.invalid(
             format!(

@@ -25,8 +25,9 @@
 //!   the remote client where there is one (`elasticsearch/client.rs`, `mapping.rs`;
 //!   `kafka/batch.rs` for librdkafka's batch API), `scan.rs` (reads) and `write.rs` (writes).
 //!
-//! Adding an option: list it in the wrapper's `*_OPTS` table in `<wrapper>/mod.rs` (name and
-//! [`OptKind`]: the validator then accepts and checks it), then read it where it is used with
+//! Adding an option: list it in the wrapper's `*_OPTS` table in `<wrapper>/mod.rs` (an
+//! [`OptSpec`] of the catalog's option schema, `datasource::schema`: the validator then accepts
+//! and checks it), then read it where it is used with
 //! [`TableDef::opt`] (table, else server), `table_opts`/`server_opts`/`user_opts`, or
 //! [`int_opt`] for positive integers.
 // Errors here are `ErrorReport`s (SQLSTATE, message, detail, hint), built once per failing
@@ -39,9 +40,11 @@ pub mod kafka;
 pub mod pg;
 pub mod value;
 
+use crate::datasource::schema::{check_value, OptSpec, OptType};
 use cond::{Cond, Request};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use value::{PgType, Val};
 
@@ -196,15 +199,17 @@ pub fn fdw_error(
     ErrorReport::new(code, message, "pg_flink fdw").set_hint(hint)
 }
 
-/// Checks option names and integer values against a list of (name, is_integer).
+/// Checks option names and values against an option table (the option schema the catalog uses:
+/// [`OptSpec`]). Unknown names and invalid values are HV00D errors naming the object and option.
 pub fn check_options(
+    rules: &OptionRules,
     what: &str,
     opts: &[(String, String)],
-    allowed: &[(&str, OptKind)],
+    allowed: &[OptSpec],
 ) -> Result<(), ErrorReport> {
     for (k, v) in opts {
-        let Some((_, kind)) = allowed.iter().find(|(n, _)| n == k) else {
-            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+        let Some(spec) = allowed.iter().find(|s| s.key == k) else {
+            let names: Vec<&str> = allowed.iter().map(|s| s.key).collect();
             return Err(fdw_error(
                 PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
                 format!("invalid {what} option \"{k}\""),
@@ -215,23 +220,17 @@ pub fn check_options(
                 },
             ));
         };
-        let ok = match kind {
-            OptKind::Text => true,
-            OptKind::Positive => v.parse::<i64>().is_ok_and(|n| n > 0),
-            OptKind::OneOf(set) => set.contains(&v.as_str()),
-            OptKind::Bool => matches!(v.as_str(), "true" | "false" | "on" | "off"),
+        // Option values are text; the schema checks them as JSON strings (booleans as such).
+        let value = match (spec.ty, v.as_str()) {
+            (OptType::Bool, "true" | "on") => Value::Bool(true),
+            (OptType::Bool, "false" | "off") => Value::Bool(false),
+            _ => Value::String(v.clone()),
         };
-        if !ok {
-            let expect = match kind {
-                OptKind::Positive => "a positive integer".to_string(),
-                OptKind::OneOf(set) => format!("one of {}", set.join(", ")),
-                OptKind::Bool => "true or false".to_string(),
-                OptKind::Text => String::new(),
-            };
+        if let Err(e) = check_value(&format!("{} {what}", rules.wrapper), spec, &value) {
             return Err(fdw_error(
                 PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
-                format!("invalid value for {what} option \"{k}\": \"{v}\""),
-                format!("Give {expect}."),
+                e.message,
+                e.hint,
             ));
         }
     }
@@ -241,10 +240,10 @@ pub fn check_options(
 /// The options a wrapper accepts, per object, and the ones it requires.
 pub struct OptionRules {
     pub wrapper: &'static str,
-    pub server: &'static [(&'static str, OptKind)],
-    pub user: &'static [(&'static str, OptKind)],
-    pub table: &'static [(&'static str, OptKind)],
-    pub column: &'static [(&'static str, OptKind)],
+    pub server: &'static [OptSpec],
+    pub user: &'static [OptSpec],
+    pub table: &'static [OptSpec],
+    pub column: &'static [OptSpec],
     /// A server takes exactly one of these (a catalog datasource, or a direct address).
     pub server_one_of: (&'static str, &'static str),
     /// A table needs this one.
@@ -264,7 +263,7 @@ pub fn validate_options(
         OptClass::Table => ("foreign table", rules.table),
         OptClass::Column => ("column", rules.column),
     };
-    check_options(what, opts, allowed)?;
+    check_options(rules, what, opts, allowed)?;
     let has = |k: &str| opts.iter().any(|(n, _)| n == k);
     let missing = |msg: String, hint: String| {
         Err(fdw_error(
@@ -296,14 +295,6 @@ pub fn validate_options(
         ),
         _ => Ok(()),
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum OptKind {
-    Text,
-    Positive,
-    Bool,
-    OneOf(&'static [&'static str]),
 }
 
 /// Parses a positive integer option (already validated) with a default.
@@ -380,21 +371,42 @@ mod tests {
 
     #[test]
     fn option_checks_name_the_option() {
+        use crate::datasource::schema::{opt, POSITIVE};
         let allowed = [
-            ("batch_size", OptKind::Positive),
-            ("format", OptKind::OneOf(&["json", "text"])),
+            opt("batch_size", POSITIVE, "rows per request"),
+            opt(
+                "format",
+                OptType::Exact(&["json", "text"]),
+                "the message format",
+            ),
         ];
-        assert!(check_options("table", &[("batch_size".into(), "10".into())], &allowed).is_ok());
+        let rules = OptionRules {
+            wrapper: "w",
+            server: &[],
+            user: &[],
+            table: &[],
+            column: &[],
+            server_one_of: ("a", "b"),
+            table_requires: "t",
+        };
+        let check =
+            |k: &str, v: &str| check_options(&rules, "table", &[(k.into(), v.into())], &allowed);
+        assert!(check("batch_size", "10").is_ok());
+        let e = check("format", "xml").unwrap_err();
+        assert!(
+            e.message()
+                .contains("w table: option \"format\" must be one of json, text"),
+            "{}",
+            e.message()
+        );
         for bad in [
             ("batch_size", "0"),
             ("batch_size", "x"),
             ("format", "xml"),
+            ("format", "JSON"),
             ("nope", "1"),
         ] {
-            assert!(
-                check_options("table", &[(bad.0.into(), bad.1.into())], &allowed).is_err(),
-                "{bad:?}"
-            );
+            assert!(check(bad.0, bad.1).is_err(), "{bad:?}");
         }
     }
 }

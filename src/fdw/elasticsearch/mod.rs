@@ -18,11 +18,12 @@ mod mapping;
 mod scan;
 mod write;
 
+use crate::datasource::schema::{opt, OptSpec, OptType, POSITIVE};
 use crate::datasource::Kind;
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
     OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
@@ -104,26 +105,57 @@ impl Planner for EsPlanner {
     }
 }
 
-const SERVER_OPTS: &[(&str, OptKind)] = &[
-    ("datasource", OptKind::Text),
-    ("url", OptKind::Text),
-    ("timeout_ms", OptKind::Positive),
-    ("batch_size", OptKind::Positive),
+const SERVER_OPTS: &[OptSpec] = &[
+    opt(
+        "datasource",
+        OptType::Str,
+        "a catalog datasource of kind elasticsearch",
+    ),
+    opt(
+        "url",
+        OptType::Url,
+        "the cluster URL, e.g. http://127.0.0.1:9200",
+    ),
+    opt(
+        "timeout_ms",
+        POSITIVE,
+        "the bound of requests in milliseconds",
+    ),
+    opt("batch_size", POSITIVE, "documents per page"),
 ];
-const USER_OPTS: &[(&str, OptKind)] = &[
-    ("username", OptKind::Text),
-    ("password", OptKind::Text),
-    ("api_key", OptKind::Text),
+const USER_OPTS: &[OptSpec] = &[
+    opt("username", OptType::Str, "the user name (basic auth)"),
+    opt("password", OptType::Str, "the password (basic auth)"),
+    opt("api_key", OptType::Str, "an API key"),
 ];
-const TABLE_OPTS: &[(&str, OptKind)] = &[
-    ("index", OptKind::Text),
-    ("query", OptKind::Text),
-    ("batch_size", OptKind::Positive),
-    ("timeout_ms", OptKind::Positive),
-    ("on_error", OptKind::OneOf(&["error", "null"])),
-    ("refresh", OptKind::OneOf(&["true", "false", "wait_for"])),
+const TABLE_OPTS: &[OptSpec] = &[
+    opt("index", OptType::Str, "an index, alias or pattern"),
+    opt(
+        "query",
+        OptType::Str,
+        "a base query (JSON DSL) ANDed with every WHERE",
+    ),
+    opt("batch_size", POSITIVE, "documents per page"),
+    opt(
+        "timeout_ms",
+        POSITIVE,
+        "the bound of requests in milliseconds",
+    ),
+    opt(
+        "on_error",
+        OptType::Exact(&["error", "null"]),
+        "what a value that does not fit its column does",
+    ),
+    opt(
+        "refresh",
+        OptType::Exact(&["true", "false", "wait_for"]),
+        "the refresh policy of writes",
+    ),
 ];
-const COLUMN_OPTS: &[(&str, OptKind)] = &[("field", OptKind::Text), ("es_type", OptKind::Text)];
+const COLUMN_OPTS: &[OptSpec] = &[
+    opt("field", OptType::Str, "the document field (dotted path)"),
+    opt("es_type", OptType::Str, "the Elasticsearch field type"),
+];
 const RULES: OptionRules = OptionRules {
     wrapper: "pg_flink_elasticsearch",
     server: SERVER_OPTS,

@@ -19,11 +19,12 @@ pub mod plan;
 mod scan;
 mod write;
 
+use crate::datasource::schema::{opt, OptSpec, OptType, POSITIVE};
 use crate::datasource::Kind;
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::{
-    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass, OptKind,
+    fdw_error, pg, validate_options, ColDef, ImportColumn, ImportTable, Modify, OptClass,
     OptionRules, Planner, Scan, Ship, TableDef, Wrapper,
 };
 use pgrx::pg_sys::panic::ErrorReport;
@@ -107,12 +108,20 @@ impl Planner for KafkaPlanner {
     }
 }
 
-const SERVER_OPTS: &[(&str, OptKind)] = &[
-    ("datasource", OptKind::Text),
-    ("brokers", OptKind::Text),
-    (
+const SERVER_OPTS: &[OptSpec] = &[
+    opt(
+        "datasource",
+        OptType::Str,
+        "a catalog datasource of kind kafka",
+    ),
+    opt(
+        "brokers",
+        OptType::HostPorts,
+        "the bootstrap brokers, host:port[,host:port]",
+    ),
+    opt(
         "security_protocol",
-        OptKind::OneOf(&[
+        OptType::Exact(&[
             "PLAINTEXT",
             "SSL",
             "SASL_PLAINTEXT",
@@ -122,26 +131,47 @@ const SERVER_OPTS: &[(&str, OptKind)] = &[
             "sasl_plaintext",
             "sasl_ssl",
         ]),
+        "the security protocol",
     ),
-    (
+    opt(
         "sasl_mechanism",
-        OptKind::OneOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        OptType::Exact(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        "the SASL mechanism",
     ),
-    ("timeout_ms", OptKind::Positive),
-    ("batch_size", OptKind::Positive),
+    opt(
+        "timeout_ms",
+        POSITIVE,
+        "the bound of broker calls in milliseconds",
+    ),
+    opt("batch_size", POSITIVE, "messages per batch"),
 ];
-const USER_OPTS: &[(&str, OptKind)] = &[
-    ("sasl_username", OptKind::Text),
-    ("sasl_password", OptKind::Text),
+const USER_OPTS: &[OptSpec] = &[
+    opt("sasl_username", OptType::Str, "the SASL user name"),
+    opt("sasl_password", OptType::Str, "the SASL password"),
 ];
-const TABLE_OPTS: &[(&str, OptKind)] = &[
-    ("topic", OptKind::Text),
-    ("format", OptKind::OneOf(&["json", "text", "csv"])),
-    ("batch_size", OptKind::Positive),
-    ("timeout_ms", OptKind::Positive),
-    ("on_error", OptKind::OneOf(&["null", "error", "skip"])),
+const TABLE_OPTS: &[OptSpec] = &[
+    opt("topic", OptType::Str, "the topic name"),
+    opt(
+        "format",
+        OptType::Exact(&["json", "text", "csv"]),
+        "the message format",
+    ),
+    opt("batch_size", POSITIVE, "messages per batch"),
+    opt(
+        "timeout_ms",
+        POSITIVE,
+        "the bound of broker calls in milliseconds",
+    ),
+    opt(
+        "on_error",
+        OptType::Exact(&["null", "error", "skip"]),
+        "what a message that cannot be decoded does",
+    ),
 ];
-const COLUMN_OPTS: &[(&str, OptKind)] = &[("path", OptKind::Text), ("index", OptKind::Positive)];
+const COLUMN_OPTS: &[OptSpec] = &[
+    opt("path", OptType::Str, "the JSON path of the column's value"),
+    opt("index", POSITIVE, "the CSV field number (from 1)"),
+];
 const RULES: OptionRules = OptionRules {
     wrapper: "pg_flink_kafka",
     server: SERVER_OPTS,
