@@ -18,6 +18,9 @@ if [ $# -gt 0 ]; then tests=("$@"); else
   tests=(); for f in tests/regress/sql/*.sql; do tests+=("$(basename "$f" .sql)"); done
 fi
 rm -rf "$OUT"; mkdir -p "$OUT"
+# A fresh database each run (pg_regress --use-existing does not create it).
+"$PG_BIN/psql" -h 127.0.0.1 -p "${PGPORT:-5432}" -U postgres -d postgres -Xq -v ON_ERROR_STOP=1 \
+  -c "DROP DATABASE IF EXISTS pg_flink_regress" -c "CREATE DATABASE pg_flink_regress TEMPLATE template0"
 status=0
 "$PG_REGRESS" --use-existing --host=127.0.0.1 --port="${PGPORT:-5432}" --user=postgres \
   --dbname=pg_flink_regress --bindir="$PG_BIN" --inputdir=tests/regress --outputdir="$OUT" \

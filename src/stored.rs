@@ -43,6 +43,18 @@ const DATASOURCES_REVEALED: &str = "SELECT COALESCE(jsonb_object_agg(d.name, jso
   FROM flink.datasource d LEFT JOIN flink.datasource_secret s ON s.datasource = d.name
   WHERE d.name = ANY ($1)";
 
+/// The first column of the first row, or None when there is no row (or it is NULL).
+pub fn optional<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<T>, String> {
+    match Spi::get_one_with_args::<T>(query, args) {
+        Ok(v) => Ok(v),
+        Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The pipeline, or None when it does not exist. Errors are Postgres' (e.g. permission denied).
 pub fn pipeline(name: &str, reveal: bool) -> Result<Option<PipelineDef>, String> {
     let query = if reveal {
@@ -50,8 +62,7 @@ pub fn pipeline(name: &str, reveal: bool) -> Result<Option<PipelineDef>, String>
     } else {
         PIPELINE_MASKED
     };
-    let v = Spi::get_one_with_args::<JsonB>(query, &[name.to_string().into()])
-        .map_err(|e| e.to_string())?;
+    let v = optional::<JsonB>(query, &[name.to_string().into()])?;
     match v {
         None => Ok(None),
         Some(JsonB(v)) => serde_path_to_error::deserialize(v).map(Some).map_err(|e| {

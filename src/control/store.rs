@@ -188,11 +188,10 @@ pub fn begin_job(
 pub fn pipeline_version(pipeline: &str) -> Result<i32, String> {
     let p = pipeline.to_string();
     in_txn(move || {
-        Spi::get_one_with_args::<i32>(
+        crate::stored::optional::<i32>(
             "SELECT version FROM flink.pipeline WHERE name = $1",
             &[p.into()],
         )
-        .map_err(|e| e.to_string())
     })
     .and_then(|r| r)?
     .ok_or_else(|| format!("pipeline \"{pipeline}\" no longer exists"))

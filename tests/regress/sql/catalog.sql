@@ -39,5 +39,5 @@ SELECT c.relname FROM pg_extension e, unnest(e.extconfig) AS t(oid) JOIN pg_clas
  WHERE e.extname = 'pg_flink' ORDER BY 1;
 -- The job state is typed: the CHECK constraint refuses unknown states.
 INSERT INTO flink.pipeline (name, template, params, script_hash) VALUES ('p0', 'sql', '{}', 'h');
-INSERT INTO flink.job (pipeline, pipeline_version, script_hash, job_name, state) VALUES ('p0', 1, 'h', 'j', 'RUNNNING');
+INSERT INTO flink.job (pipeline, pipeline_version, script_hash, job_name, state, updated_at) VALUES ('p0', 1, 'h', 'j', 'RUNNNING', '2000-01-01');
 DELETE FROM flink.pipeline WHERE name = 'p0';

@@ -25,7 +25,7 @@ SELECT c.relname AS undocumented_relation FROM pg_class c
  WHERE c.relnamespace = 'flink'::regnamespace AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL;
 -- A reader: masked views, masked scripts, no secrets, no management.
 SET ROLE regress_reader;
-SELECT name, options FROM flink.datasources;
+SELECT name, options FROM flink.datasources ORDER BY name;
 SELECT position('grant-secret-1' IN flink.render('gp_copy')) AS secret_shown;
 SELECT flink.render('gp_copy', reveal_secrets => true);
 SELECT * FROM flink.datasource_secret;
