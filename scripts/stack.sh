@@ -202,9 +202,9 @@ EOF
   # Settings owned by this script (rewritten on every up; a change restarts Postgres).
   grep -q "pg_flink_stack.conf" "$PGDATA/postgresql.conf" || echo "include_if_exists = 'pg_flink_stack.conf'" >>"$PGDATA/postgresql.conf"
   local conf_new
-  conf_new=$(printf "%s\n" "# Written by scripts/stack.sh" \
-    "pg_flink.worker_databases = '$(IFS=,; echo "${DBS[*]}")'" \
-    "pg_flink.poll_interval_ms = 500")
+  conf_new=$(printf "%s\n" "# Written by scripts/stack.sh (every database with pg_flink gets a worker)" \
+    "pg_flink.poll_interval_ms = 500" \
+    "pg_flink.launcher_interval_ms = 1000")
   if [ "$(cat "$PGDATA/pg_flink_stack.conf" 2>/dev/null)" != "$conf_new" ]; then
     echo "$conf_new" >"$PGDATA/pg_flink_stack.conf"; chown postgres:postgres "$PGDATA/pg_flink_stack.conf"
     EXTENSION_CHANGED=1

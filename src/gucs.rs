@@ -21,9 +21,17 @@ pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 pub const DEFAULT_REST_URL: &str = "http://127.0.0.1:8081";
 pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:8083";
 
-/// Databases the background worker serves (one worker each); postmaster-only.
+/// Optional allow-list of databases the workers serve (empty: every database with pg_flink).
 pub static WORKER_DATABASES: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(None);
+/// Savepoint attempts of one stop before it falls back (to cancel, or STOP_FAILED).
+pub static SAVEPOINT_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// A job restarted by Flink within this window is not healthy (milliseconds).
+pub static HEALTH_WINDOW_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+/// How often a running job's details (restart count, last checkpoint) are re-read (ms).
+pub static DETAILS_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// How often the launcher looks for new and dropped databases (ms).
+pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 /// How often the worker polls Flink, in milliseconds.
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 
@@ -69,11 +77,51 @@ pub fn init() {
     );
     GucRegistry::define_string_guc(
         c"pg_flink.worker_databases",
-        c"Databases whose pipelines the pg_flink background worker reconciles (comma-separated).",
-        c"One worker per database is started at server start; needs shared_preload_libraries = 'pg_flink'. Empty: no worker.",
+        c"Optional allow-list of databases the pg_flink workers serve (comma-separated).",
+        c"Empty (the default): every database where pg_flink is installed gets a worker, started by the launcher without a restart.",
         &WORKER_DATABASES,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.savepoint_retries",
+        c"Savepoint attempts of one stop before it falls back.",
+        c"Attempts are spaced by a doubling backoff; then the job is cancelled, or left running as STOP_FAILED with flink.stop(savepoint_required => true).",
+        &SAVEPOINT_RETRIES,
+        1,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.health_window_ms",
+        c"A job that Flink restarted within this window is not healthy, in milliseconds.",
+        c"Also the least checkpoint age that makes a checkpointing job unhealthy (see flink.pipeline_status).",
+        &HEALTH_WINDOW_MS,
+        1_000,
+        86_400_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.details_interval_ms",
+        c"How often the worker re-reads a running job's restart count and last checkpoint, in milliseconds.",
+        c"Details are also read at once whenever Flink reports that the job changed.",
+        &DETAILS_INTERVAL_MS,
+        1_000,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.launcher_interval_ms",
+        c"How often the pg_flink launcher looks for new and dropped databases, in milliseconds.",
+        c"CREATE EXTENSION and flink.start also start a database's worker at once.",
+        &LAUNCHER_INTERVAL_MS,
+        200,
+        600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"pg_flink.poll_interval_ms",
@@ -177,4 +225,25 @@ pub fn worker_databases() -> Vec<String> {
 
 pub fn poll_interval() -> std::time::Duration {
     std::time::Duration::from_millis(POLL_INTERVAL_MS.get().max(100) as u64)
+}
+
+/// Savepoint attempts of one stop.
+pub fn savepoint_retries() -> i32 {
+    SAVEPOINT_RETRIES.get()
+}
+
+/// Milliseconds between refreshes of a running job's details.
+pub fn details_interval_ms() -> i64 {
+    DETAILS_INTERVAL_MS.get() as i64
+}
+
+/// How often the launcher scans the databases.
+pub fn launcher_interval() -> std::time::Duration {
+    std::time::Duration::from_millis(LAUNCHER_INTERVAL_MS.get().max(200) as u64)
+}
+
+/// Whether a database may have a worker (the optional allow-list).
+pub fn database_allowed(name: &str) -> bool {
+    let list = worker_databases();
+    list.is_empty() || list.iter().any(|d| d == name)
 }

@@ -32,8 +32,9 @@ pub mod stored;
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     if gucs::preloaded() {
-        control::worker::register();
+        control::launcher::register();
     }
+    control::launcher::install_hook();
 }
 
 pgrx::extension_sql_file!("../sql/.install.sql", name = "install", finalize);

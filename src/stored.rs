@@ -89,3 +89,17 @@ pub fn may_reveal() -> bool {
         .flatten()
         .unwrap_or(false)
 }
+
+/// This instance and database (for job names).
+pub fn this_database() -> crate::control::identity::Database {
+    let name = Spi::get_one::<String>("SELECT current_database()::text")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    crate::control::identity::Database {
+        system_identifier: crate::control::worker::system_identifier(),
+        // SAFETY: MyDatabaseId is set when the backend connects and never changes afterwards.
+        oid: unsafe { pgrx::pg_sys::MyDatabaseId }.to_u32(),
+        name,
+    }
+}

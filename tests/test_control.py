@@ -15,7 +15,14 @@ from confluent_kafka import Producer
 
 from conftest import ENV, connect, unique
 
-DB = "pg_flink_test"  # listed in pg_flink.worker_databases by the stack
+DB = "pg_flink_test"  # served by its worker (the launcher starts one for every database)
+
+
+def identity_of(c, name):
+    """The prefix of the pipeline's Flink job names: instance, database (oid and name), pipeline."""
+    return c.execute(
+        "SELECT format('pg_flink/%s/%s/%s/%s', s.system_identifier, d.oid, d.datname, %s::text) "
+        "FROM pg_control_system() s, pg_database d WHERE d.datname = current_database()", (name,)).fetchone()[0]
 
 
 def live_jobs(identity):
@@ -52,7 +59,7 @@ def new_pipeline(c, flink_options=None):
               "sink": {"datasource": "ctl_kafka", "object": f"{name}_out"}}
     c.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s, %s)",
               (name, json.dumps(params), json.dumps({"flink": flink_options or {}})))
-    return name, f"pg_flink/{DB}/{name}"
+    return name, identity_of(c, name)
 
 
 def cleanup(c, name):
@@ -236,17 +243,27 @@ def test_worker_sigterm_is_restarted_and_reconciles_without_duplicates(db):
         cleanup(db, name)
 
 
-def test_control_functions_need_a_served_database(fresh_db):
-    with connect(fresh_db) as c:
-        c.execute("CREATE EXTENSION pg_flink")
-        c.execute("SELECT * FROM flink.register_datasource('k', 'kafka', '{\"bootstrap_servers\": \"127.0.0.1:9092\"}')")
-        c.execute("SELECT * FROM flink.create_pipeline('p', 'filter_alert', %s)", (json.dumps(
-            {"source": {"datasource": "k", "object": "t", "columns": [{"name": "n", "type": "BIGINT"}]},
-             "conditions": [{"column": "n", "op": ">", "value": 0}], "sink": {"datasource": "k", "object": "o"}}),))
-        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
-            c.execute("SELECT flink.start('p')")
-        assert "no pg_flink worker serves database" in str(e.value)
-        assert "pg_flink.worker_databases" in e.value.diag.message_hint
+def test_control_functions_refuse_a_database_outside_the_allow_list(fresh_db):
+    # pg_flink.worker_databases is an optional allow-list (empty: every database is served).
+    with connect("postgres") as admin:
+        admin.execute("ALTER SYSTEM SET pg_flink.worker_databases = 'pg_flink_test,pg_flink_demo'")
+        admin.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)
+        with connect(fresh_db) as c:
+            c.execute("CREATE EXTENSION pg_flink")
+            c.execute("SELECT * FROM flink.register_datasource('k', 'kafka', '{\"bootstrap_servers\": \"127.0.0.1:9092\"}')")
+            c.execute("SELECT * FROM flink.create_pipeline('p', 'filter_alert', %s)", (json.dumps(
+                {"source": {"datasource": "k", "object": "t", "columns": [{"name": "n", "type": "BIGINT"}]},
+                 "conditions": [{"column": "n", "op": ">", "value": 0}], "sink": {"datasource": "k", "object": "o"}}),))
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+                c.execute("SELECT flink.start('p')")
+            assert "no pg_flink worker serves database" in str(e.value)
+            assert "pg_flink.worker_databases" in e.value.diag.message_hint
+    finally:
+        with connect("postgres") as admin:
+            admin.execute("ALTER SYSTEM RESET pg_flink.worker_databases")
+            admin.execute("SELECT pg_reload_conf()")
 
 
 def test_gateway_down_during_submit_is_recorded_retried_and_recovers(db):
@@ -347,7 +364,7 @@ def test_migrations_with_sqitch_apply_reapply_and_roll_back(db):
     name = unique("mig")
     registry = unique("sqitch")
     make_topic(f"{name}_in")
-    identity = f"pg_flink/{DB}/{name}"
+    identity = identity_of(db, name)
     try:
         r = sqitch("deploy", "--to", "orders_pipeline", pipeline=name, registry=registry)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -372,7 +389,7 @@ def test_migrations_with_sqitch_apply_reapply_and_roll_back(db):
         time.sleep(3)
         assert db.execute("SELECT count(*) FROM flink.pipelines WHERE name = %s", (name + "_broken",)).fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name + "_broken",)).fetchone()[0] == 0
-        assert live_jobs(f"pg_flink/{DB}/{name}_broken") == []
+        assert live_jobs(identity_of(db, f"{name}_broken")) == []
     finally:
         cleanup(db, name)
         db.execute(f'DROP SCHEMA IF EXISTS "{registry}" CASCADE')

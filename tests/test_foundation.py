@@ -82,6 +82,10 @@ def test_gucs_are_registered_with_their_defaults(conn):
         "pg_flink.statement_wait_ms": "60000",
         "pg_flink.poll_interval_ms": "1000",
         "pg_flink.worker_databases": None,
+        "pg_flink.savepoint_retries": "3",
+        "pg_flink.health_window_ms": "60000",
+        "pg_flink.details_interval_ms": "10000",
+        "pg_flink.launcher_interval_ms": "2000",
     }
     rows = dict(conn.execute(
         "SELECT name, boot_val FROM pg_settings WHERE name LIKE 'pg_flink.%'"
@@ -89,8 +93,8 @@ def test_gucs_are_registered_with_their_defaults(conn):
     assert rows == expected
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("SET pg_flink.http_timeout_ms = 5")  # below the minimum of 100
-    # The stack's settings: workers for its two databases, a short poll interval.
-    assert conn.execute("SHOW pg_flink.worker_databases").fetchone()[0] == "pg_flink_demo,pg_flink_test"
+    # The stack's settings: no allow-list (every database with pg_flink is served), a short poll.
+    assert conn.execute("SHOW pg_flink.worker_databases").fetchone()[0] == ""
     with pytest.raises(psycopg.errors.CantChangeRuntimeParam):
         conn.execute("SET pg_flink.worker_databases = 'x'")
 

@@ -56,7 +56,9 @@ def test_every_documented_example_validates_on_the_real_gateway(db, p):
     # The stored script is the golden one (same renderer, database name aside).
     script = db.execute("SELECT flink.render(%s)", (p["name"],)).fetchone()[0]
     golden = (pathlib.Path(__file__).parent / "golden" / f"{p['name']}.sql").read_text()
-    assert script == golden.replace("pg_flink/pg_flink_test/", f"pg_flink/{db.info.dbname}/")
+    here = db.execute("SELECT format('pg_flink/%s/%s/%s/', s.system_identifier, d.oid, d.datname) "
+                      "FROM pg_control_system() s, pg_database d WHERE d.datname = current_database()").fetchone()[0]
+    assert script == golden.replace("pg_flink/7300000000000000001/16384/pg_flink_test/", here)
 
 
 def test_identical_create_is_a_no_op_and_a_change_bumps_the_version(db):

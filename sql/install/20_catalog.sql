@@ -10,6 +10,8 @@ CREATE TABLE flink.cluster (
   rest_url    text NOT NULL,
   options     jsonb NOT NULL DEFAULT '{}',
   is_default  boolean NOT NULL DEFAULT false,
+  -- drop_cluster(cascade => true): dropped by the worker once its pipelines' jobs have stopped.
+  dropping    boolean NOT NULL DEFAULT false,
   version     integer NOT NULL DEFAULT 1,
   created_at  timestamptz NOT NULL DEFAULT now(),
   updated_at  timestamptz NOT NULL DEFAULT now()
@@ -43,7 +45,7 @@ SELECT pg_catalog.pg_extension_config_dump('flink.datasource_secret', '');
 -- ------------------------------------------------------------------------------------------
 CREATE VIEW flink.clusters AS
   SELECT c.name, c.gateway_url, c.rest_url, c.options, c.is_default, c.version, c.created_at, c.updated_at
-  FROM flink.cluster c;
+  FROM flink.cluster c WHERE NOT c.dropping;
 COMMENT ON VIEW flink.clusters IS 'Registered Flink clusters.';
 
 CREATE VIEW flink.datasources AS
@@ -105,23 +107,46 @@ $fn$;
 COMMENT ON FUNCTION flink.register_cluster(text, text, text, jsonb) IS
   'Registers or updates a Flink cluster (idempotent: an identical call changes nothing). The first cluster, or one with options {"default": true}, is the default.';
 
-CREATE FUNCTION flink.drop_cluster(name text, if_exists boolean DEFAULT false)
+CREATE FUNCTION flink.drop_cluster(name text, if_exists boolean DEFAULT false, cascade boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+  c flink.cluster;
+  users text[];
 BEGIN
-  DELETE FROM flink.cluster c WHERE c.name = drop_cluster.name;
+  SELECT * INTO c FROM flink.cluster x WHERE x.name = drop_cluster.name AND NOT x.dropping FOR UPDATE;
   IF NOT FOUND THEN
     IF drop_cluster.if_exists THEN RETURN false; END IF;
     RAISE EXCEPTION USING ERRCODE = 'undefined_object',
       MESSAGE = format('cluster "%s" does not exist', drop_cluster.name),
       HINT = 'See SELECT name FROM flink.clusters; pass if_exists => true to ignore a missing cluster.';
   END IF;
+  -- Pipelines that run, or want to run, on it: removing it would leave their jobs unreachable.
+  SELECT array_agg(p.name ORDER BY p.name) INTO users
+    FROM flink.pipeline p LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
+   WHERE (p.options->>'cluster' = c.name OR (p.options->>'cluster' IS NULL AND c.is_default))
+     AND (ps.desired = 'running' OR flink_internal.is_deployed(p.name));
+  IF users IS NOT NULL THEN
+    IF NOT drop_cluster.cascade THEN
+      RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+        MESSAGE = format('cannot drop cluster "%s": pipelines %s run on it', c.name, array_to_string(users, ', ')),
+        HINT = 'Stop them first (flink.stop), or pass cascade => true to stop them and drop the cluster once their jobs have stopped.';
+    END IF;
+    UPDATE flink.pipeline_state ps SET desired = 'stopped', restart_requested = false, requested_at = now(),
+           requested_by = session_user, requested_xid = txid_current()
+     WHERE ps.pipeline = ANY (users);
+    UPDATE flink.cluster x SET dropping = true, updated_at = now() WHERE x.name = c.name;
+    PERFORM flink_internal.wake_worker_on_commit();
+    RETURN true;
+  END IF;
+  DELETE FROM flink.cluster x WHERE x.name = c.name;
   RETURN true;
 END
 $fn$;
-COMMENT ON FUNCTION flink.drop_cluster(text, boolean) IS 'Removes a cluster from the catalog.';
+COMMENT ON FUNCTION flink.drop_cluster(text, boolean, boolean) IS
+  'Removes a cluster from the catalog; refused (2BP01) while pipelines run on it, unless cascade => true, which stops them and removes the cluster once their jobs have stopped.';
 
 CREATE FUNCTION flink.register_datasource(name text, kind text, options jsonb, secrets jsonb DEFAULT NULL)
 RETURNS TABLE (datasource text, version integer, changed boolean)

@@ -64,7 +64,7 @@ BEGIN
   -- Validates, reads missing columns from the datasources, and renders once (secrets masked)
   -- for the type check and the script hash of the version this call would create.
   prep := flink_internal.pipeline_prepare(create_pipeline.name, create_pipeline.template, create_pipeline.params,
-                                          opts, current_database(), new_version);
+                                          opts, new_version);
   IF cur.name IS NOT NULL AND cur.template = create_pipeline.template AND cur.params = prep->'params' AND cur.options = opts THEN
     RETURN QUERY SELECT cur.name, cur.version, false;
     RETURN;
@@ -87,23 +87,41 @@ COMMENT ON FUNCTION flink.create_pipeline(text, text, jsonb, jsonb) IS
   'Creates or updates a pipeline (idempotent: an identical definition changes nothing; a change bumps version). Params are validated and type-checked; missing columns are read from the datasources.';
 
 
-CREATE FUNCTION flink.drop_pipeline(name text, if_exists boolean DEFAULT false)
+CREATE FUNCTION flink.drop_pipeline(name text, if_exists boolean DEFAULT false, with_savepoint boolean DEFAULT false,
+                                    keep_results boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+  j flink.job;
+  t record;
 BEGIN
-  DELETE FROM flink.pipeline p WHERE p.name = drop_pipeline.name;
+  PERFORM 1 FROM flink.pipeline p WHERE p.name = drop_pipeline.name FOR UPDATE;
   IF NOT FOUND THEN
     IF drop_pipeline.if_exists THEN RETURN false; END IF;
     RAISE EXCEPTION USING ERRCODE = 'undefined_object',
       MESSAGE = format('pipeline "%s" does not exist', drop_pipeline.name),
       HINT = 'See SELECT name FROM flink.pipelines; pass if_exists => true to ignore a missing pipeline.';
   END IF;
+  SELECT * INTO j FROM flink.job x WHERE x.pipeline = drop_pipeline.name ORDER BY x.id DESC LIMIT 1;
+  IF NOT drop_pipeline.keep_results THEN
+    FOR t IN SELECT r.relid FROM flink.result_table r WHERE r.pipeline = drop_pipeline.name LOOP
+      IF EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = t.relid AND k.relkind = 'f') THEN
+        EXECUTE format('DROP FOREIGN TABLE %s', t.relid::regclass);
+      END IF;
+    END LOOP;
+  END IF;
+  DELETE FROM flink.pipeline p WHERE p.name = drop_pipeline.name;
+  -- After commit the worker stops whatever job of the pipeline still runs, and records it here.
+  INSERT INTO flink.pipeline_drop (pipeline, job_name, flink_job_id, with_savepoint)
+  VALUES (drop_pipeline.name, j.job_name, j.flink_job_id, drop_pipeline.with_savepoint);
+  PERFORM flink_internal.wake_worker_on_commit();
   RETURN true;
 END
 $fn$;
-COMMENT ON FUNCTION flink.drop_pipeline(text, boolean) IS 'Removes a pipeline.';
+COMMENT ON FUNCTION flink.drop_pipeline(text, boolean, boolean, boolean) IS
+  'Removes a pipeline. A job still running is stopped by the worker after commit (cancelled, or with a savepoint when with_savepoint => true) and recorded in flink.dropped_pipelines; a rolled-back drop stops nothing. Results tables made by flink.expose_results are dropped too unless keep_results => true.';
 
 COMMENT ON TABLE flink.pipeline_datasource IS 'Which datasources each pipeline uses (flink.drop_datasource refuses while a pipeline uses one).';
 COMMENT ON FUNCTION flink.render(text, boolean) IS

@@ -12,8 +12,11 @@ CREATE TABLE flink.pipeline_state (
   stop_with_savepoint boolean NOT NULL DEFAULT true,
   drain               boolean NOT NULL DEFAULT false,
   restart_requested   boolean NOT NULL DEFAULT false,
+  savepoint_required  boolean NOT NULL DEFAULT false,
   requested_at        timestamptz NOT NULL DEFAULT now(),
-  requested_by        text NOT NULL DEFAULT current_user
+  requested_by        text NOT NULL DEFAULT current_user,
+  -- The transaction that wrote the request (flink.wait refuses to wait for its own change).
+  requested_xid       bigint
 );
 
 COMMENT ON TABLE flink.pipeline_state IS 'Desired state of each pipeline (written by flink.start/stop/restart).';
@@ -26,7 +29,7 @@ CREATE TABLE flink.job (
   cluster          text,
   job_name         text NOT NULL,
   flink_job_id     text,
-  state            text NOT NULL CHECK (state IN ('SUBMITTING', 'SUBMIT_FAILED', 'STOPPING', 'STOPPED', 'LOST', 'INITIALIZING', 'CREATED', 'RUNNING', 'FAILING', 'FAILED', 'CANCELLING', 'CANCELED', 'FINISHED', 'RESTARTING', 'SUSPENDED', 'RECONCILING')),
+  state            text NOT NULL CHECK (state IN ('SUBMITTING', 'SUBMIT_FAILED', 'STOPPING', 'STOP_FAILED', 'STOPPED', 'LOST', 'DETACHED', 'INITIALIZING', 'CREATED', 'RUNNING', 'FAILING', 'FAILED', 'CANCELLING', 'CANCELED', 'FINISHED', 'RESTARTING', 'SUSPENDED', 'RECONCILING')),
   attempts         integer NOT NULL DEFAULT 1,
   submitted_at     timestamptz,
   started_at       timestamptz,
@@ -34,6 +37,16 @@ CREATE TABLE flink.job (
   savepoint_used   text,
   last_error       text,
   last_checkpoint_at timestamptz,
+  -- Flink's own restart count of the job (numRestarts) and when it last grew.
+  flink_restarts   integer NOT NULL DEFAULT 0,
+  last_restart_at  timestamptz,
+  -- Flink's last-modification time of the job (from /jobs/overview): details are re-read when it moves.
+  flink_modified_ms bigint,
+  details_checked_at timestamptz,
+  -- A stop in progress: the savepoint trigger ('cancel' for a cancel), attempts, next retry.
+  stop_trigger     text,
+  stop_attempts    integer NOT NULL DEFAULT 0,
+  stop_next_at     timestamptz,
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX job_by_pipeline ON flink.job (pipeline, id DESC);
@@ -85,28 +98,37 @@ CREATE VIEW flink.savepoints AS
 COMMENT ON VIEW flink.savepoints IS 'Savepoints taken by pg_flink (when stopping with a savepoint), newest last.';
 CREATE VIEW flink.pipeline_status AS
   SELECT p.name AS pipeline, COALESCE(ps.desired, 'stopped') AS desired, j.state AS actual,
-         (COALESCE(ps.desired, 'stopped') = 'running' AND j.state = 'RUNNING')
-           OR (COALESCE(ps.desired, 'stopped') = 'stopped' AND (j.state IS NULL OR j.state IN ('STOPPED', 'CANCELED', 'FINISHED', 'LOST'))) AS healthy,
+         CASE WHEN COALESCE(ps.desired, 'stopped') = 'running' THEN
+                j.state = 'RUNNING'
+                AND NOT COALESCE(j.last_restart_at > now() - h.window, false)
+                AND (h.checkpoint_every IS NULL
+                     OR COALESCE(j.last_checkpoint_at, j.started_at) > now() - GREATEST(3 * h.checkpoint_every, h.window))
+              ELSE j.state IS NULL OR j.state IN ('STOPPED', 'CANCELED', 'FINISHED', 'LOST', 'DETACHED', 'SUBMIT_FAILED', 'FAILED')
+         END AS healthy,
          j.flink_job_id, j.pipeline_version AS running_version, p.version AS defined_version,
          CASE WHEN j.state = 'RUNNING' THEN now() - j.started_at END AS uptime,
-         GREATEST((SELECT count(*) FROM flink.job x WHERE x.pipeline = p.name AND x.flink_job_id IS NOT NULL) - 1, 0) AS restarts,
+         COALESCE(j.flink_restarts, 0) AS restarts,
          j.last_checkpoint_at,
          (SELECT max(s.taken_at) FROM flink.savepoint s WHERE s.pipeline = p.name) AS last_savepoint_at,
-         j.last_error, p.needs_restart, j.updated_at
+         j.last_error, p.needs_restart, j.updated_at,
+         COALESCE(j.last_restart_at > now() - h.window, false) AS restarting,
+         j.last_restart_at
   FROM flink.pipeline p
   LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
-  LEFT JOIN LATERAL (SELECT * FROM flink.job x WHERE x.pipeline = p.name ORDER BY x.id DESC LIMIT 1) j ON true;
-COMMENT ON VIEW flink.pipeline_status IS 'Desired vs actual state of every pipeline, with uptime, restarts, last savepoint and last error.';
+  LEFT JOIN LATERAL (SELECT * FROM flink.job x WHERE x.pipeline = p.name ORDER BY x.id DESC LIMIT 1) j ON true
+  CROSS JOIN LATERAL (SELECT make_interval(secs => COALESCE(NULLIF(current_setting('pg_flink.health_window_ms', true), '')::bigint, 60000) / 1000.0) AS window,
+                             (p.options->>'checkpoint_interval')::interval AS checkpoint_every) h;
+COMMENT ON VIEW flink.pipeline_status IS 'Desired vs actual state of every pipeline. healthy: desired running, the job RUNNING, no Flink restart within pg_flink.health_window_ms and, with checkpoint_interval set, a checkpoint within 3 intervals; desired stopped and nothing running. restarts: Flink''s own restart count of the job.';
 
 -- Whether a pipeline has a live job (create_pipeline then marks a changed definition needs_restart).
 CREATE FUNCTION flink_internal.is_deployed(pipeline text) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT COALESCE((SELECT j.state NOT IN ('STOPPED', 'CANCELED', 'FINISHED', 'FAILED', 'LOST', 'SUBMIT_FAILED')
+  SELECT COALESCE((SELECT j.state NOT IN ('STOPPED', 'CANCELED', 'FINISHED', 'FAILED', 'LOST', 'SUBMIT_FAILED', 'DETACHED')
                    FROM flink.job j WHERE j.pipeline = $1 ORDER BY j.id DESC LIMIT 1), false)
 $fn$;
 
-CREATE FUNCTION flink_internal.set_desired(pipeline text, desired text, from_savepoint text, with_savepoint boolean, drain boolean, restart boolean)
+CREATE FUNCTION flink_internal.set_desired(pipeline text, desired text, from_savepoint text, with_savepoint boolean, drain boolean, restart boolean, savepoint_required boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -136,14 +158,17 @@ BEGIN
   END IF;
   -- One row per pipeline, locked: concurrent start() calls serialise here and the worker sees
   -- one desired state, so they yield one job.
-  INSERT INTO flink.pipeline_state AS ps (pipeline, desired, from_savepoint, stop_with_savepoint, drain, restart_requested)
-  VALUES (set_desired.pipeline, set_desired.desired, sp, with_savepoint, set_desired.drain, restart)
+  INSERT INTO flink.pipeline_state AS ps (pipeline, desired, from_savepoint, stop_with_savepoint, drain, restart_requested,
+                                          savepoint_required, requested_xid)
+  VALUES (set_desired.pipeline, set_desired.desired, sp, with_savepoint, set_desired.drain, restart,
+          set_desired.savepoint_required, txid_current())
   ON CONFLICT ON CONSTRAINT pipeline_state_pkey DO UPDATE
      SET desired = excluded.desired,
          from_savepoint = CASE WHEN excluded.desired = 'running' THEN excluded.from_savepoint ELSE ps.from_savepoint END,
          stop_with_savepoint = excluded.stop_with_savepoint, drain = excluded.drain,
+         savepoint_required = excluded.savepoint_required,
          restart_requested = excluded.restart_requested OR (ps.restart_requested AND excluded.desired = 'running'),
-         requested_at = now(), requested_by = session_user;
+         requested_at = now(), requested_by = session_user, requested_xid = excluded.requested_xid;
   -- Wake the worker when (and only if) this transaction commits.
   PERFORM flink_internal.wake_worker_on_commit();
   RETURN set_desired.desired;
@@ -156,11 +181,12 @@ AS $fn$ SELECT flink_internal.set_desired(pipeline, 'running', from_savepoint, t
 COMMENT ON FUNCTION flink.start(text, text) IS
   'Desired state: running. Nothing reaches Flink unless the transaction commits; the worker then submits (or adopts) exactly one job. from_savepoint: a path, or ''latest''.';
 
-CREATE FUNCTION flink.stop(pipeline text, with_savepoint boolean DEFAULT true, drain boolean DEFAULT false)
+CREATE FUNCTION flink.stop(pipeline text, with_savepoint boolean DEFAULT true, drain boolean DEFAULT false,
+                           savepoint_required boolean DEFAULT false)
 RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT flink_internal.set_desired(pipeline, 'stopped', NULL, with_savepoint, drain, false) $fn$;
-COMMENT ON FUNCTION flink.stop(text, boolean, boolean) IS
-  'Desired state: stopped. After commit the worker stops the job (with a savepoint recorded in flink.savepoints unless with_savepoint => false).';
+AS $fn$ SELECT flink_internal.set_desired(pipeline, 'stopped', NULL, with_savepoint, drain, false, savepoint_required) $fn$;
+COMMENT ON FUNCTION flink.stop(text, boolean, boolean, boolean) IS
+  'Desired state: stopped. After commit the worker stops the job with a savepoint (recorded in flink.savepoints) unless with_savepoint => false. A failing savepoint is retried pg_flink.savepoint_retries times with backoff, then the job is cancelled, or left running as STOP_FAILED when savepoint_required => true.';
 
 CREATE FUNCTION flink.restart(pipeline text)
 RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -182,6 +208,14 @@ BEGIN
       MESSAGE = format('flink.wait: state "%s" is not one to wait for', state),
       HINT = 'Wait for RUNNING, STOPPED, FAILED, FINISHED or CANCELED.';
   END IF;
+  -- The worker acts on committed requests only: waiting for our own uncommitted one would
+  -- wait out the whole timeout.
+  IF EXISTS (SELECT 1 FROM flink.pipeline_state ps WHERE ps.pipeline = wait.pipeline
+              AND ps.requested_xid = txid_current_if_assigned()) THEN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+      MESSAGE = format('flink.wait: pipeline "%s" was started or stopped in this transaction, which has not committed', wait.pipeline),
+      HINT = 'COMMIT first: the worker acts only on committed changes. Then call flink.wait in a new transaction.';
+  END IF;
   LOOP
     SELECT * INTO cur FROM flink.job j WHERE j.pipeline = wait.pipeline ORDER BY j.id DESC LIMIT 1;
     IF cur.state = upper(wait.state) THEN
@@ -197,7 +231,7 @@ BEGIN
       RAISE EXCEPTION USING ERRCODE = 'query_canceled',
         MESSAGE = format('pipeline "%s" did not reach %s within %s (now %s%s)', wait.pipeline, upper(wait.state), timeout,
                          COALESCE(cur.state, 'no job'), COALESCE(': ' || cur.last_error, '')),
-        HINT = 'Check flink.pipeline_status and flink.job_events; is the worker running (pg_flink.worker_databases)?';
+        HINT = 'Check flink.pipeline_status and flink.job_events; is the worker running (SELECT * FROM pg_stat_activity WHERE backend_type = ''pg_flink worker'')?';
     END IF;
     PERFORM pg_sleep(0.1);
   END LOOP;
@@ -210,20 +244,37 @@ COMMENT ON FUNCTION flink.wait(text, text, interval) IS
 CREATE FUNCTION flink_internal.worker_snapshot() RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT COALESCE(jsonb_agg(jsonb_build_object(
+  SELECT jsonb_build_object(
+    'database', (SELECT jsonb_build_object('system_identifier', s.system_identifier::text, 'oid', d.oid::bigint, 'name', d.datname)
+                 FROM pg_control_system() s, pg_database d WHERE d.datname = current_database()),
+    -- Every cluster of this database (also those no pipeline uses): orphaned jobs are looked for in all.
+    'clusters', (SELECT COALESCE(jsonb_agg(jsonb_build_object('name', c.name, 'rest_url', c.rest_url, 'dropping', c.dropping)
+                                           ORDER BY c.name), '[]') FROM flink.cluster c),
+    'drops', (SELECT COALESCE(jsonb_agg(jsonb_build_object('id', d.id, 'pipeline', d.pipeline, 'with_savepoint', d.with_savepoint,
+                                                           'stop_trigger', d.stop_trigger,
+                                                           'recreated', EXISTS (SELECT 1 FROM flink.pipeline p WHERE p.name = d.pipeline))
+                                        ORDER BY d.id), '[]') FROM flink.pipeline_drop d WHERE d.stopped_at IS NULL),
+    'all_pipelines', (SELECT COALESCE(jsonb_agg(p.name ORDER BY p.name), '[]') FROM flink.pipeline p),
+    'pipelines', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
            'pipeline', p.name,
            'desired', ps.desired, 'from_savepoint', ps.from_savepoint,
            'stop_with_savepoint', ps.stop_with_savepoint, 'drain', ps.drain,
+           'savepoint_required', ps.savepoint_required,
            'restart_requested', ps.restart_requested,
            'cluster', c.name, 'gateway_url', c.gateway_url, 'rest_url', c.rest_url,
-           'job', (SELECT jsonb_build_object('id', j.id, 'flink_job_id', j.flink_job_id, 'state', j.state,
+           'job', (SELECT jsonb_build_object('id', j.id, 'job_name', j.job_name, 'flink_job_id', j.flink_job_id, 'state', j.state,
                                              'attempts', j.attempts,
-                                             'updated_ago_ms', (extract(epoch FROM now() - j.updated_at) * 1000)::bigint)
+                                             'updated_ago_ms', (extract(epoch FROM now() - j.updated_at) * 1000)::bigint,
+                                             'flink_modified_ms', j.flink_modified_ms,
+                                             'details_ago_ms', (extract(epoch FROM now() - j.details_checked_at) * 1000)::bigint,
+                                             'stop_trigger', j.stop_trigger, 'stop_attempts', j.stop_attempts,
+                                             'stop_due', j.stop_next_at IS NULL OR j.stop_next_at <= now(),
+                                             'savepoint', (SELECT s.path FROM flink.savepoint s WHERE s.job_id = j.id ORDER BY s.id DESC LIMIT 1))
                    FROM flink.job j WHERE j.pipeline = p.name ORDER BY j.id DESC LIMIT 1)
          ) ORDER BY p.name), '[]')
-  FROM flink.pipeline_state ps
-  JOIN flink.pipeline p ON p.name = ps.pipeline
-  LEFT JOIN flink.cluster c ON c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default)
+      FROM flink.pipeline_state ps
+      JOIN flink.pipeline p ON p.name = ps.pipeline
+      LEFT JOIN flink.cluster c ON c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default)))
 $fn$;
 
 CREATE FUNCTION flink_internal.job_transition(job_id bigint, to_state text, flink_job_id text DEFAULT NULL, detail text DEFAULT NULL, error text DEFAULT NULL)
@@ -239,10 +290,18 @@ BEGIN
      SET state = to_state,
          flink_job_id = COALESCE(job_transition.flink_job_id, x.flink_job_id),
          started_at = CASE WHEN to_state = 'RUNNING' AND x.started_at IS NULL THEN now() ELSE x.started_at END,
-         ended_at = CASE WHEN to_state IN ('STOPPED', 'CANCELED', 'FINISHED', 'FAILED', 'LOST', 'SUBMIT_FAILED') THEN now() ELSE x.ended_at END,
+         ended_at = CASE WHEN to_state IN ('STOPPED', 'CANCELED', 'FINISHED', 'FAILED', 'LOST', 'SUBMIT_FAILED', 'DETACHED') THEN now() ELSE x.ended_at END,
+         -- A stop's bookkeeping ends with the stop (or a new state that is not a stop).
+         stop_trigger = CASE WHEN to_state = 'STOPPING' THEN x.stop_trigger END,
+         stop_attempts = CASE WHEN to_state IN ('STOPPING', 'STOP_FAILED') THEN x.stop_attempts ELSE 0 END,
+         stop_next_at = CASE WHEN to_state = 'STOPPING' THEN x.stop_next_at END,
          last_error = COALESCE(error, x.last_error),
          updated_at = now()
    WHERE x.id = j.id;
+  -- A restart whose savepoint could not be taken is given up (the job keeps running).
+  IF to_state = 'STOP_FAILED' THEN
+    UPDATE flink.pipeline_state ps SET restart_requested = false WHERE ps.pipeline = j.pipeline;
+  END IF;
   IF j.state IS DISTINCT FROM to_state OR error IS NOT NULL THEN
     INSERT INTO flink.job_event (job_id, pipeline, from_state, to_state, detail)
     VALUES (j.id, j.pipeline, j.state, to_state, COALESCE(detail, error));
@@ -284,3 +343,93 @@ BEGIN
   RETURN new_id;
 END
 $fn$;
+
+-- A stop in progress: the savepoint trigger (or 'cancel'), one more attempt, the next retry.
+CREATE FUNCTION flink_internal.job_stop_progress(job_id bigint, trigger text, attempts integer, retry_in_ms bigint)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$
+  UPDATE flink.job j SET stop_trigger = trigger, stop_attempts = attempts,
+         stop_next_at = CASE WHEN retry_in_ms IS NULL THEN NULL ELSE now() + make_interval(secs => retry_in_ms / 1000.0) END,
+         updated_at = now()
+   WHERE j.id = job_id
+$fn$;
+
+-- Details read from Flink when a job changed: its restart count and last-modification time.
+CREATE FUNCTION flink_internal.job_details(job_id bigint, flink_modified_ms bigint, restarts integer)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$
+  UPDATE flink.job j SET flink_modified_ms = COALESCE(job_details.flink_modified_ms, j.flink_modified_ms),
+         last_restart_at = CASE WHEN restarts > j.flink_restarts THEN now() ELSE j.last_restart_at END,
+         flink_restarts = GREATEST(j.flink_restarts, COALESCE(restarts, 0)),
+         details_checked_at = now()
+   WHERE j.id = job_id
+$fn$;
+
+-- A copy of another database's job rows (restored under another name, or another instance):
+-- the job is not ours. Record it DETACHED with a hint and stop wanting it to run.
+CREATE FUNCTION flink_internal.job_detach(job_id bigint, detail text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  j flink.job;
+BEGIN
+  SELECT * INTO j FROM flink.job x WHERE x.id = job_detach.job_id FOR UPDATE;
+  IF NOT FOUND THEN RETURN; END IF;
+  PERFORM flink_internal.job_transition(j.id, 'DETACHED', NULL, detail, detail);
+  UPDATE flink.pipeline_state ps SET desired = 'stopped', restart_requested = false, from_savepoint = NULL,
+         requested_at = now(), requested_by = 'pg_flink (detached copy)', requested_xid = NULL
+   WHERE ps.pipeline = j.pipeline;
+END
+$fn$;
+
+-- Pipelines dropped while (possibly) running: the worker stops their jobs after commit and
+-- records it here. A rolled-back drop leaves no row and stops nothing.
+CREATE TABLE flink.pipeline_drop (
+  id             bigserial PRIMARY KEY,
+  pipeline       text NOT NULL,
+  job_name       text,
+  flink_job_id   text,
+  with_savepoint boolean NOT NULL DEFAULT false,
+  dropped_at     timestamptz NOT NULL DEFAULT now(),
+  dropped_by     text NOT NULL DEFAULT session_user,
+  stopped_at     timestamptz,
+  savepoint_path text,
+  -- A stop with savepoint in progress: Flink's trigger id.
+  stop_trigger   text,
+  detail         text
+);
+COMMENT ON TABLE flink.pipeline_drop IS 'Pipelines dropped with flink.drop_pipeline and what the worker did with their jobs; read flink.dropped_pipelines.';
+SELECT pg_catalog.pg_extension_config_dump('flink.pipeline_drop', '');
+SELECT pg_catalog.pg_extension_config_dump('flink.pipeline_drop_id_seq', '');
+CREATE VIEW flink.dropped_pipelines AS
+  SELECT d.id, d.pipeline, d.job_name, d.flink_job_id, d.with_savepoint, d.dropped_at, d.dropped_by,
+         d.stopped_at, d.savepoint_path, d.detail
+  FROM flink.pipeline_drop d;
+COMMENT ON VIEW flink.dropped_pipelines IS 'Dropped pipelines: the job that was running (if any), when the worker stopped it, and the savepoint taken.';
+
+CREATE FUNCTION flink_internal.drop_done(drop_id bigint, savepoint_path text, detail text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$
+  UPDATE flink.pipeline_drop d SET stopped_at = now(), savepoint_path = drop_done.savepoint_path, detail = drop_done.detail
+   WHERE d.id = drop_id;
+  SELECT pg_notify('flink_job_state', jsonb_build_object('pipeline', d.pipeline, 'dropped', true, 'to', 'STOPPED',
+                   'detail', left(drop_done.detail, 1000), 'at', clock_timestamp())::text)
+    FROM flink.pipeline_drop d WHERE d.id = drop_id;
+$fn$;
+
+CREATE FUNCTION flink_internal.drop_progress(drop_id bigint, trigger text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$ UPDATE flink.pipeline_drop d SET stop_trigger = trigger WHERE d.id = drop_id $fn$;
+
+-- An orphan job (its pipeline is gone) that no drop recorded: record it when stopped.
+CREATE FUNCTION flink_internal.orphan_stopped(pipeline text, job_name text, flink_job_id text, detail text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$
+  INSERT INTO flink.pipeline_drop (pipeline, job_name, flink_job_id, stopped_at, detail, dropped_by)
+  VALUES (pipeline, job_name, flink_job_id, now(), detail, 'pg_flink worker (orphan)');
+$fn$;
+
+-- Clusters whose drop waits for their pipelines' jobs to stop (drop_cluster(..., cascade => true)).
+CREATE FUNCTION flink_internal.cluster_dropped(cluster text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$ DELETE FROM flink.cluster c WHERE c.name = cluster AND c.dropping $fn$;

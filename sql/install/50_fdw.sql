@@ -15,6 +15,15 @@ CREATE FOREIGN DATA WRAPPER pg_flink_elasticsearch
 COMMENT ON FOREIGN DATA WRAPPER pg_flink_elasticsearch IS 'pg_flink: Elasticsearch indexes as foreign tables (DSL pushdown, point-in-time paging, bulk writes)';
 GRANT USAGE ON FOREIGN DATA WRAPPER pg_flink_elasticsearch TO flink_admin;
 
+-- Results tables made by expose_results, dropped with their pipeline (drop_pipeline).
+CREATE TABLE flink.result_table (
+  pipeline text NOT NULL,
+  relid    oid NOT NULL,
+  PRIMARY KEY (pipeline, relid)
+);
+COMMENT ON TABLE flink.result_table IS 'Foreign tables made by flink.expose_results, dropped with their pipeline.';
+SELECT pg_catalog.pg_extension_config_dump('flink.result_table', '');
+
 -- Pipeline results as tables: a foreign table over a pipeline's Kafka topic or Elasticsearch
 -- index, in schema `into_schema`, named after the pipeline. Idempotent: re-running replaces the
 -- table (it holds no data) and reuses the server `pg_flink_<datasource>`.
@@ -72,6 +81,8 @@ BEGIN
     EXECUTE format('DROP FOREIGN TABLE %s', tbl);
   END IF;
   EXECUTE format('CREATE FOREIGN TABLE %s (%s) SERVER %I OPTIONS (%s)', tbl, cols, srv, opts);
+  DELETE FROM flink.result_table r WHERE r.pipeline = p.name AND NOT EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = r.relid);
+  INSERT INTO flink.result_table (pipeline, relid) VALUES (p.name, tbl::regclass) ON CONFLICT DO NOTHING;
   EXECUTE format('COMMENT ON FOREIGN TABLE %s IS %L', tbl,
                  format('Results of pipeline %s (%s %s), created by flink.expose_results()', p.name, sink->>'kind', sink->>'object'));
   RETURN tbl::regclass;

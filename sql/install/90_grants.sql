@@ -7,13 +7,13 @@ REVOKE ALL ON SCHEMA flink_internal FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA flink FROM PUBLIC;
 GRANT USAGE ON SCHEMA flink TO flink_reader, flink_admin;
 GRANT SELECT ON flink.clusters, flink.datasources, flink.pipelines, flink.jobs, flink.job_events,
-  flink.savepoints, flink.pipeline_status TO flink_reader;
+  flink.savepoints, flink.pipeline_status, flink.dropped_pipelines TO flink_reader;
 GRANT SELECT ON flink.pipeline TO flink_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON flink.cluster, flink.datasource, flink.datasource_secret,
-  flink.pipeline, flink.pipeline_datasource TO flink_admin;
+  flink.pipeline, flink.pipeline_datasource, flink.result_table TO flink_admin;
 GRANT EXECUTE ON FUNCTION
   flink.register_cluster(text, text, text, jsonb),
-  flink.drop_cluster(text, boolean),
+  flink.drop_cluster(text, boolean, boolean),
   flink.register_datasource(text, text, jsonb, jsonb),
   flink.drop_datasource(text, boolean, boolean),
   flink.test_datasource(text),
@@ -22,10 +22,10 @@ GRANT EXECUTE ON FUNCTION
   flink.health(text, text),
   flink.execute_sql(text, text, integer),
   flink.create_pipeline(text, text, jsonb, jsonb),
-  flink.drop_pipeline(text, boolean),
+  flink.drop_pipeline(text, boolean, boolean, boolean),
   flink.validate(text),
   flink.start(text, text),
-  flink.stop(text, boolean, boolean),
+  flink.stop(text, boolean, boolean, boolean),
   flink.restart(text),
   flink.expose_results(text, text)
 TO flink_admin;
@@ -33,3 +33,6 @@ GRANT EXECUTE ON FUNCTION flink.wait(text, text, interval) TO flink_reader;
 GRANT SELECT ON flink.job TO flink_reader;
 -- render() and pipeline_sink() run as the caller: readers see masked scripts.
 GRANT EXECUTE ON FUNCTION flink.render(text, boolean), flink.pipeline_sink(text) TO flink_reader;
+
+-- A new install (CREATE EXTENSION, pg_restore) gets its worker when this transaction commits.
+SELECT flink_internal.wake_worker_on_commit();

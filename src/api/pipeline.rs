@@ -2,6 +2,7 @@
 //! rendering and validating through the SQL Gateway. Table work is SQL in sql/install/30_pipelines.sql.
 use crate::api::catalog::{raise_catalog, raise_source};
 use crate::block;
+use crate::control::identity::Database;
 use crate::datasource::catalog::{self, CatalogError, ErrorClass};
 use crate::datasource::{Kind, Source};
 use crate::errors::raise;
@@ -67,7 +68,7 @@ fn stored_pipeline(name: &str, reveal: bool, funcname: &'static str) -> Pipeline
 }
 
 /// The renderer's view of a stored pipeline, in this database.
-fn definition<'a>(p: &'a PipelineDef, database: &'a str) -> Definition<'a> {
+fn definition<'a>(p: &'a PipelineDef, database: &'a Database) -> Definition<'a> {
     Definition {
         name: &p.name,
         template: &p.template,
@@ -81,16 +82,9 @@ fn definition<'a>(p: &'a PipelineDef, database: &'a str) -> Definition<'a> {
 /// Renders a stored pipeline from its own datasources.
 fn render_stored(p: &PipelineDef, funcname: &'static str) -> Script {
     let (cat, _) = catalog_from_json(&p.datasources, funcname);
-    let database = current_database();
+    let database = stored::this_database();
     pipeline::render_script(&definition(p, &database), &cat)
         .unwrap_or_else(|e| raise_catalog(e, funcname))
-}
-
-fn current_database() -> String {
-    Spi::get_one::<String>("SELECT current_database()::text")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
 }
 
 fn describe_into(src: &Source, object: &str, path: &str, pipeline: &str) -> Vec<ColumnDecl> {
@@ -128,7 +122,6 @@ mod flink_internal {
         template: Option<&str>,
         params: Option<JsonB>,
         options: Option<JsonB>,
-        database: &str,
         version: i32,
     ) -> JsonB {
         const F: &str = "flink.create_pipeline";
@@ -209,12 +202,13 @@ mod flink_internal {
                 }
             }
         }
+        let database = stored::this_database();
         let def = Definition {
             name: &name,
             template,
             params: &normalised,
             options: &options,
-            database,
+            database: &database,
             version,
         };
         let script = pipeline::render(&def, &shown).unwrap_or_else(|e| raise_catalog(e, F));
@@ -255,7 +249,7 @@ mod flink {
         const F: &str = "flink.pipeline_sink";
         let p = stored_pipeline(name, false, F);
         let (cat, _) = catalog_from_json(&p.datasources, F);
-        let database = current_database();
+        let database = stored::this_database();
         let (sink, cols) = pipeline::sink(&definition(&p, &database), &cat)
             .unwrap_or_else(|e| raise_catalog(e, F))?;
         let kind = cat.get(&sink.datasource).map(|d| d.kind.as_str());

@@ -1,15 +1,28 @@
 //! Carrying out one [`Action`] for one pipeline: submit (render in Rust from the pipeline's own
-//! datasources and run the script through the SQL Gateway), adopt, observe, record a lost job,
-//! stop (with a savepoint or cancel) and upgrade. Network calls happen outside transactions and
-//! are bounded by timeouts; every state change goes through [`store`].
+//! datasources and run the script through the SQL Gateway), adopt, observe, refresh details,
+//! record a lost or detached job, and stop — a stop is a state machine carried across ticks
+//! (trigger a savepoint, poll it, retry with backoff, fall back to cancel, and record STOPPED
+//! only once Flink reports the job ended), so no call here waits for Flink to finish anything.
+//! Every state change goes through [`store`].
 use super::decide::{Action, Tracked};
-use super::identity::job_name;
 use super::state::JobState;
 use super::store::{self, PipelineRow};
-use super::worker::{stopping, Worker};
+use super::worker::Worker;
+use crate::flink::trace::decode;
 use crate::flink::{JobManager, RestError};
 use crate::gucs;
-use std::time::{Duration, Instant};
+
+/// `stop_trigger` values: a savepoint trigger in progress, a savepoint taken (waiting for the
+/// job to end), a cancel sent, a savepoint to retry when due.
+const SAVEPOINT: &str = "sp:";
+const DONE: &str = "done:";
+const CANCEL: &str = "cancel";
+const RETRY: &str = "retry";
+
+/// Backoff before savepoint attempt `n + 1`: 2 s doubling, at most 30 s.
+fn savepoint_backoff_ms(attempts: i32) -> i64 {
+    (2_000i64 << attempts.clamp(1, 5).saturating_sub(1)).min(30_000)
+}
 
 impl Worker<'_> {
     pub(super) fn act(
@@ -20,7 +33,14 @@ impl Worker<'_> {
     ) -> Result<(), String> {
         match action {
             Action::Nothing => Ok(()),
-            Action::Submit => self.submit(it, it.from_savepoint.as_deref()),
+            Action::Submit => {
+                // A restart resumes from the savepoint its stop took; a start from the one asked for.
+                let restart_from = it
+                    .restart_requested
+                    .then(|| it.job.as_ref().and_then(|j| j.savepoint.clone()))
+                    .flatten();
+                self.submit(it, it.from_savepoint.clone().or(restart_from).as_deref())
+            }
             Action::Adopt { jid, state } => match (tracked, &it.job) {
                 (Some(t), Some(job))
                     if t.flink_job_id.is_none() && t.state == JobState::Submitting =>
@@ -46,7 +66,12 @@ impl Worker<'_> {
                 } else {
                     None
                 };
-                store::transition(id, state, Some(&jid), None, error.as_deref())
+                store::transition(id, state, Some(&jid), None, error.as_deref())?;
+                self.refresh(it, id, &jid)
+            }
+            Action::Refresh { jid } => {
+                let id = it.job.as_ref().ok_or("no job row")?.id;
+                self.refresh(it, id, &jid)
             }
             Action::Lost => {
                 let id = it.job.as_ref().ok_or("no job row")?.id;
@@ -58,11 +83,17 @@ impl Worker<'_> {
                     None,
                 )
             }
-            Action::Stop { jid, savepoint } => self.stop(it, &jid, savepoint).map(|_| ()),
-            Action::Upgrade { jid } => {
-                let path = self.stop(it, &jid, true)?;
-                self.submit(it, path.as_deref())
+            Action::Detach { job_name } => {
+                let id = it.job.as_ref().ok_or("no job row")?.id;
+                store::detach(
+                    id,
+                    &format!(
+                        "job {job_name} belongs to another database or Postgres instance (this database was restored or copied from it); pg_flink leaves it alone. flink.start() here submits a job of this database's own."
+                    ),
+                )
             }
+            Action::Stop { jid, savepoint } => self.begin_stop(it, &jid, savepoint),
+            Action::ContinueStop { jid, live } => self.continue_stop(it, jid.as_deref(), live),
         }
     }
 
@@ -77,7 +108,7 @@ impl Worker<'_> {
         let version = store::pipeline_version(pipeline)?;
         store::begin_job(
             pipeline,
-            &job_name(self.database, pipeline, version),
+            &self.database.job_name(pipeline, version),
             state,
             jid,
             savepoint,
@@ -89,8 +120,7 @@ impl Worker<'_> {
         JobManager::new(rest, gucs::http_limits()).map_err(|e| e.to_string())
     }
 
-    /// Details are fetched on change only: the latest completed checkpoint when a job changes
-    /// state (and before it is stopped).
+    /// The latest completed checkpoint (when a job changes state, and before it is stopped).
     fn record_checkpoint(&self, it: &PipelineRow, id: i64, jid: &str) {
         let Ok(jm) = self.jobmanager(it) else {
             return;
@@ -100,14 +130,44 @@ impl Worker<'_> {
         }
     }
 
+    /// Flink's restart count and last checkpoint; a restart also records Flink's root cause.
+    fn refresh(&self, it: &PipelineRow, id: i64, jid: &str) -> Result<(), String> {
+        let jm = self.jobmanager(it)?;
+        let restarts = self.rt.block_on(jm.restarts(jid)).ok().flatten();
+        let modified = self.overview_modified(it, jid);
+        let restarted = restarts.is_some_and(|r| r > 0)
+            && it
+                .job
+                .as_ref()
+                .is_some_and(|j| j.flink_modified_ms != modified);
+        self.record_checkpoint(it, id, jid);
+        store::details(id, modified, restarts)?;
+        if restarted {
+            if let (Some(cause), Some(job)) = (self.root_exception(it, jid), &it.job) {
+                store::transition(id, job.state, None, None, Some(&cause))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn overview_modified(&self, it: &PipelineRow, jid: &str) -> Option<i64> {
+        let rest = it.rest_url.as_deref()?;
+        self.overviews
+            .get(rest)?
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|j| j.jid == jid)
+            .map(|j| j.last_modification)
+    }
+
     fn root_exception(&self, it: &PipelineRow, jid: &str) -> Option<String> {
         let jm = self.jobmanager(it).ok()?;
         self.rt.block_on(jm.root_exception(jid)).ok().flatten()
     }
 
-    /// Stops a job; returns the savepoint path when one was taken.
-    fn stop(&self, it: &PipelineRow, jid: &str, savepoint: bool) -> Result<Option<String>, String> {
-        let jm = self.jobmanager(it)?;
+    /// Begins a stop: STOPPING, then a savepoint trigger (or a cancel) recorded on the job row.
+    fn begin_stop(&self, it: &PipelineRow, jid: &str, savepoint: bool) -> Result<(), String> {
         // The job row to update: ours, or a fresh one for an untracked (adopted) job.
         let id = match &it.job {
             Some(job) if job.flink_job_id.as_deref() == Some(jid) => job.id,
@@ -125,53 +185,132 @@ impl Worker<'_> {
             }),
             None,
         )?;
-        if !savepoint {
-            return match self.rt.block_on(jm.cancel(jid)) {
-                Ok(()) => store::transition(id, JobState::Stopped, None, Some("cancelled"), None)
-                    .map(|_| None),
-                Err(e) => {
-                    stop_failed(id, &format!("cancel failed: {e}"))?;
-                    Err(e.to_string())
+        if savepoint {
+            self.trigger_savepoint(it, id, jid, 0)
+        } else {
+            self.cancel(it, id, jid)
+        }
+    }
+
+    /// Asks Flink to stop the job with a savepoint (attempt `done + 1`).
+    fn trigger_savepoint(
+        &self,
+        it: &PipelineRow,
+        id: i64,
+        jid: &str,
+        done: i32,
+    ) -> Result<(), String> {
+        let jm = self.jobmanager(it)?;
+        match self.rt.block_on(jm.stop_with_savepoint(jid, it.drain)) {
+            Ok(trigger) => {
+                store::stop_progress(id, &format!("{SAVEPOINT}{trigger}"), done + 1, None)
+            }
+            Err(e) => self.savepoint_failed(it, id, jid, done + 1, &e),
+        }
+    }
+
+    /// Sends a cancel; STOPPED is recorded once Flink reports the job ended.
+    fn cancel(&self, it: &PipelineRow, id: i64, jid: &str) -> Result<(), String> {
+        let jm = self.jobmanager(it)?;
+        let attempts = it.job.as_ref().map_or(0, |j| j.stop_attempts);
+        match self.rt.block_on(jm.cancel(jid)) {
+            Ok(()) => store::stop_progress(id, CANCEL, attempts, Some(10_000)),
+            Err(e) => {
+                let why = remote_error("cancel failed", &e);
+                store::transition(id, JobState::Stopping, None, None, Some(&why))?;
+                store::stop_progress(id, CANCEL, attempts, Some(5_000))
+            }
+        }
+    }
+
+    /// A savepoint attempt failed: retry with backoff, then cancel (or STOP_FAILED when the
+    /// user asked for savepoint-or-nothing, or for a restart, which needs the savepoint).
+    fn savepoint_failed(
+        &self,
+        it: &PipelineRow,
+        id: i64,
+        jid: &str,
+        attempts: i32,
+        e: &RestError,
+    ) -> Result<(), String> {
+        let max = gucs::savepoint_retries();
+        let why = remote_error(&format!("savepoint attempt {attempts} of {max} failed"), e);
+        if attempts < max {
+            store::transition(id, JobState::Stopping, None, None, Some(&why))?;
+            return store::stop_progress(id, RETRY, attempts, Some(savepoint_backoff_ms(attempts)));
+        }
+        if it.savepoint_required || it.restart_requested {
+            return store::transition(
+                id,
+                JobState::StopFailed,
+                Some(jid),
+                Some("no savepoint could be taken; the job keeps running"),
+                Some(&why),
+            );
+        }
+        store::transition(
+            id,
+            JobState::Stopping,
+            None,
+            Some("no savepoint could be taken; cancelling the job"),
+            Some(&why),
+        )?;
+        self.cancel(it, id, jid)
+    }
+
+    /// One step of a stop in progress.
+    fn continue_stop(&self, it: &PipelineRow, jid: Option<&str>, live: bool) -> Result<(), String> {
+        let job = it.job.as_ref().ok_or("no job row")?;
+        let trigger = job.stop_trigger.clone().unwrap_or_default();
+        let Some(jid) = jid else {
+            return store::transition(job.id, JobState::Stopped, None, Some("no job"), None);
+        };
+        if !live {
+            // Flink reports the job ended (or no longer knows it): the stop is done.
+            let detail = match trigger.strip_prefix(DONE) {
+                Some(path) => format!("savepoint {path}"),
+                None => match trigger.strip_prefix(SAVEPOINT) {
+                    Some(t) => match self.savepoint_path(it, jid, t) {
+                        Some(path) => {
+                            store::savepoint(&it.pipeline, job.id, &path)?;
+                            format!("savepoint {path}")
+                        }
+                        None => "the job ended before its savepoint completed".into(),
+                    },
+                    None => "cancelled".into(),
+                },
+            };
+            return store::transition(job.id, JobState::Stopped, None, Some(&detail), None);
+        }
+        if let Some(t) = trigger.strip_prefix(SAVEPOINT) {
+            let jm = self.jobmanager(it)?;
+            return match self.rt.block_on(jm.savepoint_status(jid, t)) {
+                Ok(Some(path)) => {
+                    store::savepoint(&it.pipeline, job.id, &path)?;
+                    store::stop_progress(job.id, &format!("{DONE}{path}"), job.stop_attempts, None)
                 }
+                Ok(None) => Ok(()),
+                Err(e) => self.savepoint_failed(it, job.id, jid, job.stop_attempts, &e),
             };
         }
-        let trigger = match self.rt.block_on(jm.stop_with_savepoint(jid, it.drain)) {
-            Ok(t) => t,
-            Err(e) => {
-                stop_failed(id, &format!("stop with savepoint failed: {e}"))?;
-                return Err(e.to_string());
-            }
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if stopping() {
-                return Err("worker stopping; the job is reconciled again on restart".into());
-            }
-            match self.rt.block_on(jm.savepoint_status(jid, &trigger)) {
-                Ok(Some(path)) => {
-                    store::savepoint(&it.pipeline, id, &path)?;
-                    store::transition(
-                        id,
-                        JobState::Stopped,
-                        None,
-                        Some(&format!("savepoint {path}")),
-                        None,
-                    )?;
-                    return Ok(Some(path));
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(300))
-                }
-                Ok(None) => {
-                    stop_failed(id, "stop with savepoint did not complete within 60 s")?;
-                    return Err("savepoint timeout".into());
-                }
-                Err(e) => {
-                    stop_failed(id, &format!("savepoint failed: {e}"))?;
-                    return Err(e.to_string());
-                }
-            }
+        if !job.stop_due {
+            return Ok(());
         }
+        match trigger.as_str() {
+            RETRY => self.trigger_savepoint(it, job.id, jid, job.stop_attempts),
+            CANCEL => self.cancel(it, job.id, jid),
+            // A stop interrupted before its first trigger was recorded (a crash).
+            "" => self.trigger_savepoint(it, job.id, jid, job.stop_attempts),
+            _ => Ok(()),
+        }
+    }
+
+    fn savepoint_path(&self, it: &PipelineRow, jid: &str, trigger: &str) -> Option<String> {
+        let jm = self.jobmanager(it).ok()?;
+        self.rt
+            .block_on(jm.savepoint_status(jid, trigger))
+            .ok()
+            .flatten()
     }
 
     /// Renders the pipeline from its own datasources and submits it in one gateway session.
@@ -216,7 +355,12 @@ impl Worker<'_> {
     }
 }
 
-/// A stop that did not happen: the job runs on, with the reason recorded.
-fn stop_failed(id: i64, why: &str) -> Result<(), String> {
-    store::transition(id, JobState::Running, None, None, Some(why))
+/// A remote failure as stored and shown: decoded and capped; the whole text is logged once.
+pub(super) fn remote_error(context: &str, e: &RestError) -> String {
+    let full = e.to_string();
+    let shown = format!("{context}: {}", decode(&full));
+    if full.len() > shown.len() {
+        pgrx::log!("pg_flink worker: {context}: {full}");
+    }
+    shown
 }

@@ -1,6 +1,9 @@
 //! The control plane's decisions, as a pure function of (desired state, what pg_flink recorded,
 //! what the cluster reports). The worker gathers the inputs, calls [`decide`], and carries out
-//! the action; every branch is unit-tested here without a cluster.
+//! the action; every branch is unit-tested here without a cluster. Slow work (a savepoint, a
+//! cancel) is never waited for inside one decision: a stop is a state (`STOPPING`) that later
+//! ticks carry on ([`Action::ContinueStop`]), so one pipeline never holds up another.
+use super::identity::{Database, JobName};
 use super::state::{Desired, JobState};
 use crate::flink::OverviewJob;
 
@@ -9,8 +12,8 @@ pub fn is_terminal_name(state: &str) -> bool {
     JobState::parse(state).is_some_and(JobState::is_globally_terminal)
 }
 
-/// A job state reported by Flink; an unknown name (a newer Flink) reads as [`JobState::Reconciling`]:
-/// alive, but not yet known to be running.
+/// A job state reported by Flink; an unknown name (a newer Flink) reads as
+/// [`JobState::Reconciling`]: alive, but not yet known to be running.
 pub fn flink_state(name: &str) -> JobState {
     JobState::parse(name).unwrap_or(JobState::Reconciling)
 }
@@ -19,10 +22,15 @@ pub fn flink_state(name: &str) -> JobState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracked {
     pub flink_job_id: Option<String>,
+    pub job_name: Option<String>,
     pub state: JobState,
     /// Milliseconds since the last failed submission, when the last attempt failed.
     pub failed_ago_ms: Option<u64>,
     pub attempts: u32,
+    /// Flink's last-modification time of the job when pg_flink last read its details.
+    pub modified_ms: Option<i64>,
+    /// The job's details (restart count, checkpoint) are due for a refresh.
+    pub details_due: bool,
 }
 
 /// What the worker should do for one pipeline.
@@ -30,20 +38,26 @@ pub struct Tracked {
 pub enum Action {
     /// Nothing to do.
     Nothing,
-    /// Submit the current definition (from `savepoint` if set).
+    /// Submit the current definition (from a savepoint if one is pending).
     Submit,
     /// A job with this pipeline's identity runs but is not (or no longer) recorded: record it.
     Adopt { jid: String, state: JobState },
     /// The recorded job changed state in the cluster.
     Observe { jid: String, state: JobState },
+    /// The recorded job changed in Flink without changing state (a restart, a checkpoint):
+    /// read its details (restart count, root cause, last checkpoint).
+    Refresh { jid: String },
     /// The recorded job is gone from the cluster (JobManager restarted without HA, or the job
     /// was removed): record LOST.
     Lost,
-    /// Stop the running job, with a savepoint or not.
+    /// The job row names a job of another database (this one was restored or copied from it):
+    /// record DETACHED and stop wanting anything; the job is never touched.
+    Detach { job_name: String },
+    /// Begin stopping the job, with a savepoint or not.
     Stop { jid: String, savepoint: bool },
-    /// A running job must give way to a new version (restart / needs_restart): stop it with a
-    /// savepoint, then submit from it.
-    Upgrade { jid: String },
+    /// A stop is in progress: poll its savepoint, retry, fall back, or record the end once Flink
+    /// reports the job ended (`live` is false).
+    ContinueStop { jid: Option<String>, live: bool },
 }
 
 /// Backoff before a failed submission is tried again: 2 s doubling, at most 60 s.
@@ -51,46 +65,89 @@ pub fn backoff_ms(attempts: u32) -> u64 {
     (2_000u64 << attempts.min(5).saturating_sub(1)).min(60_000)
 }
 
-/// The jobs in the cluster that carry the pipeline's identity `job_name` and still run.
-pub fn live_jobs<'a>(cluster: &'a [OverviewJob], job_name_prefix: &str) -> Vec<&'a OverviewJob> {
+/// The live jobs in the cluster that belong to `pipeline` of `db`.
+pub fn live_jobs<'a>(
+    cluster: &'a [OverviewJob],
+    db: &Database,
+    pipeline: &str,
+) -> Vec<&'a OverviewJob> {
     cluster
         .iter()
         .filter(|j| {
             !is_terminal_name(&j.state)
-                && (j.name == job_name_prefix
-                    || j.name.starts_with(&format!("{job_name_prefix}/v")))
+                && JobName::parse(&j.name).is_some_and(|n| db.owns(&n) && n.pipeline == pipeline)
         })
         .collect()
 }
 
+/// Everything [`decide`] looks at for one pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub desired: Desired,
+    pub tracked: Option<&'a Tracked>,
+    pub cluster: &'a [OverviewJob],
+    pub database: &'a Database,
+    pub pipeline: &'a str,
+    /// A restart was requested (flink.restart, or start after the last job ended).
+    pub upgrade: bool,
+    pub stop_with_savepoint: bool,
+}
+
 /// Decides the next action for one pipeline.
-///
-/// `identity` is `pg_flink/<db>/<pipeline>` (job names add `/v<version>`); `upgrade` is true when
-/// a restart was requested (flink.restart, or start after the last job ended).
-pub fn decide(
-    desired: Desired,
-    tracked: Option<&Tracked>,
-    cluster: &[OverviewJob],
-    identity: &str,
-    upgrade: bool,
-    stop_with_savepoint: bool,
-) -> Action {
-    let live = live_jobs(cluster, identity);
+pub fn decide(input: Input) -> Action {
+    let Input {
+        desired,
+        tracked,
+        cluster,
+        database,
+        pipeline,
+        upgrade,
+        stop_with_savepoint,
+    } = input;
+    // A job row that names another database's job (a restored copy): not ours.
+    if let Some(t) = tracked {
+        let foreign = t
+            .job_name
+            .as_deref()
+            .is_some_and(|n| !JobName::parse(n).is_some_and(|j| database.owns(&j)));
+        if foreign && t.state != JobState::Detached {
+            return Action::Detach {
+                job_name: t.job_name.clone().unwrap_or_default(),
+            };
+        }
+    }
+    let tracked = tracked.filter(|t| t.state != JobState::Detached);
+    let live = live_jobs(cluster, database, pipeline);
     let tracked_jid = tracked.and_then(|t| t.flink_job_id.clone());
     let tracked_live = tracked_jid
         .as_ref()
         .and_then(|id| live.iter().find(|j| &j.jid == id));
+    // A stop in progress is carried on first, whatever is desired now.
+    if tracked.is_some_and(|t| t.state == JobState::Stopping) {
+        return Action::ContinueStop {
+            jid: tracked_jid,
+            live: tracked_live.is_some(),
+        };
+    }
     match desired {
         Desired::Running => {
-            if let Some(j) = tracked_live {
-                if upgrade {
-                    return Action::Upgrade { jid: j.jid.clone() };
+            if let (Some(j), Some(t)) = (tracked_live, tracked) {
+                if upgrade && t.state != JobState::StopFailed {
+                    return Action::Stop {
+                        jid: j.jid.clone(),
+                        savepoint: true,
+                    };
                 }
-                if tracked.is_some_and(|t| t.state != flink_state(&j.state)) {
+                let now = flink_state(&j.state);
+                if t.state != now && !(t.state == JobState::StopFailed && now == JobState::Running)
+                {
                     return Action::Observe {
                         jid: j.jid.clone(),
-                        state: flink_state(&j.state),
+                        state: now,
                     };
+                }
+                if t.details_due || t.modified_ms.is_some_and(|m| m != j.last_modification) {
+                    return Action::Refresh { jid: j.jid.clone() };
                 }
                 return Action::Nothing;
             }
@@ -118,6 +175,7 @@ pub fn decide(
                 JobState::SubmitFailed
                 | JobState::Submitting
                 | JobState::Stopped
+                | JobState::StopFailed
                 | JobState::Lost => Action::Submit,
                 _ => {
                     let Some(jid) = &t.flink_job_id else {
@@ -141,6 +199,10 @@ pub fn decide(
             }
         }
         Desired::Stopped => {
+            // Savepoint-or-nothing failed: the job runs on until the user decides.
+            if tracked.is_some_and(|t| t.state == JobState::StopFailed) {
+                return Action::Nothing;
+            }
             if let Some(j) = tracked_live.or(live.first()) {
                 return Action::Stop {
                     jid: j.jid.clone(),
@@ -165,282 +227,19 @@ pub fn decide(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ID: &str = "pg_flink/db/p";
-
-    fn job(jid: &str, version: i32, state: &str) -> OverviewJob {
-        OverviewJob {
-            jid: jid.into(),
-            name: format!("{ID}/v{version}"),
-            state: state.into(),
-            start_time: 0,
-            end_time: 0,
-        }
-    }
-
-    fn tracked(jid: Option<&str>, state: &str) -> Tracked {
-        Tracked {
-            flink_job_id: jid.map(str::to_string),
-            state: JobState::parse(state).unwrap(),
-            failed_ago_ms: None,
-            attempts: 0,
-        }
-    }
-
-    #[test]
-    fn first_start_submits() {
-        assert_eq!(
-            decide(Desired::Running, None, &[], ID, false, true),
-            Action::Submit
-        );
-    }
-
-    #[test]
-    fn running_job_is_left_alone_and_state_changes_are_observed() {
-        let c = [job("a", 1, "RUNNING")];
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "RUNNING")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Nothing
-        );
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "CREATED")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Observe {
-                jid: "a".into(),
-                state: JobState::Running
-            }
-        );
-    }
-
-    #[test]
-    fn untracked_live_job_is_adopted_never_duplicated() {
-        // Crash after submit, before the job id was committed.
-        let c = [job("x", 1, "RUNNING")];
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(None, "SUBMITTING")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Adopt {
-                jid: "x".into(),
-                state: JobState::Running
-            }
-        );
-        assert_eq!(
-            decide(Desired::Running, None, &c, ID, false, true),
-            Action::Adopt {
-                jid: "x".into(),
-                state: JobState::Running
-            }
-        );
-        // Another pipeline's job is not ours.
-        let other = [OverviewJob {
-            jid: "o".into(),
-            name: "pg_flink/db/p2/v1".into(),
-            state: "RUNNING".into(),
-            start_time: 0,
-            end_time: 0,
-        }];
-        assert_eq!(
-            decide(Desired::Running, None, &other, ID, false, true),
-            Action::Submit
-        );
-    }
-
-    #[test]
-    fn vanished_job_is_lost_then_resubmitted() {
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "RUNNING")),
-                &[],
-                ID,
-                false,
-                true
-            ),
-            Action::Lost
-        );
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "LOST")),
-                &[],
-                ID,
-                false,
-                true
-            ),
-            Action::Submit
-        );
-    }
-
-    #[test]
-    fn failed_job_is_recorded_and_not_resubmitted_in_a_loop() {
-        let c = [job("a", 1, "FAILED")];
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "RUNNING")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Observe {
-                jid: "a".into(),
-                state: JobState::Failed
-            }
-        );
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "FAILED")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Nothing
-        );
-        // A restart (upgrade) resubmits.
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "FAILED")),
-                &c,
-                ID,
-                true,
-                true
-            ),
-            Action::Submit
-        );
-    }
-
-    #[test]
-    fn failed_submission_backs_off() {
-        let mut t = tracked(None, "SUBMIT_FAILED");
-        t.attempts = 1;
-        t.failed_ago_ms = Some(500);
-        assert_eq!(
-            decide(Desired::Running, Some(&t), &[], ID, false, true),
-            Action::Nothing
-        );
-        t.failed_ago_ms = Some(2_500);
-        assert_eq!(
-            decide(Desired::Running, Some(&t), &[], ID, false, true),
-            Action::Submit
-        );
-        assert_eq!(backoff_ms(1), 2_000);
-        assert_eq!(backoff_ms(3), 8_000);
-        assert_eq!(backoff_ms(30), 32_000);
-    }
-
-    #[test]
-    fn interrupted_submission_is_retried_only_without_a_live_job() {
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(None, "SUBMITTING")),
-                &[],
-                ID,
-                false,
-                true
-            ),
-            Action::Submit
-        );
-    }
-
-    #[test]
-    fn start_after_a_stop_submits_again() {
-        let c = [job("a", 1, "FINISHED")];
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "STOPPED")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Submit
-        );
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "STOPPED")),
-                &[],
-                ID,
-                false,
-                true
-            ),
-            Action::Submit
-        );
-    }
-
-    #[test]
-    fn stop_and_upgrade() {
-        let c = [job("a", 1, "RUNNING")];
-        assert_eq!(
-            decide(
-                Desired::Stopped,
-                Some(&tracked(Some("a"), "RUNNING")),
-                &c,
-                ID,
-                false,
-                true
-            ),
-            Action::Stop {
-                jid: "a".into(),
-                savepoint: true
-            }
-        );
-        assert_eq!(
-            decide(Desired::Stopped, None, &c, ID, false, false),
-            Action::Stop {
-                jid: "a".into(),
-                savepoint: false
-            }
-        );
-        assert_eq!(
-            decide(
-                Desired::Stopped,
-                Some(&tracked(Some("a"), "STOPPED")),
-                &[job("a", 1, "FINISHED")],
-                ID,
-                false,
-                true
-            ),
-            Action::Nothing
-        );
-        assert_eq!(
-            decide(
-                Desired::Running,
-                Some(&tracked(Some("a"), "RUNNING")),
-                &c,
-                ID,
-                true,
-                true
-            ),
-            Action::Upgrade { jid: "a".into() }
-        );
-    }
+/// Live jobs of `db` in `cluster` whose pipeline is not in `pipelines`: orphans to stop.
+pub fn orphans<'a>(
+    cluster: &'a [OverviewJob],
+    db: &Database,
+    pipelines: &[String],
+) -> Vec<(&'a OverviewJob, JobName)> {
+    cluster
+        .iter()
+        .filter(|j| !is_terminal_name(&j.state))
+        .filter_map(|j| JobName::parse(&j.name).map(|n| (j, n)))
+        .filter(|(_, n)| db.owns(n) && !pipelines.iter().any(|p| p == &n.pipeline))
+        .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,25 +1,169 @@
-//! Job identity: the name pg_flink gives a pipeline's Flink jobs, and the prefix by which the
-//! worker recognises them in `GET /jobs/overview`. Built here only (the renderer puts the job name
-//! into the script's `SET 'pipeline.name'`, the worker records it in `flink.job.job_name`).
+//! Job identity: the name pg_flink gives a pipeline's Flink jobs, and how the worker tells its
+//! own jobs from everybody else's in `GET /jobs/overview`.
+//!
+//! A job is named `pg_flink/<system identifier>/<database oid>/<database name>/<pipeline>/v<version>`:
+//! the Postgres instance (`pg_control_system().system_identifier`, unique per `initdb` and kept
+//! by physical replicas), the database (its oid and its name; `/` and `%` in the name are
+//! percent-encoded so the name is one path segment) and the pipeline version. A job is *ours*
+//! when its instance and database name are ours: a database restored under the same name in the
+//! same instance adopts its jobs, while a copy restored under another name, or a second instance
+//! sharing the Flink cluster, never touches them. The oid tells a dropped database's jobs from a
+//! later database of the same name (the launcher's cleanup). Built here only.
+use std::fmt;
 
-/// `pg_flink/<database>/<pipeline>`: every job of the pipeline starts with it.
-pub fn identity(database: &str, pipeline: &str) -> String {
-    format!("pg_flink/{database}/{pipeline}")
+/// This Postgres instance and database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub system_identifier: u64,
+    pub oid: u32,
+    pub name: String,
 }
 
-/// `pg_flink/<database>/<pipeline>/v<version>`: the Flink job name of one version.
-pub fn job_name(database: &str, pipeline: &str, version: i32) -> String {
-    format!("{}/v{version}", identity(database, pipeline))
+/// A job name taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobName {
+    pub system_identifier: u64,
+    pub database_oid: u32,
+    pub database: String,
+    pub pipeline: String,
+    pub version: i32,
+}
+
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%25", "%")
+}
+
+impl Database {
+    /// `pg_flink/<sysid>/<oid>/<name>/`: every job of this database starts with it.
+    pub fn prefix(&self) -> String {
+        format!(
+            "pg_flink/{}/{}/{}/",
+            self.system_identifier,
+            self.oid,
+            escape(&self.name)
+        )
+    }
+
+    /// The Flink job name of one pipeline version.
+    pub fn job_name(&self, pipeline: &str, version: i32) -> String {
+        format!("{}{pipeline}/v{version}", self.prefix())
+    }
+
+    /// Whether a job (by its Flink name) belongs to this database: same instance, same
+    /// database name (the oid may differ after a restore under the same name).
+    pub fn owns(&self, job: &JobName) -> bool {
+        job.system_identifier == self.system_identifier && job.database == self.name
+    }
+}
+
+impl JobName {
+    /// Parses a Flink job name; None for jobs pg_flink did not name.
+    pub fn parse(name: &str) -> Option<JobName> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let [tag, sysid, oid, db, pipeline, version] = parts.as_slice() else {
+            return None;
+        };
+        if *tag != "pg_flink" || pipeline.is_empty() {
+            return None;
+        }
+        Some(JobName {
+            system_identifier: sysid.parse().ok()?,
+            database_oid: oid.parse().ok()?,
+            database: unescape(db),
+            pipeline: pipeline.to_string(),
+            version: version.strip_prefix('v')?.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let db = Database {
+            system_identifier: self.system_identifier,
+            oid: self.database_oid,
+            name: self.database.clone(),
+        };
+        f.write_str(&db.job_name(&self.pipeline, self.version))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn db(name: &str) -> Database {
+        Database {
+            system_identifier: 7_300_000_000_000_000_001,
+            oid: 16384,
+            name: name.into(),
+        }
+    }
 
     #[test]
-    fn job_names_extend_the_identity() {
-        assert_eq!(identity("db", "p"), "pg_flink/db/p");
-        assert_eq!(job_name("db", "p", 3), "pg_flink/db/p/v3");
-        assert!(job_name("db", "p", 3).starts_with(&format!("{}/v", identity("db", "p"))));
+    fn job_names_carry_instance_database_and_version() {
+        let d = db("app");
+        assert_eq!(
+            d.job_name("p", 3),
+            "pg_flink/7300000000000000001/16384/app/p/v3"
+        );
+        let j = JobName::parse(&d.job_name("p", 3)).unwrap();
+        assert_eq!((j.pipeline.as_str(), j.version), ("p", 3));
+        assert!(d.owns(&j));
+    }
+
+    #[test]
+    fn copies_and_other_instances_are_not_ours_a_same_name_restore_is() {
+        let j = JobName::parse(&db("app").job_name("p", 1)).unwrap();
+        assert!(!db("app_copy").owns(&j));
+        let other_instance = Database {
+            system_identifier: 1,
+            ..db("app")
+        };
+        assert!(!other_instance.owns(&j));
+        let restored = Database {
+            oid: 99999,
+            ..db("app")
+        };
+        assert!(restored.owns(&j));
+    }
+
+    #[test]
+    fn foreign_names_do_not_parse() {
+        for n in [
+            "insert-into_default_catalog.default_database.sink",
+            "pg_flink/app/p/v1",
+            "pg_flink/x/1/app/p/v1",
+            "pg_flink/1/1/app/p/1",
+            "pg_flink/1/1/app//v1",
+        ] {
+            assert_eq!(JobName::parse(n), None, "{n}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x1d_e171),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn any_database_name_round_trips(name in "[a-zA-Z0-9_/% .-]{1,40}", pipeline in "[A-Za-z_][A-Za-z0-9_.-]{0,20}", v in 1i32..10000) {
+            let d = db(&name);
+            let j = JobName::parse(&d.job_name(&pipeline, v)).unwrap();
+            prop_assert_eq!(&j.database, &name);
+            prop_assert_eq!(&j.pipeline, &pipeline);
+            prop_assert_eq!(j.version, v);
+            prop_assert!(d.owns(&j));
+            prop_assert_eq!(j.to_string(), d.job_name(&pipeline, v));
+        }
     }
 }

@@ -16,19 +16,23 @@ mod flink_internal {
             .ok()
             .flatten()
             .unwrap_or_default();
-        if !gucs::worker_databases().iter().any(|d| d == &db) {
+        if !gucs::database_allowed(&db) {
             crate::errors::raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("no pg_flink worker serves database \"{db}\""),
-                format!("Add it to pg_flink.worker_databases (ALTER SYSTEM SET pg_flink.worker_databases = '...,{db}') and restart PostgreSQL."),
+                format!("no pg_flink worker serves database \"{db}\": it is not in pg_flink.worker_databases"),
+                format!("Add it (ALTER SYSTEM SET pg_flink.worker_databases = '...,{db}'; SELECT pg_reload_conf()), or set the list empty to serve every database."),
                 "flink.start",
             );
         }
     }
 
-    /// Wakes this database's worker when the current transaction commits (never on abort).
+    /// Wakes this database's worker when the current transaction commits (never on abort), or
+    /// starts one if none runs (a new database, CREATE EXTENSION, a restore).
     #[pg_extern(volatile)]
     fn wake_worker_on_commit() {
+        if !gucs::preloaded() {
+            return;
+        }
         let pids: Vec<i32> = Spi::connect(|c| {
             c.select(
                 "SELECT pid FROM pg_stat_activity WHERE backend_type = $1 AND datname = current_database()",
@@ -39,6 +43,13 @@ mod flink_internal {
             .unwrap_or_default()
         });
         if pids.is_empty() {
+            // SAFETY: MyDatabaseId is set once the backend is connected and never changes.
+            let oid = unsafe { pg_sys::MyDatabaseId };
+            pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+                // Registering a dynamic worker only writes to shared memory; a full slot table
+                // is reported by the launcher, which also retries.
+                let _ = crate::control::worker::start(oid);
+            });
             return;
         }
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {

@@ -24,10 +24,14 @@ pub enum JobState {
     SubmitFailed,
     /// The worker is stopping the job (savepoint or cancel in progress).
     Stopping,
-    /// pg_flink stopped the job (with or without a savepoint).
+    /// A stop that had to take a savepoint could not: the job runs on (see last_error).
+    StopFailed,
+    /// pg_flink stopped the job (with or without a savepoint) and Flink reports it ended.
     Stopped,
     /// The job vanished from the JobManager.
     Lost,
+    /// The job row names another database's job (a restored or copied database): not ours.
+    Detached,
     // Flink's JobStatus.
     Initializing,
     Created,
@@ -44,12 +48,14 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in the order of the SQL CHECK constraint.
-    pub const ALL: [JobState; 16] = [
+    pub const ALL: [JobState; 18] = [
         JobState::Submitting,
         JobState::SubmitFailed,
         JobState::Stopping,
+        JobState::StopFailed,
         JobState::Stopped,
         JobState::Lost,
+        JobState::Detached,
         JobState::Initializing,
         JobState::Created,
         JobState::Running,
@@ -68,8 +74,10 @@ impl JobState {
             JobState::Submitting => "SUBMITTING",
             JobState::SubmitFailed => "SUBMIT_FAILED",
             JobState::Stopping => "STOPPING",
+            JobState::StopFailed => "STOP_FAILED",
             JobState::Stopped => "STOPPED",
             JobState::Lost => "LOST",
+            JobState::Detached => "DETACHED",
             JobState::Initializing => "INITIALIZING",
             JobState::Created => "CREATED",
             JobState::Running => "RUNNING",
@@ -101,7 +109,7 @@ impl JobState {
         self.is_globally_terminal()
             || matches!(
                 self,
-                JobState::Stopped | JobState::Lost | JobState::SubmitFailed
+                JobState::Stopped | JobState::Lost | JobState::SubmitFailed | JobState::Detached
             )
     }
 }

@@ -2,6 +2,7 @@
 //! each in its own transaction (so a Postgres error in one aborts only that change). The SQL
 //! helpers live in schema `flink_internal` (sql/install/40_control.sql); every argument is a
 //! bind parameter.
+use super::identity::Database;
 use super::state::{Desired, JobState};
 use crate::stored::PipelineDef;
 use pgrx::datum::DatumWithOid;
@@ -10,13 +11,62 @@ use pgrx::JsonB;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// One pipeline with a desired state, as `flink_internal.worker_snapshot()` returns it.
+/// What `flink_internal.worker_snapshot()` returns: everything one tick looks at.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub database: Database,
+    pub clusters: Vec<ClusterRow>,
+    pub drops: Vec<DropRow>,
+    /// Every pipeline of the database (with or without a desired state).
+    pub all_pipelines: Vec<String>,
+    pub pipelines: Vec<PipelineRow>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawSnapshot {
+    database: DatabaseRow,
+    clusters: Vec<ClusterRow>,
+    drops: Vec<DropRow>,
+    all_pipelines: Vec<String>,
+    pipelines: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct DatabaseRow {
+    /// Text: the identifier is an unsigned 64-bit number.
+    system_identifier: String,
+    oid: i64,
+    name: String,
+}
+
+/// A registered cluster (all of them are searched for orphaned jobs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterRow {
+    pub name: String,
+    pub rest_url: String,
+    /// drop_cluster(cascade): remove it once none of this database's jobs runs there.
+    pub dropping: bool,
+}
+
+/// A dropped pipeline whose job has not been seen stopped yet.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DropRow {
+    pub id: i64,
+    pub pipeline: String,
+    pub with_savepoint: bool,
+    pub stop_trigger: Option<String>,
+    /// A pipeline of the same name exists again: its job is that pipeline's business.
+    pub recreated: bool,
+}
+
+/// One pipeline with a desired state.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PipelineRow {
     pub pipeline: String,
     pub desired: Desired,
     pub from_savepoint: Option<String>,
     pub stop_with_savepoint: bool,
+    pub savepoint_required: bool,
     pub drain: bool,
     pub restart_requested: bool,
     pub gateway_url: Option<String>,
@@ -29,11 +79,21 @@ pub struct PipelineRow {
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobRow {
     pub id: i64,
+    pub job_name: String,
     pub flink_job_id: Option<String>,
     pub state: JobState,
     pub attempts: i32,
     /// Milliseconds since the row last changed.
     pub updated_ago_ms: i64,
+    pub flink_modified_ms: Option<i64>,
+    /// Milliseconds since the job's details were last read (None: never).
+    pub details_ago_ms: Option<i64>,
+    pub stop_trigger: Option<String>,
+    pub stop_attempts: i32,
+    /// The next step of a stop (a retry) is due.
+    pub stop_due: bool,
+    /// The newest savepoint this job's stop took.
+    pub savepoint: Option<String>,
 }
 
 /// Runs `f` in its own transaction; a Postgres error aborts it and comes back as Err.
@@ -106,22 +166,31 @@ pub fn installed() -> bool {
     }) == Ok(true)
 }
 
-/// The pipelines with a desired state. A row that does not decode is reported (with the
-/// pipeline's name and why) and left out of this tick; the others go on.
-pub fn snapshot() -> Result<Vec<PipelineRow>, String> {
+/// One tick's view of the catalog. A pipeline row that does not decode is reported (with the
+/// pipeline's name and the field at fault) and left out of this tick; the others go on.
+pub fn snapshot() -> Result<Snapshot, String> {
     let v = one_json("SELECT flink_internal.worker_snapshot()", vec![])?.unwrap_or(Value::Null);
-    let Value::Array(rows) = v else {
-        return Err("flink_internal.worker_snapshot() did not return an array".into());
+    let raw: RawSnapshot = serde_path_to_error::deserialize(v)
+        .map_err(|e| format!("malformed worker snapshot ({}: {})", e.path(), e.inner()))?;
+    let database = Database {
+        system_identifier: raw.database.system_identifier.parse().map_err(|e| {
+            format!(
+                "system identifier {:?}: {e}",
+                raw.database.system_identifier
+            )
+        })?,
+        oid: raw.database.oid as u32,
+        name: raw.database.name,
     };
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    let mut pipelines = Vec::with_capacity(raw.pipelines.len());
+    for row in raw.pipelines {
         let name = row
             .get("pipeline")
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_string();
         match serde_path_to_error::deserialize::<_, PipelineRow>(row) {
-            Ok(r) => out.push(r),
+            Ok(r) => pipelines.push(r),
             Err(e) => warning!(
                 "pg_flink worker: pipeline \"{name}\": malformed control row ({}: {}); skipped this tick",
                 e.path(),
@@ -129,7 +198,13 @@ pub fn snapshot() -> Result<Vec<PipelineRow>, String> {
             ),
         }
     }
-    Ok(out)
+    Ok(Snapshot {
+        database,
+        clusters: raw.clusters,
+        drops: raw.drops,
+        all_pipelines: raw.all_pipelines,
+        pipelines,
+    })
 }
 
 /// The pipeline's definition and its own datasources, secrets included.
@@ -210,5 +285,90 @@ pub fn savepoint(pipeline: &str, job: i64, path: &str) -> Result<(), String> {
     run(
         "INSERT INTO flink.savepoint (pipeline, job_id, pipeline_version, path, trigger) SELECT $1, $2, j.pipeline_version, $3, 'stop' FROM flink.job j WHERE j.id = $2",
         vec![pipeline.to_string().into(), job.into(), path.to_string().into()],
+    )
+}
+
+/// A stop in progress: its trigger (`sp:<id>`, `done:<path>`, `cancel`, `retry`), attempts,
+/// and when the next step is due.
+pub fn stop_progress(
+    job: i64,
+    trigger: &str,
+    attempts: i32,
+    retry_in_ms: Option<i64>,
+) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.job_stop_progress($1, $2, $3, $4)",
+        vec![
+            job.into(),
+            trigger.to_string().into(),
+            attempts.into(),
+            retry_in_ms.into(),
+        ],
+    )
+}
+
+/// Details read from Flink: last-modification time and restart count.
+pub fn details(job: i64, modified_ms: Option<i64>, restarts: Option<i64>) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.job_details($1, $2, $3)",
+        vec![
+            job.into(),
+            modified_ms.into(),
+            restarts.map(|r| r.clamp(0, i32::MAX as i64) as i32).into(),
+        ],
+    )
+}
+
+/// The job row names another database's job: DETACHED, and the pipeline wants nothing.
+pub fn detach(job: i64, detail: &str) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.job_detach($1, $2)",
+        vec![job.into(), detail.to_string().into()],
+    )
+}
+
+/// A dropped pipeline's job is stopped (or none was running).
+pub fn drop_done(id: i64, savepoint: Option<&str>, detail: &str) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.drop_done($1, $2, $3)",
+        vec![
+            id.into(),
+            savepoint.map(str::to_string).into(),
+            detail.to_string().into(),
+        ],
+    )
+}
+
+/// A dropped pipeline's stop with savepoint was triggered.
+pub fn drop_progress(id: i64, trigger: &str) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.drop_progress($1, $2)",
+        vec![id.into(), trigger.to_string().into()],
+    )
+}
+
+/// An orphaned job (no pipeline, no drop recorded) was stopped.
+pub fn orphan_stopped(
+    pipeline: &str,
+    job_name: &str,
+    jid: &str,
+    detail: &str,
+) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.orphan_stopped($1, $2, $3, $4)",
+        vec![
+            pipeline.to_string().into(),
+            job_name.to_string().into(),
+            jid.to_string().into(),
+            detail.to_string().into(),
+        ],
+    )
+}
+
+/// A cluster dropped with cascade has no job of this database left: remove it.
+pub fn cluster_dropped(name: &str) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.cluster_dropped($1)",
+        vec![name.to_string().into()],
     )
 }

@@ -1,6 +1,7 @@
 //! What the worker submits for a pipeline: its script rendered in Rust from the pipeline's own
 //! datasources (never the whole catalog's secrets), as the typed statement list, plus the secret
 //! values to scrub from any error text. Pure: unit-tested without Postgres.
+use super::identity::Database;
 use crate::core::quote;
 use crate::datasource::scrub;
 use crate::pipeline::{self, catalog_of, Definition};
@@ -10,7 +11,7 @@ use serde_json::{Map, Value};
 /// The statements to submit and the secrets to scrub from errors.
 pub fn render(
     def: &PipelineDef,
-    database: &str,
+    database: &Database,
 ) -> Result<(Vec<String>, Map<String, Value>), String> {
     let (cat, secrets) = catalog_of(&def.datasources)?;
     let d = Definition {
@@ -67,8 +68,16 @@ mod tests {
             datasources: json!({"k": {"kind": "kafka", "options": {"bootstrap_servers": "h:1"},
                                       "secrets": {"sasl_password": "kafka-pw-1"}}}),
         };
-        let (statements, secrets) = render(&def, "db").unwrap();
-        assert_eq!(statements[0], "SET 'pipeline.name' = 'pg_flink/db/p/v2'");
+        let db = Database {
+            system_identifier: 1,
+            oid: 2,
+            name: "db".into(),
+        };
+        let (statements, secrets) = render(&def, &db).unwrap();
+        assert_eq!(
+            statements[0],
+            "SET 'pipeline.name' = 'pg_flink/1/2/db/p/v2'"
+        );
         assert!(statements.last().unwrap().starts_with("INSERT INTO"));
         assert!(statements.iter().all(|s| !s.trim_end().ends_with(';')));
         assert_eq!(secrets.len(), 1);

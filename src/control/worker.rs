@@ -2,8 +2,9 @@
 //! recovery (so only on a primary). Each tick it reads the desired states, asks every cluster
 //! for `/jobs/overview` once, decides per pipeline with [`decide`], and carries out the action
 //! ([`super::actions`]). Errors are recorded on the job and logged; the loop goes on.
-use super::decide::{decide, Action, Tracked};
-use super::identity::identity;
+use super::decide::{decide, Input, Tracked};
+use super::identity::Database;
+use super::registry;
 use super::state::JobState;
 use super::store::{self, PipelineRow};
 use crate::flink::{JobManager, OverviewJob, RestError};
@@ -13,7 +14,6 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub const WORKER_TYPE: &str = "pg_flink worker";
 
@@ -25,29 +25,56 @@ pub fn stopping() -> bool {
     unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
 }
 
-/// Registers one static worker per configured database (called from `_PG_init` while
-/// preloading).
-pub fn register() {
-    for db in gucs::worker_databases() {
-        BackgroundWorkerBuilder::new(&format!("pg_flink worker for database {db}"))
-            .set_type(WORKER_TYPE)
-            .set_library("pg_flink")
-            .set_function("pg_flink_worker_main")
-            .set_extra(&db)
-            .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(Some(Duration::from_secs(5)))
-            .load();
-    }
+/// Session advisory lock key held by a database's worker: at most one worker per database.
+const WORKER_LOCK: i64 = 0x7067_666c_696e_6b01;
+
+/// Starts a worker for database `oid` (a dynamic background worker; the launcher and
+/// `flink_internal.start_worker_on_commit` call this). A second worker for the same database
+/// exits at once. Returns false when no background worker slot is free.
+pub fn start(oid: pg_sys::Oid) -> bool {
+    BackgroundWorkerBuilder::new(&format!("pg_flink worker for database {}", oid.to_u32()))
+        .set_type(WORKER_TYPE)
+        .set_library("pg_flink")
+        .set_function("pg_flink_worker_main")
+        .set_argument(Some(pg_sys::Datum::from(oid.to_u32())))
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .load_dynamic()
+        .is_ok()
+}
+
+/// Ends the worker process; never returns.
+fn exit(code: i32) -> ! {
+    // SAFETY: proc_exit is how a Postgres process ends; nothing of ours is left to unwind.
+    unsafe { pg_sys::proc_exit(code) }
 }
 
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn pg_flink_worker_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let db = BackgroundWorker::get_extra().to_string();
-    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
-    log!("pg_flink worker started for database \"{db}\"");
+    let oid = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(oid), None);
+    let held = store::in_txn(|| {
+        Spi::get_one_with_args::<bool>("SELECT pg_try_advisory_lock($1)", &[WORKER_LOCK.into()])
+            .ok()
+            .flatten()
+    });
+    if held != Ok(Some(true)) {
+        exit(0); // another worker serves this database
+    }
+    let name = store::in_txn(|| {
+        Spi::get_one::<String>("SELECT current_database()::text")
+            .ok()
+            .flatten()
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    if !gucs::database_allowed(&name) {
+        exit(0);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,13 +82,14 @@ pub extern "C-unwind" fn pg_flink_worker_main(_arg: pg_sys::Datum) {
         Ok(rt) => rt,
         Err(e) => {
             warning!("pg_flink worker: cannot start its network runtime: {e}");
-            return;
+            exit(1);
         }
     };
-    let worker = Worker {
-        rt: &rt,
-        database: &db,
-    };
+    let me = pid();
+    let mut served = registry::read(oid.to_u32());
+    if served.is_some() || store::installed() {
+        log!("pg_flink worker started for database \"{name}\"");
+    }
     loop {
         if stopping() {
             break;
@@ -71,105 +99,189 @@ pub extern "C-unwind" fn pg_flink_worker_main(_arg: pg_sys::Datum) {
             // documented way for a background worker to reload its configuration on SIGHUP.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.tick())) {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            warning!("pg_flink worker: tick failed, continuing: {msg}");
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tick(&rt))) {
+            Ok(Some(clusters)) => {
+                let entry = registry::Entry {
+                    oid: oid.to_u32(),
+                    name: name.clone(),
+                    pid: me,
+                    clusters,
+                };
+                if served.as_ref() != Some(&entry) {
+                    registry::write(&entry);
+                    served = Some(entry);
+                }
+            }
+            Ok(None) => {
+                // pg_flink is not (or no longer) installed here. After DROP EXTENSION, the
+                // database's jobs have nobody left to want them: stop them, then go.
+                if let Some(entry) = served.take() {
+                    super::cleanup::stop_all_jobs(&rt, &entry, |j| {
+                        j.system_identifier == system_identifier() && j.database == entry.name
+                    });
+                    registry::remove(oid.to_u32());
+                    log!("pg_flink worker for database \"{name}\": extension dropped, its jobs were stopped");
+                }
+                exit(0);
+            }
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                warning!("pg_flink worker: tick failed, continuing: {msg}");
+            }
         }
         if stopping() || !BackgroundWorker::wait_latch(Some(gucs::poll_interval())) {
             break;
         }
     }
-    log!("pg_flink worker for database \"{db}\" exiting");
-    // Exit code 1: the postmaster restarts the worker after its restart interval (exit 0 would
-    // unregister it). At server shutdown the code does not matter.
-    // SAFETY: proc_exit is how a Postgres process ends; nothing of ours is left to unwind.
-    unsafe { pg_sys::proc_exit(1) };
+    log!("pg_flink worker for database \"{name}\" exiting");
+    // The launcher starts a new worker for a database that is still served.
+    exit(1);
 }
 
-/// The worker of one database: its network runtime and the database it serves.
+/// This process's pid.
+fn pid() -> i32 {
+    // SAFETY: MyProcPid is set once at process start and only read afterwards.
+    unsafe { pg_sys::MyProcPid }
+}
+
+/// This instance's system identifier (pg_control).
+pub fn system_identifier() -> u64 {
+    // SAFETY: reads the identifier from the control file data in shared memory, set at startup.
+    unsafe { pg_sys::GetSystemIdentifier() }
+}
+
+/// The worker of one database: its network runtime, the database it serves (as of this tick)
+/// and this tick's `/jobs/overview` of every cluster.
 pub struct Worker<'a> {
     pub(super) rt: &'a tokio::runtime::Runtime,
-    pub(super) database: &'a str,
+    pub(super) database: &'a Database,
+    pub(super) overviews: BTreeMap<String, Result<Vec<OverviewJob>, RestError>>,
 }
 
 /// What pg_flink recorded, as [`decide`] takes it.
 fn tracked(row: &PipelineRow) -> Option<Tracked> {
     row.job.as_ref().map(|j| Tracked {
         flink_job_id: j.flink_job_id.clone(),
+        job_name: Some(j.job_name.clone()),
         state: j.state,
         failed_ago_ms: (j.state == JobState::SubmitFailed).then(|| j.updated_ago_ms.max(0) as u64),
         attempts: j.attempts.max(0) as u32,
+        modified_ms: j.flink_modified_ms,
+        details_due: j.state == JobState::Running
+            && j.details_ago_ms
+                .is_none_or(|ms| ms >= gucs::details_interval_ms()),
     })
 }
 
-impl Worker<'_> {
-    /// One reconcile pass; true when it changed something (submitted, stopped, recorded).
-    fn tick(&self) -> bool {
-        if !store::installed() {
-            return false;
+thread_local! {
+    static LAST_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One `/jobs/overview` per cluster.
+fn overviews(
+    rt: &tokio::runtime::Runtime,
+    urls: impl Iterator<Item = String>,
+) -> BTreeMap<String, Result<Vec<OverviewJob>, RestError>> {
+    let mut out = BTreeMap::new();
+    for rest in urls {
+        if out.contains_key(&rest) {
+            continue;
         }
-        let rows = match store::snapshot() {
-            Ok(rows) => rows,
-            Err(e) => {
-                warning!("pg_flink worker: {e}");
-                return false;
-            }
+        let jobs = match JobManager::new(&rest, gucs::http_limits()) {
+            Ok(jm) => rt.block_on(jm.jobs_overview()),
+            Err(e) => Err(e),
         };
-        // One /jobs/overview per cluster per tick.
-        let mut overviews: BTreeMap<String, Result<Vec<OverviewJob>, RestError>> = BTreeMap::new();
-        for row in &rows {
-            if let Some(rest) = &row.rest_url {
-                if !overviews.contains_key(rest) {
-                    let jobs = match JobManager::new(rest, gucs::http_limits()) {
-                        Ok(jm) => self.rt.block_on(jm.jobs_overview()),
-                        Err(e) => Err(e),
-                    };
-                    overviews.insert(rest.clone(), jobs);
+        out.insert(rest, jobs);
+    }
+    out
+}
+
+/// One reconcile pass. Returns the clusters this database uses (remembered for the cleanup
+/// after DROP EXTENSION), or None when the extension is not installed.
+pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Option<Vec<String>> {
+    if !store::installed() {
+        return None;
+    }
+    let snap = match store::snapshot() {
+        Ok(s) => s,
+        Err(e) => {
+            // Logged once per distinct error (e.g. a schema older than the library): no spam.
+            LAST_ERROR.with(|last| {
+                if last.borrow().as_deref() != Some(e.as_str()) {
+                    warning!("pg_flink worker: {e}; retrying every poll, logged again only if it changes");
+                    *last.borrow_mut() = Some(e);
                 }
-            }
+            });
+            return Some(Vec::new());
         }
-        let mut acted = false;
-        for row in &rows {
-            if stopping() {
-                return acted;
-            }
-            let (Some(rest), Some(_)) = (&row.rest_url, &row.gateway_url) else {
-                self.record_error(row, "no cluster: register one with flink.register_cluster() (or set options.cluster)");
-                continue;
-            };
-            let cluster = match overviews.get(rest) {
-                Some(Ok(jobs)) => jobs.as_slice(),
-                Some(Err(e)) => {
-                    // JobManager down: nothing can be decided safely; record and retry.
-                    self.record_error(row, &format!("cannot track jobs: {e}"));
-                    continue;
-                }
-                None => continue,
-            };
-            let tracked = tracked(row);
-            let action = decide(
-                row.desired,
-                tracked.as_ref(),
-                cluster,
-                &identity(self.database, &row.pipeline),
-                row.restart_requested,
-                row.stop_with_savepoint,
+    };
+    LAST_ERROR.with(|last| last.borrow_mut().take());
+    let urls: Vec<String> = snap.clusters.iter().map(|c| c.rest_url.clone()).collect();
+    let worker = Worker {
+        rt,
+        database: &snap.database,
+        overviews: overviews(
+            rt,
+            urls.iter()
+                .cloned()
+                .chain(snap.pipelines.iter().filter_map(|p| p.rest_url.clone())),
+        ),
+    };
+    for row in &snap.pipelines {
+        if stopping() {
+            return Some(urls);
+        }
+        worker.reconcile(row);
+    }
+    if !stopping() {
+        worker.cleanup(&snap);
+    }
+    Some(urls)
+}
+
+impl Worker<'_> {
+    fn reconcile(&self, row: &PipelineRow) {
+        let (Some(rest), Some(_)) = (&row.rest_url, &row.gateway_url) else {
+            self.record_error(
+                row,
+                "no cluster: register one with flink.register_cluster() (or set options.cluster)",
             );
-            acted |= action != Action::Nothing;
-            if let Err(e) = self.act(row, tracked.as_ref(), action) {
-                warning!("pg_flink worker: pipeline \"{}\": {e}", row.pipeline);
+            return;
+        };
+        let cluster = match self.overviews.get(rest) {
+            Some(Ok(jobs)) => jobs.as_slice(),
+            Some(Err(e)) => {
+                // JobManager down: nothing can be decided safely; record and retry.
+                self.record_error(row, &format!("cannot track jobs: {e}"));
+                return;
             }
+            None => return,
+        };
+        let tracked = tracked(row);
+        let action = decide(Input {
+            desired: row.desired,
+            tracked: tracked.as_ref(),
+            cluster,
+            database: self.database,
+            pipeline: &row.pipeline,
+            upgrade: row.restart_requested,
+            stop_with_savepoint: row.stop_with_savepoint,
+        });
+        if let Err(e) = self.act(row, tracked.as_ref(), action) {
+            warning!("pg_flink worker: pipeline \"{}\": {e}", row.pipeline);
         }
-        acted
     }
 
     /// Records an error on the pipeline's current job (if any) without changing its state.
     fn record_error(&self, row: &PipelineRow, error: &str) {
         if let Some(job) = &row.job {
+            if job.state.is_ended() {
+                return;
+            }
             let _ = store::transition(job.id, job.state, None, None, Some(error));
         }
     }

@@ -1,7 +1,7 @@
 //! Client of the Flink JobManager REST API (port 8081 by default): cluster overview, the jobs
 //! of the cluster, stop with savepoint, cancel, checkpoints and root exceptions.
 use super::http::Endpoint;
-use super::trace::root_cause;
+use super::trace::decode;
 use super::{HttpLimits, RestError, Service};
 use crate::core::urls;
 use serde::Deserialize;
@@ -17,6 +17,9 @@ pub struct OverviewJob {
     pub start_time: i64,
     #[serde(rename = "end-time", default)]
     pub end_time: i64,
+    /// When the job last changed (a restart changes it without changing `state`).
+    #[serde(rename = "last-modification", default)]
+    pub last_modification: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -103,18 +106,35 @@ impl JobManager {
         if let Some(loc) = v.pointer("/operation/location").and_then(Value::as_str) {
             return Ok(Some(loc.to_string()));
         }
+        // The stack trace, never the serialised throwable (a base64 blob of tens of KB).
         let cause = v
-            .pointer("/operation/failure-cause/serialized-throwable")
-            .or_else(|| v.pointer("/operation/failure-cause/stack-trace"))
+            .pointer("/operation/failure-cause/stack-trace")
             .and_then(Value::as_str)
-            .map(root_cause)
-            .unwrap_or_else(|| "the savepoint failed".into());
+            .map(decode)
+            .unwrap_or_else(|| "the savepoint failed (Flink gave no reason)".into());
         Err(RestError::Status {
             service: Service::JobManager,
             url: self.ep.shown(),
             status: 500,
             message: cause,
         })
+    }
+
+    /// Flink's own restart count of a job (`numRestarts`), if the JobManager reports it.
+    pub async fn restarts(&self, jid: &str) -> Result<Option<i64>, RestError> {
+        let v = self
+            .ep
+            .get(&format!("/jobs/{jid}/metrics?get=numRestarts"))
+            .await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m.get("id").and_then(Value::as_str) == Some("numRestarts"))
+            .and_then(|m| m.get("value"))
+            .and_then(|x| {
+                x.as_i64()
+                    .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            }))
     }
 
     /// `PATCH /jobs/{id}?mode=cancel`.
@@ -138,7 +158,7 @@ impl JobManager {
             .pointer("/exceptionHistory/entries/0/stacktrace")
             .or_else(|| v.get("root-exception"))
             .and_then(Value::as_str);
-        Ok(text.map(|t| crate::core::text::ellipsis(&root_cause(t), 2000)))
+        Ok(text.map(decode))
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) fn flink_error_message(v: &Value) -> Option<String> {
         .filter_map(Value::as_str)
         .collect();
     let first = *texts.first()?;
-    let cause = root_cause(&texts.join("\n"));
+    let cause = decode(&texts.join("\n"));
     Some(crate::core::text::ellipsis(
         if cause.trim().is_empty() {
             first
@@ -33,6 +33,34 @@ pub(crate) fn error_trace(v: &Value) -> Option<String> {
     } else {
         Some(trace)
     }
+}
+
+/// At most this many characters of an error text are stored or shown; the whole text goes to
+/// the server log once.
+pub const MAX_SHOWN: usize = 2000;
+
+/// A remote error text as people should see it: the root cause of a Java trace, without
+/// serialised blobs (long runs with no white space, e.g. base64 Java serialisation), without
+/// Flink's `[CIRCULAR REFERENCE: …]` markers, capped at [`MAX_SHOWN`] characters.
+pub fn decode(text: &str) -> String {
+    let cleaned: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("[CIRCULAR REFERENCE"))
+        .map(|l| {
+            l.split(' ')
+                .map(|w| if w.len() > 200 { "<blob>" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let cleaned = cleaned.join("\n");
+    let cause = root_cause(&cleaned);
+    let shown = if cause.trim().is_empty() || cause == "<blob>" {
+        cleaned.trim().to_string()
+    } else {
+        cause
+    };
+    crate::core::text::ellipsis(&shown, MAX_SHOWN)
 }
 
 /// The messages of a Java exception trace, outermost first, without stack frames: what a
@@ -102,6 +130,20 @@ fn strip_exception_class(line: &str) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn decode_drops_blobs_and_circular_references_and_caps() {
+        let blob = "rO0AB".repeat(10_000);
+        let text = format!("java.util.concurrent.CompletionException: x\n[CIRCULAR REFERENCE: java.lang.Exception: y]\nCaused by: org.apache.flink.runtime.checkpoint.CheckpointException: Checkpoint triggering task Source of job 1 is not being executed at the moment. Aborting checkpoint. Failure reason: Not all required tasks are currently running.\n{blob}");
+        let d = decode(&text);
+        assert!(d.starts_with("Checkpoint triggering task"), "{d}");
+        assert!(
+            !d.contains("CIRCULAR") && !d.contains("rO0AB") && d.len() <= MAX_SHOWN,
+            "{d}"
+        );
+        assert!(decode(&"y".repeat(5000)).chars().count() <= MAX_SHOWN);
+        assert_eq!(decode("plain"), "plain");
+    }
 
     #[test]
     fn root_cause_picks_last_caused_by_without_class() {

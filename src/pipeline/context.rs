@@ -9,7 +9,7 @@ use super::flinktype::{self, FlinkType};
 use super::interval::Interval;
 use super::params::{ColumnDecl, PipelineOptions, Role, TableRef};
 use super::script::{CreateTable, Script, Statement, Watermark};
-use super::{job_name, Catalog, DatasourceInfo, Definition};
+use super::{Catalog, DatasourceInfo, Definition};
 use crate::core::quote::ident;
 use crate::core::text::did_you_mean;
 use crate::datasource::ErrorClass;
@@ -88,7 +88,7 @@ impl Ctx<'_> {
     ) -> Result<(), PipelineError> {
         let mut sets: Vec<(String, String)> = vec![(
             "pipeline.name".into(),
-            job_name(def.database, def.name, def.version),
+            def.database.job_name(def.name, def.version),
         )];
         if let Some(p) = options.parallelism {
             if !(1..=1024).contains(&p) {

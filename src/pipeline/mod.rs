@@ -63,7 +63,8 @@ pub struct Definition<'a> {
     pub template: &'a str,
     pub params: &'a Value,
     pub options: &'a Value,
-    pub database: &'a str,
+    /// The instance and database the jobs are named for.
+    pub database: &'a crate::control::identity::Database,
     pub version: i32,
 }
 
@@ -123,9 +124,6 @@ fn render_full(
     }
     Ok((cx.script, cx.sink_cols))
 }
-
-/// The Flink job name of a pipeline version (built in one place, `control::identity`).
-pub use crate::control::identity::job_name;
 
 /// `{name: {kind, options, secrets?}}` (as read from the catalog) → the renderer's catalog, with
 /// secrets merged into the options, and every secret value keyed `datasource.option` (to scrub

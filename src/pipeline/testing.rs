@@ -27,14 +27,22 @@ pub fn catalog(reveal: bool) -> Catalog {
     c
 }
 
-/// The definition of example pipeline `p` (database pg_flink_test, version 1).
+/// The database the golden scripts are rendered for: a fixed instance, oid 16384, pg_flink_test.
+pub static TEST_DB: std::sync::LazyLock<crate::control::identity::Database> =
+    std::sync::LazyLock::new(|| crate::control::identity::Database {
+        system_identifier: 7_300_000_000_000_000_001,
+        oid: 16384,
+        name: "pg_flink_test".into(),
+    });
+
+/// The definition of example pipeline `p` (database [`TEST_DB`], version 1).
 pub fn definition(p: &Value) -> Definition<'_> {
     Definition {
         name: p["name"].as_str().unwrap(),
         template: p["template"].as_str().unwrap(),
         params: &p["params"],
         options: &p["options"],
-        database: "pg_flink_test",
+        database: &TEST_DB,
         version: 1,
     }
 }

@@ -1,6 +1,8 @@
 -- The catalog API with Postgres alone: clusters and datasources are validated and stored without
 -- contacting any service (connection tests are the full-stack tier's).
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_flink;
+RESET client_min_messages;
 \set VERBOSITY default
 SELECT extversion, extrelocatable, extnamespace::regnamespace AS ext_schema FROM pg_extension WHERE extname = 'pg_flink';
 -- Clusters: the first one is the default; re-registering the same definition changes nothing.

@@ -1,5 +1,7 @@
 -- Foreign tables with Postgres alone: option validation and planning (EXPLAIN without running).
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_flink;
+RESET client_min_messages;
 \set VERBOSITY default
 CREATE SERVER rk FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (brokers '127.0.0.1:1', timeout_ms '500');
 CREATE SERVER bad0 FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (bootstrap_servers '127.0.0.1:1');

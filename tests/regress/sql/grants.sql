@@ -1,5 +1,7 @@
 -- Privileges: readers see masked views; admins manage; internals are granted to nobody.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_flink;
+RESET client_min_messages;
 \set VERBOSITY default
 DROP ROLE IF EXISTS regress_reader;
 DROP ROLE IF EXISTS regress_admin;
