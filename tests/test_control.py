@@ -21,7 +21,7 @@ DB = "pg_flink_test"  # served by its worker (the launcher starts one for every 
 def identity_of(c, name):
     """The prefix of the pipeline's Flink job names: instance, database (oid and name), pipeline."""
     return c.execute(
-        "SELECT format('pg_flink/%s/%s/%s/%s', s.system_identifier, d.oid, d.datname, %s::text) "
+        "SELECT format('pg_flink/%%s/%%s/%%s/%%s', s.system_identifier, d.oid, d.datname, %s::text) "
         "FROM pg_control_system() s, pg_database d WHERE d.datname = current_database()", (name,)).fetchone()[0]
 
 

@@ -116,7 +116,8 @@ CREATE VIEW flink.pipeline_status AS
   FROM flink.pipeline p
   LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
   LEFT JOIN LATERAL (SELECT * FROM flink.job x WHERE x.pipeline = p.name ORDER BY x.id DESC LIMIT 1) j ON true
-  CROSS JOIN LATERAL (SELECT make_interval(secs => COALESCE(NULLIF(current_setting('pg_flink.health_window_ms', true), '')::bigint, 60000) / 1000.0) AS window,
+  -- The setting shows with its unit ("1min", "1500ms"): both are interval input.
+  CROSS JOIN LATERAL (SELECT COALESCE(NULLIF(current_setting('pg_flink.health_window_ms', true), '')::interval, interval '1 minute') AS window,
                              (p.options->>'checkpoint_interval')::interval AS checkpoint_every) h;
 COMMENT ON VIEW flink.pipeline_status IS 'Desired vs actual state of every pipeline. healthy: desired running, the job RUNNING, no Flink restart within pg_flink.health_window_ms and, with checkpoint_interval set, a checkpoint within 3 intervals; desired stopped and nothing running. restarts: Flink''s own restart count of the job.';
 
