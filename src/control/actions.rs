@@ -67,11 +67,11 @@ impl Worker<'_> {
                     None
                 };
                 store::transition(id, state, Some(&jid), None, error.as_deref())?;
-                self.refresh(it, id, &jid)
+                self.refresh(it, id, &jid, error.is_none())
             }
             Action::Refresh { jid } => {
                 let id = it.job.as_ref().ok_or("no job row")?.id;
-                self.refresh(it, id, &jid)
+                self.refresh(it, id, &jid, true)
             }
             Action::Lost => {
                 let id = it.job.as_ref().ok_or("no job row")?.id;
@@ -130,8 +130,15 @@ impl Worker<'_> {
         }
     }
 
-    /// Flink's restart count and last checkpoint; a restart also records Flink's root cause.
-    fn refresh(&self, it: &PipelineRow, id: i64, jid: &str) -> Result<(), String> {
+    /// Flink's restart count and last checkpoint; a restart also records Flink's root cause
+    /// (unless the caller just did).
+    fn refresh(
+        &self,
+        it: &PipelineRow,
+        id: i64,
+        jid: &str,
+        with_cause: bool,
+    ) -> Result<(), String> {
         let jm = self.jobmanager(it)?;
         let restarts = self.rt.block_on(jm.restarts(jid)).ok().flatten();
         let modified = self.overview_modified(it, jid);
@@ -142,7 +149,7 @@ impl Worker<'_> {
                 .is_some_and(|j| j.flink_modified_ms != modified);
         self.record_checkpoint(it, id, jid);
         store::details(id, modified, restarts)?;
-        if restarted {
+        if restarted && with_cause {
             if let (Some(cause), Some(job)) = (self.root_exception(it, jid), &it.job) {
                 store::transition(id, job.state, None, None, Some(&cause))?;
             }

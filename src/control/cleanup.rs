@@ -28,13 +28,16 @@ impl Worker<'_> {
             }
         }
         let dropped: Vec<&str> = snap.drops.iter().map(|d| d.pipeline.as_str()).collect();
+        let mut seen = std::collections::BTreeSet::new();
         for c in &snap.clusters {
             let Some(Ok(jobs)) = self.overviews.get(&c.rest_url) else {
                 continue;
             };
             for (job, name) in orphans(jobs, self.database, &snap.all_pipelines) {
                 // Dropped pipelines' jobs are finished above (with their savepoint choice).
-                if dropped.contains(&name.pipeline.as_str()) {
+                if dropped.contains(&name.pipeline.as_str())
+                    || !orphan_for_long(&job.jid, &mut seen)
+                {
                     continue;
                 }
                 let detail = self.cancel_in(&c.rest_url, &job.jid);
@@ -54,6 +57,7 @@ impl Worker<'_> {
                 }
             }
         }
+        ORPHANS.with(|o| o.borrow_mut().retain(|jid, _| seen.contains(jid)));
     }
 
     /// The live jobs of a dropped pipeline, in every cluster of this database.
@@ -152,6 +156,28 @@ impl Worker<'_> {
             Err(e) => e.to_string(),
         }
     }
+}
+
+/// How long a job must stay an orphan before it is stopped: a restore that is not a single
+/// transaction (`pg_restore --clean`) briefly has job rows without their pipelines.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+thread_local! {
+    /// Orphaned jobs and when they were first seen so.
+    static ORPHANS: std::cell::RefCell<std::collections::BTreeMap<String, std::time::Instant>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// Whether the job has been an orphan for [`ORPHAN_GRACE`]; records it as seen this tick.
+fn orphan_for_long(jid: &str, seen: &mut std::collections::BTreeSet<String>) -> bool {
+    seen.insert(jid.to_string());
+    ORPHANS.with(|o| {
+        let mut o = o.borrow_mut();
+        let since = o
+            .entry(jid.to_string())
+            .or_insert_with(std::time::Instant::now);
+        since.elapsed() >= ORPHAN_GRACE
+    })
 }
 
 /// Cancels every live job of a database (by `owns`) in the clusters its entry lists. Used when

@@ -25,6 +25,9 @@ pub fn stopping() -> bool {
     unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
 }
 
+/// How long pg_flink must stay uninstalled before its jobs are stopped.
+const EXTENSION_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Session advisory lock key held by a database's worker: at most one worker per database.
 const WORKER_LOCK: i64 = 0x7067_666c_696e_6b01;
 
@@ -90,6 +93,9 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
     if served.is_some() || store::installed() {
         log!("pg_flink worker started for database \"{name}\"");
     }
+    // When pg_flink went missing here (a restore that is not one transaction drops and creates
+    // it again within moments): only a drop that lasts is one.
+    let mut missing_since: Option<std::time::Instant> = None;
     loop {
         if stopping() {
             break;
@@ -99,8 +105,28 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
             // documented way for a background worker to reload its configuration on SIGHUP.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+        let sysid = system_identifier();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tick(&rt))) {
             Ok(Some(clusters)) => {
+                missing_since = None;
+                // Jobs left on clusters this database no longer has are nobody's: stop them.
+                if let Some(old) = &served {
+                    let gone: Vec<String> = old
+                        .clusters
+                        .iter()
+                        .filter(|u| !clusters.contains(u))
+                        .cloned()
+                        .collect();
+                    if !gone.is_empty() {
+                        let left = registry::Entry {
+                            clusters: gone,
+                            ..old.clone()
+                        };
+                        super::cleanup::stop_all_jobs(&rt, &left, |j| {
+                            j.system_identifier == sysid && j.database == name
+                        });
+                    }
+                }
                 let entry = registry::Entry {
                     oid: oid.to_u32(),
                     name: name.clone(),
@@ -113,16 +139,21 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
                 }
             }
             Ok(None) => {
-                // pg_flink is not (or no longer) installed here. After DROP EXTENSION, the
-                // database's jobs have nobody left to want them: stop them, then go.
-                if let Some(entry) = served.take() {
-                    super::cleanup::stop_all_jobs(&rt, &entry, |j| {
-                        j.system_identifier == system_identifier() && j.database == entry.name
-                    });
-                    registry::remove(oid.to_u32());
-                    log!("pg_flink worker for database \"{name}\": extension dropped, its jobs were stopped");
+                let since = *missing_since.get_or_insert_with(std::time::Instant::now);
+                if served.is_some() && since.elapsed() < EXTENSION_GRACE {
+                    // Not yet: look again next poll.
+                } else {
+                    // pg_flink is not (or no longer) installed here. After DROP EXTENSION, the
+                    // database's jobs have nobody left to want them: stop them, then go.
+                    if let Some(entry) = served.take() {
+                        super::cleanup::stop_all_jobs(&rt, &entry, |j| {
+                            j.system_identifier == sysid && j.database == entry.name
+                        });
+                        registry::remove(oid.to_u32());
+                        log!("pg_flink worker for database \"{name}\": extension dropped, its jobs were stopped");
+                    }
+                    exit(0);
                 }
-                exit(0);
             }
             Err(e) => {
                 let msg = e
