@@ -426,3 +426,116 @@ def test_cancel_stops_a_long_scan_and_closes_its_point_in_time(conn, big):
         conn.execute("SELECT count(*) FROM es_big_slow WHERE t <> v::text").fetchone()
     assert time.time() - t < 1.6
     timer.join()
+
+
+# Parameters known only when the scan runs: initplans, nested-loop/LATERAL values, generic plans,
+# now(). Each query runs on the foreign table and on an ordinary table holding the same rows.
+
+
+@pytest.fixture(scope="module")
+def elocal(edb):
+    """et_local: n, s, city, zip, ts and _id of every document of et in an ordinary table,
+    plus helper tables."""
+    with connect() as c:
+        c.execute("DROP TABLE IF EXISTS et_local, es_labels, es_h, es_h2")
+        c.execute("CREATE TABLE et_local AS SELECT i::text AS _id, i::bigint AS n, (i %% 100)::smallint AS s,"
+                  " (ARRAY['Oslo', 'Bergen', 'paris', 'Århus', NULL])[i %% 5 + 1] AS city,"
+                  " lpad(i::text, 4, '0') AS zip, to_timestamp((%s + i * 1000) / 1000.0) AS ts"
+                  " FROM generate_series(0, %s) i", (BASE_MS, N - 1))
+        c.execute("CREATE TABLE es_labels (id int, label text);"
+                  " INSERT INTO es_labels VALUES (1, 'Os'), (2, 'pa'), (3, '001'), (4, 'Bergen')")
+        c.execute("CREATE TABLE es_h (x int, p text); INSERT INTO es_h VALUES"
+                  " (0, 'Oslo'), (3, 'paris'), (42, 'nope'), (99, NULL), (150, 'Bergen')")
+        c.execute("CREATE TABLE es_h2 (grp int, w int); INSERT INTO es_h2 VALUES (6, 3), (6, 5), (1, 9)")
+    yield "et_local"
+    with connect() as c:
+        c.execute("DROP TABLE IF EXISTS et_local, es_labels, es_h, es_h2")
+
+
+def same_rows(conn, sql, params=None):
+    """Rows of `sql` (with {t} for the table) on the foreign table and on et_local, sorted."""
+    got = sorted(conn.execute(sql.format(t="et"), params).fetchall(), key=repr)
+    want = sorted(conn.execute(sql.format(t="et_local"), params).fetchall(), key=repr)
+    assert got == want, sql
+    return got
+
+
+def test_issue_initplan_in_like_pattern_keeps_the_backend_alive(conn, elocal):
+    # The reported crash: the pattern's initplan value was read (a NULL pointer) before it ran.
+    sql = "SELECT count(*) FROM {t} WHERE city LIKE (SELECT label FROM es_labels ORDER BY id LIMIT 1) || '%'"
+    assert same_rows(conn, sql) == [(N // 5,)]
+    assert conn.execute("SELECT pg_backend_pid() > 0").fetchone() == (True,)
+    same_rows(conn, "SELECT n FROM {t} WHERE zip LIKE (SELECT label FROM es_labels WHERE id = 3) || '%'")
+    same_rows(conn, "SELECT n FROM {t} WHERE zip LIKE (SELECT label FROM es_labels WHERE id = 99) || '%'")
+    # Run, the value is in the query sent; plain EXPLAIN evaluates nothing (a placeholder).
+    plan = explain(conn, sql.format(t="et"))
+    assert contains(dsl(plan)["query"], {"prefix": {"city": {"value": "Os"}}}), plan
+    assert fetched(plan) == N // 5
+    plan = explain(conn, sql.format(t="et"), analyze=False)
+    assert "$param1" in plan and "Documents Fetched" not in plan, plan
+
+
+@pytest.mark.parametrize("op", ["=", "<", "<=", ">", ">=", "<>"])
+def test_initplan_parameters_in_comparisons(conn, elocal, op):
+    # Reported: `grp < (SELECT max(w) FROM h2 WHERE grp = 6)` returned 0 rows.
+    for value in ["(SELECT max(w) FROM es_h2 WHERE grp = 6)", "(SELECT 2)", "(SELECT NULL::int)"]:
+        same_rows(conn, f"SELECT n FROM {{t}} WHERE s {op} {value}")
+        same_rows(conn, f"SELECT count(*), min(n), max(n) FROM {{t}} WHERE n {op} {value} * 600")
+    same_rows(conn, f"SELECT n FROM {{t}} WHERE n {op} (SELECT 2990) ORDER BY n LIMIT 3")
+
+
+def test_initplan_values_passed_by_reference(conn, elocal):
+    # Text, arrays and intervals are pointers: read before the initplan ran, they crashed.
+    for where in ["city = (SELECT 'Oslo')", "city = (SELECT label FROM es_labels WHERE id = 4)",
+                  "city <> (SELECT 'Oslo') AND n < 50", "_id = (SELECT '5')",
+                  "city = ANY((SELECT array_agg(label) FROM es_labels)::text[]) AND n < 100",
+                  "n = ANY((SELECT array_agg(x) FROM es_h)::int[])",
+                  "zip = (SELECT lpad('7', 4, '0'))"]:
+        same_rows(conn, f"SELECT n FROM {{t}} WHERE {where}")
+    with conn.transaction():  # one now() for both tables
+        same_rows(conn, "SELECT n FROM {t} WHERE ts < now() - (SELECT interval '1 day')")
+        same_rows(conn, "SELECT n FROM {t} WHERE ts >= (SELECT to_timestamp(%s / 1000.0)) AND n < 2950",
+                  (BASE_MS + 2_940_000,))
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_nested_loop_and_lateral_parameters(conn, elocal):
+    # LATERAL subqueries that stay subqueries (aggregate, LIMIT): h.x and h.p are nested-loop
+    # parameters; correlated subqueries are SubPlans with parameters (OFFSET 0 keeps EXISTS
+    # from becoming a semi-join). Text values are pointers: read too early, they crashed.
+    same_rows(conn, "SELECT h.x, s.* FROM es_h h CROSS JOIN LATERAL"
+                    " (SELECT count(*), min(n) FROM {t} WHERE s = h.x AND n < h.x * 30) s")
+    same_rows(conn, "SELECT h.p, s.* FROM es_h h CROSS JOIN LATERAL"
+                    " (SELECT count(*), max(n) FROM {t} WHERE city = h.p AND n < 1000) s")
+    same_rows(conn, "SELECT h.x, s.n FROM es_h h JOIN LATERAL"
+                    " (SELECT n FROM {t} WHERE city = h.p ORDER BY n DESC LIMIT 2) s ON true")
+    same_rows(conn, "SELECT h.x, (SELECT max(n) FROM {t} WHERE zip LIKE lpad(h.x::text, 3, '0') || '%') FROM es_h h")
+    same_rows(conn, "SELECT h.p FROM es_h h WHERE EXISTS (SELECT 1 FROM {t} WHERE city = h.p AND n > 2990 OFFSET 0)")
+    same_rows(conn, "SELECT h.x, (SELECT count(*) FROM {t} WHERE ts < to_timestamp(%s / 1000.0 + h.x)) FROM es_h h",
+              (BASE_MS,))
+
+
+def test_generic_plan_parameters(conn, elocal):
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        for t in ("et", "et_local"):
+            conn.execute(f"PREPARE eg_{t}(text, bigint) AS SELECT n FROM {t}"
+                         f" WHERE city = $1 AND n >= $2 AND n < (SELECT $2 + 200)")
+        for k, (city, lo) in enumerate([("Oslo", 0), ("paris", 100), ("Bergen", 2900), ("Oslo", 2990),
+                                        ("nope", 0), ("Århus", 1234)]):
+            got = sorted(conn.execute(f"EXECUTE eg_et('{city}', {lo})").fetchall())
+            assert got == sorted(conn.execute(f"EXECUTE eg_et_local('{city}', {lo})").fetchall()), k
+            assert got == [(i,) for i in range(N) if cities(i) == city and lo <= i < lo + 200], k
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (VERBOSE) EXECUTE eg_et('Oslo', 5)"))
+        assert "$param" in plan, plan
+    finally:
+        conn.execute("DEALLOCATE ALL")
+        conn.execute("RESET plan_cache_mode")
+
+
+def test_now_and_stable_functions(conn, elocal):
+    with conn.transaction():  # one now() for both tables
+        for where in ["ts < now()", "ts > now()", "ts >= now() - interval '100 years'",
+                      "ts < now() - interval '100 years'", "ts >= statement_timestamp() - interval '100 years'",
+                      "ts < now() AND n < (SELECT 7)"]:
+            same_rows(conn, f"SELECT n FROM {{t}} WHERE {where}")

@@ -18,9 +18,9 @@ BASE_MS = (int(time.time()) - 3600) * 1000
 N = 300
 
 
-def create_topic(name, partitions=3):
+def create_topic(name, partitions=3, config=None):
     admin = AdminClient({"bootstrap.servers": BROKERS})
-    for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+    for f in admin.create_topics([NewTopic(name, partitions, 1, config=config or {})]).values():
         f.result()
     # Metadata settles within a moment; wait until every partition has a leader.
     deadline = time.time() + 20
@@ -391,3 +391,136 @@ def test_stopped_broker_is_a_clear_error_within_timeout_and_cancel_still_works(c
             if time.time() > deadline:
                 raise
             time.sleep(1)
+
+
+# Parameters known only when the scan runs: initplans, nested-loop/LATERAL values, generic plans,
+# now(). Each query runs on the foreign table and on an ordinary table holding the same rows.
+
+
+@pytest.fixture(scope="module")
+def klocal(kdb):
+    """kt_local: the rows of kt (metadata and id) in an ordinary table, plus helper tables."""
+    with connect() as c:
+        c.execute("DROP TABLE IF EXISTS kt_local, kh, kh2")
+        c.execute("CREATE TABLE kt_local AS SELECT i AS id, i %% 3 AS _partition, (i / 3)::bigint AS _offset,"
+                  " to_timestamp((%s + i * 1000) / 1000.0) AS _timestamp FROM generate_series(0, %s) i",
+                  (BASE_MS, N - 1))
+        c.execute("CREATE TABLE kh (x int); INSERT INTO kh VALUES (0), (1), (2), (5), (50), (98), (99), (100), (150)")
+        c.execute("CREATE TABLE kh2 (grp int, w int); INSERT INTO kh2 VALUES (6, 1), (6, 0), (7, 40)")
+    yield "kt_local"
+    with connect() as c:
+        c.execute("DROP TABLE IF EXISTS kt_local, kh, kh2")
+
+
+def same_rows(conn, sql, params=None):
+    """Rows of `sql` (with {t} for the table) on the foreign table and on kt_local, sorted."""
+    got = sorted(conn.execute(sql.format(t="kt"), params).fetchall(), key=repr)
+    want = sorted(conn.execute(sql.format(t="kt_local"), params).fetchall(), key=repr)
+    assert got == want, sql
+    return got
+
+
+def test_issue_initplan_offset_and_partition(conn, klocal):
+    # The reported query: 0 rows instead of 1 (the initplan's value was read before it ran).
+    assert conn.execute("SELECT id, _partition, _offset FROM kt WHERE _offset = (SELECT 1) AND _partition = 0"
+                        ).fetchall() == [(3, 0, 1)]
+    plan = explain(conn, "SELECT id FROM kt WHERE _offset = (SELECT 1) AND _partition = 0")
+    assert "_offset = 1" in plan and fetched(plan) == 1, plan
+
+
+INITPLAN_OPS = ["=", "<", "<=", ">", ">=", "<>"]
+
+
+@pytest.mark.parametrize("op", INITPLAN_OPS)
+def test_initplan_parameters_on_offset_and_partition(conn, klocal, op):
+    for value in ["(SELECT 1)", "(SELECT max(w) FROM kh2 WHERE grp = 6)", "(SELECT 98)", "(SELECT NULL::int)"]:
+        rows = same_rows(conn, f"SELECT id FROM {{t}} WHERE _offset {op} {value} AND _partition = 0")
+        same_rows(conn, f"SELECT id, _offset FROM {{t}} WHERE _partition {op} {value} AND _offset < 3")
+        same_rows(conn, f"SELECT count(*), min(id), max(id) FROM {{t}} WHERE _offset {op} {value}")
+        if value == "(SELECT 1)" and op != "<>":
+            # The bounds come from the value: only the matching offsets of partition 0 are read.
+            plan = explain(conn, f"SELECT id FROM kt WHERE _offset {op} {value} AND _partition = 0")
+            assert fetched(plan) == len(rows), plan
+    # An initplan inside a larger expression, and one per side of a range.
+    same_rows(conn, "SELECT id FROM {t} WHERE _offset BETWEEN (SELECT 10) AND (SELECT 10) + 2 AND _partition = (SELECT 2)")
+
+
+def test_initplan_values_passed_by_reference(conn, klocal):
+    # Arrays and intervals are pointers: read before the initplan ran, they crashed the backend.
+    same_rows(conn, "SELECT id FROM {t} WHERE _partition = ANY((SELECT array_agg(x) FROM kh WHERE x < 2)::int[]) AND _offset < 4")
+    same_rows(conn, "SELECT id FROM {t} WHERE _offset = ANY((SELECT array_agg(x) FROM kh)::int[]) AND _partition = 1")
+    with conn.transaction():  # one now() for both tables
+        same_rows(conn, "SELECT id FROM {t} WHERE _timestamp < now() - (SELECT interval '1 hour') + interval '10 seconds'")
+        same_rows(conn, "SELECT id FROM {t} WHERE _timestamp > now() - (SELECT max(x) FROM kh) * interval '1 minute'")
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_nested_loop_and_lateral_parameters(conn, klocal):
+    # LATERAL subqueries that stay subqueries (aggregate, LIMIT): h.x is a nested-loop parameter.
+    same_rows(conn, "SELECT h.x, s.* FROM kh h CROSS JOIN LATERAL"
+                    " (SELECT count(*), min(id), max(id) FROM {t} WHERE _offset = h.x AND _partition = h.x % 3) s")
+    same_rows(conn, "SELECT h.x, s.id FROM kh h JOIN LATERAL"
+                    " (SELECT id FROM {t} WHERE _offset >= h.x AND _partition = 1 ORDER BY id LIMIT 2) s ON true")
+    same_rows(conn, "SELECT h.x, s.c FROM kh h LEFT JOIN LATERAL"
+                    " (SELECT count(*) c FROM {t} WHERE _offset < h.x AND _offset >= (SELECT 1)) s ON true")
+    # Correlated subqueries (SubPlans; OFFSET 0 keeps EXISTS from becoming a semi-join).
+    same_rows(conn, "SELECT h.x, (SELECT max(id) FROM {t} WHERE _partition = h.x % 3 AND _offset <= h.x) FROM kh h")
+    same_rows(conn, "SELECT h.x FROM kh h WHERE EXISTS (SELECT 1 FROM {t} WHERE _offset = h.x AND _partition = 2 OFFSET 0)")
+    same_rows(conn, "SELECT h.x, (SELECT count(*) FROM {t} WHERE _timestamp < to_timestamp(%s / 1000.0 + h.x)) FROM kh h",
+              (BASE_MS,))
+    # An array from the outer row (a pointer: read before the nested loop set it, it crashed).
+    same_rows(conn, "SELECT v.ps, s.* FROM (VALUES (ARRAY[0, 1]), (ARRAY[2]), (ARRAY[]::int[])) v(ps) CROSS JOIN LATERAL"
+                    " (SELECT count(*), max(id) FROM {t} WHERE _partition = ANY(v.ps) AND _offset < 5) s")
+
+
+def test_generic_plan_parameters(conn, klocal):
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        for t in ("kt", "kt_local"):
+            conn.execute(f"PREPARE kg_{t}(int, bigint, bigint) AS SELECT id FROM {t}"
+                         f" WHERE _partition = $1 AND _offset >= $2 AND _offset < (SELECT $3 + 0)")
+        for k, (p, lo, hi) in enumerate([(0, 0, 5), (1, 3, 4), (2, 90, 200), (0, 50, 50), (1, 99, 100), (2, -5, 2)]):
+            got = sorted(conn.execute(f"EXECUTE kg_kt({p}, {lo}, {hi})").fetchall())
+            assert got == sorted(conn.execute(f"EXECUTE kg_kt_local({p}, {lo}, {hi})").fetchall()), k
+            assert got == [(i,) for i in range(N) if i % 3 == p and lo <= i // 3 < hi], k
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (VERBOSE) EXECUTE kg_kt(1, 2, 3)"))
+        assert re.search(r"Kafka Filter: .*_partition = \$param\d", plan), plan
+    finally:
+        conn.execute("DEALLOCATE ALL")
+        conn.execute("RESET plan_cache_mode")
+
+
+def test_now_and_stable_functions(conn, klocal):
+    with conn.transaction():  # one now() for both tables
+        for where in ["_timestamp <= now()", "_timestamp > now()", "_timestamp > now() - interval '2 hours'",
+                      "_timestamp < now() - interval '1 day'", "_timestamp >= statement_timestamp() - interval '10 years'",
+                      "_timestamp < now() - interval '1 hour' + interval '10 seconds'",
+                      "_timestamp <= now() AND _offset < (SELECT 3)"]:
+            same_rows(conn, f"SELECT id FROM {{t}} WHERE {where}")
+
+
+def test_timestamps_before_1970(conn, klocal):
+    # No _timestamp is before the epoch: an upper bound there reads nothing, a lower one
+    # everything (no error from Kafka's offsets-for-times lookup).
+    for where in ["_timestamp < '1960-01-01'", "_timestamp <= '1960-01-01'", "_timestamp = '1960-01-01'",
+                  "_timestamp BETWEEN '1950-01-01' AND '1969-12-31'", "_timestamp < '1970-01-01 00:00:00+00'",
+                  "_timestamp > '1960-01-01'", "_timestamp >= '1960-01-01'", "_timestamp > '-infinity'",
+                  "_timestamp < 'infinity'", "_timestamp <= 'infinity'", "_timestamp = 'infinity'",
+                  "_timestamp > '1960-01-01' AND _partition = 1",
+                  "_timestamp < '1960-01-01' OR _offset < 2",
+                  "_timestamp IN ('1960-01-01', '1961-01-01')"]:
+        same_rows(conn, f"SELECT id FROM {{t}} WHERE {where}")
+    assert conn.execute("SELECT count(*) FROM kt WHERE _timestamp < '1960-01-01'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM kt WHERE _timestamp > '1960-01-01'").fetchone()[0] == N
+    # A producer can store a timestamp before 1970; such a message reads with _timestamp NULL.
+    topic = unique("it_kpre")
+    create_topic(topic, 1, config={"retention.ms": "-1"})
+    produce(topic, [dict(value=b'{"id": 0}', timestamp=-315_619_200_000),  # 1960-01-01
+                    dict(value=b'{"id": 1}', timestamp=BASE_MS), dict(value=b'{"id": 2}', timestamp=BASE_MS + 1000)])
+    conn.execute(f"CREATE FOREIGN TABLE kpre (_offset bigint, _timestamp timestamptz, id int)"
+                 f" SERVER kfdw_it OPTIONS (topic '{topic}')")
+    assert conn.execute("SELECT id, _timestamp IS NULL FROM kpre ORDER BY id").fetchall() == [
+        (0, True), (1, False), (2, False)]
+    assert conn.execute("SELECT id FROM kpre WHERE _timestamp < '1965-01-01'").fetchall() == []
+    assert conn.execute("SELECT id FROM kpre WHERE _timestamp > '1950-01-01' ORDER BY id").fetchall() == [(1,), (2,)]
+    conn.execute("DROP FOREIGN TABLE kpre")

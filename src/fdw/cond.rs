@@ -5,7 +5,8 @@
 use crate::fdw::value::Val;
 use serde::{Deserialize, Serialize};
 
-/// A value known at plan time, or a parameter/expression evaluated at scan start.
+/// A value known at plan time, or a parameter/expression evaluated at scan start (the first
+/// row of each (re)scan, when initplan and outer-row values are set).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Operand {
     Val(Val),

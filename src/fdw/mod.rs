@@ -128,12 +128,21 @@ pub struct ImportColumn {
     pub options: Vec<(String, String)>,
 }
 
-/// An open scan. `next` fills `row` (one slot per wanted column, in `Request::wanted` order).
+/// A scan of one execution. [`Wrapper::begin_scan`] prepares it without contacting the remote
+/// side; `start` opens (or reopens) the remote scan with the parameter values, and `next` fills
+/// `row` (one slot per wanted column, in `Request::wanted` order).
+///
+/// The Postgres glue calls `start` at the first row of an execution and again at the first row
+/// after every rescan: only then are the values of initplans and of a nested loop's outer row
+/// set. `next` is only called after a successful `start`; EXPLAIN without ANALYZE calls
+/// neither.
 pub trait Scan {
+    /// Opens the remote scan for `req`, which is resolved (no parameters left), closing the
+    /// previous one if any (a rescan: new parameter values, and a new snapshot).
+    fn start(&mut self, req: &Request) -> Result<(), ErrorReport>;
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport>;
-    /// Starts over (new parameter values in `req`).
-    fn rescan(&mut self, req: &Request) -> Result<(), ErrorReport>;
-    /// EXPLAIN lines (label, value).
+    /// EXPLAIN lines (label, value): the request of the last `start`, or the planned one
+    /// (parameters as placeholders) if the scan never started.
     fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)>;
 }
 
@@ -174,12 +183,9 @@ pub trait Wrapper: 'static {
     /// What the remote side can do for this table; built once per planned relation (it may
     /// read the catalog or the remote schema).
     fn planner(table: &TableDef) -> Box<dyn Planner>;
-    /// `req` is resolved (no parameters) unless `explain_only`.
-    fn begin_scan(
-        table: TableDef,
-        req: Request,
-        explain_only: bool,
-    ) -> Result<Box<dyn Scan>, ErrorReport>;
+    /// Prepares a scan of `table` for the planned `req` (which may hold parameters, see
+    /// [`cond::Operand::Param`]) without contacting the remote side; see [`Scan`].
+    fn begin_scan(table: TableDef, req: Request) -> Result<Box<dyn Scan>, ErrorReport>;
     fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport>;
     /// Tables of `remote_schema` (filtered by `keep`), for IMPORT FOREIGN SCHEMA.
     fn import(

@@ -222,12 +222,8 @@ impl Wrapper for EsFdw {
         Box::new(EsPlanner(mapping::plan_fields(table)))
     }
 
-    fn begin_scan(
-        table: TableDef,
-        req: Request,
-        explain_only: bool,
-    ) -> Result<Box<dyn Scan>, ErrorReport> {
-        Ok(Box::new(EsScan::new(table, req, explain_only)?))
+    fn begin_scan(table: TableDef, req: Request) -> Result<Box<dyn Scan>, ErrorReport> {
+        Ok(Box::new(EsScan::new(table, req)?))
     }
 
     fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport> {

@@ -73,7 +73,9 @@ pub struct EsScan {
 }
 
 impl EsScan {
-    pub fn new(table: TableDef, req: Request, explain_only: bool) -> Result<EsScan, ErrorReport> {
+    /// A scan of `table` for the planned `req` (its body built without the mapping); nothing
+    /// is sent to Elasticsearch until [`Scan::start`] (or a plain EXPLAIN VERBOSE).
+    pub fn new(table: TableDef, req: Request) -> Result<EsScan, ErrorReport> {
         let src = source(&table)?;
         let es = Es::new(&src)?;
         let mut s = EsScan {
@@ -99,9 +101,6 @@ impl EsScan {
             started: false,
         };
         s.build_body();
-        if !explain_only {
-            s.start()?;
-        }
         Ok(s)
     }
 
@@ -191,7 +190,8 @@ impl EsScan {
         self.body = body;
     }
 
-    fn start(&mut self) -> Result<(), ErrorReport> {
+    /// Opens a point in time for the body of `self.req` (closing the previous one).
+    fn open(&mut self) -> Result<(), ErrorReport> {
         self.cancel_prefetch();
         self.close_pit();
         self.load_mapping()?;
@@ -335,6 +335,12 @@ impl Drop for EsScan {
 }
 
 impl Scan for EsScan {
+    fn start(&mut self, req: &Request) -> Result<(), ErrorReport> {
+        self.req = req.clone();
+        self.build_body();
+        self.open()
+    }
+
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
         if self.remaining == Some(0) {
             return Ok(false);
@@ -383,12 +389,6 @@ impl Scan for EsScan {
             };
         }
         Ok(true)
-    }
-
-    fn rescan(&mut self, req: &Request) -> Result<(), ErrorReport> {
-        self.req = req.clone();
-        self.build_body();
-        self.start()
     }
 
     fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)> {

@@ -229,12 +229,8 @@ impl Wrapper for KafkaFdw {
         Box::new(KafkaPlanner(plan::MetaCols::of(table)))
     }
 
-    fn begin_scan(
-        table: TableDef,
-        req: Request,
-        explain_only: bool,
-    ) -> Result<Box<dyn Scan>, ErrorReport> {
-        Ok(Box::new(KafkaScan::new(table, req, explain_only)?))
+    fn begin_scan(table: TableDef, req: Request) -> Result<Box<dyn Scan>, ErrorReport> {
+        Ok(Box::new(KafkaScan::new(table, req)?))
     }
 
     fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport> {

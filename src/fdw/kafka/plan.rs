@@ -77,6 +77,21 @@ impl Bounds {
     }
 }
 
+/// Timestamp bounds as Kafka can look them up. A scan never returns a `_timestamp` before the
+/// epoch (a message without a timestamp, or with a negative one, has `_timestamp` NULL: see
+/// `batch.rs`), and offsets-for-times cannot look up a negative time (negative values mean
+/// "latest"/"earliest"). So a lower bound at or before the epoch bounds nothing, and an upper
+/// bound at or before it (`_timestamp < '1960-01-01'`) leaves nothing to read.
+fn from_epoch(b: Bounds) -> Bounds {
+    if b.empty || matches!(b.ts_hi, Some(h) if h <= 0) {
+        return Bounds::NONE;
+    }
+    Bounds {
+        ts_lo: b.ts_lo.filter(|l| *l > 0),
+        ..b
+    }
+}
+
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -215,11 +230,11 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
                     _ => Bounds::NONE,
                 },
                 (Meta::Timestamp, false) => match (items.iter().min(), items.iter().max()) {
-                    (Some(lo), Some(hi)) => Bounds {
+                    (Some(lo), Some(hi)) => from_epoch(Bounds {
                         ts_lo: Some(*lo),
                         ts_hi: Some(hi.saturating_add(1)),
                         ..Bounds::ALL
-                    },
+                    }),
                     _ => Bounds::NONE,
                 },
             }
@@ -292,18 +307,22 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
                 }
                 Meta::Timestamp => {
                     // Kafka timestamps are milliseconds; round outward so the bounds are a
-                    // superset of what the (microsecond) comparison keeps.
+                    // superset of what the (microsecond) comparison keeps. Saturating:
+                    // 'infinity' is i64::MAX microseconds.
                     let (floor, ceil) = match v {
-                        Val::Ts(us) => (us.div_euclid(1000), (us + 999).div_euclid(1000)),
+                        Val::Ts(us) => (
+                            us.div_euclid(1000),
+                            us.div_euclid(1000) + i64::from(us.rem_euclid(1000) != 0),
+                        ),
                         other => match other.as_epoch_millis() {
                             Some(ms) => (ms, ms),
                             None => return Bounds::ALL,
                         },
                     };
-                    match op {
+                    from_epoch(match op {
                         CmpOp::Eq => Bounds {
                             ts_lo: Some(floor),
-                            ts_hi: Some(ceil + 1),
+                            ts_hi: Some(ceil.saturating_add(1)),
                             ..Bounds::ALL
                         },
                         CmpOp::Ne => Bounds::ALL,
@@ -312,14 +331,14 @@ pub fn bounds(meta: &MetaCols, c: &Cond, partition: i32) -> Bounds {
                             ..Bounds::ALL
                         },
                         CmpOp::Le => Bounds {
-                            ts_hi: Some(floor + 1),
+                            ts_hi: Some(floor.saturating_add(1)),
                             ..Bounds::ALL
                         },
                         CmpOp::Gt | CmpOp::Ge => Bounds {
                             ts_lo: Some(floor),
                             ..Bounds::ALL
                         },
-                    }
+                    })
                 }
             }
         }
@@ -480,5 +499,128 @@ mod tests {
         let b = partition_bounds(&META, &[cmp(3, CmpOp::Le, t)], 0);
         assert_eq!(b.ts_hi, Some(1001));
         assert_eq!(ship(&META, &cmp(3, CmpOp::Ge, Val::Ts(0))), Ship::Superset);
+    }
+
+    #[test]
+    fn timestamps_before_the_epoch_bound_nothing_or_everything() {
+        let ts = |s: &str| Val::Ts(crate::fdw::value::parse_datetime(s).unwrap());
+        let b1960 = ts("1960-01-01T00:00:00Z");
+        // Nothing is before the epoch (or at it, for <): an empty range, no lookup.
+        for op in [CmpOp::Lt, CmpOp::Le, CmpOp::Eq] {
+            assert!(
+                partition_bounds(&META, &[cmp(3, op, b1960.clone())], 0).empty,
+                "{op:?}"
+            );
+        }
+        assert!(partition_bounds(&META, &[cmp(3, CmpOp::Lt, Val::Ts(0))], 0).empty);
+        // At the epoch itself, <= keeps timestamp 0.
+        let b = partition_bounds(&META, &[cmp(3, CmpOp::Le, Val::Ts(0))], 0);
+        assert_eq!((b.empty, b.ts_lo, b.ts_hi), (false, None, Some(1)));
+        // A lower bound before (or at) the epoch bounds nothing: every message matches.
+        for op in [CmpOp::Gt, CmpOp::Ge] {
+            for v in [b1960.clone(), Val::Ts(0), Val::Ts(i64::MIN)] {
+                assert_eq!(
+                    partition_bounds(&META, &[cmp(3, op, v.clone())], 0),
+                    Bounds::ALL,
+                    "{op:?} {v:?}"
+                );
+            }
+        }
+        // Mixed with a later bound, only the later one is looked up; never a negative time.
+        let b = partition_bounds(
+            &META,
+            &[
+                cmp(3, CmpOp::Gt, b1960.clone()),
+                cmp(3, CmpOp::Lt, Val::Ts(5_000_000)),
+            ],
+            0,
+        );
+        assert_eq!((b.ts_lo, b.ts_hi), (None, Some(5000)));
+        let c = Cond::In {
+            col: 3,
+            list: V(Val::Array(vec![b1960.clone(), Val::Ts(2_000_000)])),
+            negated: false,
+        };
+        assert_eq!(
+            (bounds(&META, &c, 0).ts_lo, bounds(&META, &c, 0).ts_hi),
+            (None, Some(2001))
+        );
+        let c = Cond::In {
+            col: 3,
+            list: V(Val::Array(vec![b1960.clone()])),
+            negated: false,
+        };
+        assert!(bounds(&META, &c, 0).empty);
+        // OR with a pre-epoch branch keeps the other branch only.
+        let c = Cond::Or(vec![
+            cmp(3, CmpOp::Lt, b1960),
+            cmp(2, CmpOp::Lt, Val::Int(4)),
+        ]);
+        let b = bounds(&META, &c, 0);
+        assert_eq!((b.off_lo, b.off_hi, b.ts_lo, b.ts_hi), (0, 4, None, None));
+    }
+
+    #[test]
+    fn infinite_timestamps_do_not_overflow() {
+        let inf = Val::Ts(i64::MAX);
+        for op in [CmpOp::Lt, CmpOp::Le] {
+            let b = partition_bounds(&META, &[cmp(3, op, inf.clone())], 0);
+            assert!(
+                !b.empty && b.ts_lo.is_none() && b.ts_hi.unwrap() > 0,
+                "{op:?}"
+            );
+        }
+        for op in [CmpOp::Eq, CmpOp::Gt] {
+            let b = partition_bounds(&META, &[cmp(3, op, inf.clone())], 0);
+            assert!(!b.empty && b.ts_lo == Some(i64::MAX / 1000), "{op:?}");
+        }
+        assert!(partition_bounds(&META, &[cmp(3, CmpOp::Lt, Val::Ts(i64::MIN))], 0).empty);
+    }
+
+    #[test]
+    fn parameters_bound_nothing_until_resolved() {
+        // Planned with parameters (an initplan, a nested-loop value, $1): no bound at all, so
+        // a scan started before they are known could only read more, never fewer, messages.
+        let planned = vec![
+            Cond::Cmp {
+                col: 2,
+                op: CmpOp::Eq,
+                arg: Operand::Param(0),
+            },
+            Cond::Cmp {
+                col: 1,
+                op: CmpOp::Eq,
+                arg: Operand::Param(1),
+            },
+        ];
+        assert_eq!(partition_bounds(&META, &planned, 1), Bounds::ALL);
+        let resolved: Vec<Cond> = planned
+            .iter()
+            .map(|c| c.resolve(&[Val::Int(1), Val::Int(0)]))
+            .collect();
+        let b = partition_bounds(&META, &resolved, 0);
+        assert_eq!((b.empty, b.off_lo, b.off_hi), (false, 1, 2));
+        assert!(partition_bounds(&META, &resolved, 1).empty);
+        // Every operator against a resolved value, as (SELECT 1) gives it.
+        let one = |op| partition_bounds(&META, &[cmp(2, op, Val::Int(1))], 0);
+        assert_eq!((one(CmpOp::Lt).off_lo, one(CmpOp::Lt).off_hi), (0, 1));
+        assert_eq!((one(CmpOp::Le).off_lo, one(CmpOp::Le).off_hi), (0, 2));
+        assert_eq!(
+            (one(CmpOp::Gt).off_lo, one(CmpOp::Gt).off_hi),
+            (2, i64::MAX)
+        );
+        assert_eq!(
+            (one(CmpOp::Ge).off_lo, one(CmpOp::Ge).off_hi),
+            (1, i64::MAX)
+        );
+        assert_eq!(one(CmpOp::Ne), Bounds::ALL);
+        // A parameter that turns out NULL matches nothing.
+        let null = Cond::Cmp {
+            col: 2,
+            op: CmpOp::Eq,
+            arg: Operand::Param(0),
+        }
+        .resolve(&[Val::Null]);
+        assert!(bounds(&META, &null, 0).empty);
     }
 }

@@ -75,11 +75,9 @@ struct Started {
 }
 
 impl KafkaScan {
-    pub fn new(
-        table: TableDef,
-        req: Request,
-        explain_only: bool,
-    ) -> Result<KafkaScan, ErrorReport> {
+    /// A scan of `table` for the planned `req`; nothing is asked of the brokers until
+    /// [`Scan::start`] (or a plain EXPLAIN VERBOSE, see [`Scan::explain`]).
+    pub fn new(table: TableDef, req: Request) -> Result<KafkaScan, ErrorReport> {
         let src = source(&table)?;
         let topic = topic(&table)?;
         let kinds = codec::col_kinds(&table);
@@ -107,7 +105,7 @@ impl KafkaScan {
             .iter()
             .map(|a| decoded.iter().position(|d| d == a).unwrap_or(0))
             .collect();
-        let mut s = KafkaScan {
+        Ok(KafkaScan {
             buf: vec![Val::Null; decoded.len()],
             out,
             format: Format::parse(table.opt("format")),
@@ -127,16 +125,13 @@ impl KafkaScan {
             fetched: 0,
             skipped: 0,
             started: false,
-        };
-        if !explain_only {
-            s.start()?;
-        }
-        Ok(s)
+        })
     }
 
-    /// Resolves per-partition ranges (metadata, watermarks, offsets-for-times) and assigns
-    /// the partitions to read. Runs off the backend thread so Ctrl-C stays responsive.
-    fn start(&mut self) -> Result<(), ErrorReport> {
+    /// Resolves per-partition ranges of `self.req` (metadata, watermarks, offsets-for-times)
+    /// and assigns the partitions to read. Runs off the backend thread so Ctrl-C stays
+    /// responsive.
+    fn open(&mut self) -> Result<(), ErrorReport> {
         self.batch = None;
         // A rescan reuses the consumer (a new one costs a connection, and closing one ~100 ms):
         // the new assignment replaces the old, and librdkafka drops messages fetched for it.
@@ -311,6 +306,11 @@ fn start_blocking(
 }
 
 impl Scan for KafkaScan {
+    fn start(&mut self, req: &Request) -> Result<(), ErrorReport> {
+        self.req = req.clone();
+        self.open()
+    }
+
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
         loop {
             if self.open == 0 {
@@ -390,11 +390,6 @@ impl Scan for KafkaScan {
         }
     }
 
-    fn rescan(&mut self, req: &Request) -> Result<(), ErrorReport> {
-        self.req = req.clone();
-        self.start()
-    }
-
     fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)> {
         let mut out = vec![("Kafka Topic".to_string(), self.topic.clone())];
         if !self.req.conds.is_empty() {
@@ -404,9 +399,9 @@ impl Scan for KafkaScan {
             ));
         }
         let has_params = self.req.conds.iter().any(Cond::has_params);
-        if verbose && !self.started && !has_params {
+        if verbose && !analyze && !self.started && !has_params {
             // Plain EXPLAIN VERBOSE: ask the brokers which ranges the scan would read.
-            if let Err(e) = self.start() {
+            if let Err(e) = self.open() {
                 out.push((
                     "Partition Ranges".into(),
                     format!("(not resolved: {})", e.message()),

@@ -22,9 +22,9 @@
 //!
 //! Planning stores a JSON [`Request`] in `fdw_private` and the parameter expressions in
 //! `fdw_exprs`; every clause also stays a local recheck, so results are always what Postgres
-//! would compute. Execution builds fresh state per run, evaluates `fdw_exprs` at each
-//! (re)scan, and frees its state through a reset callback on the query's memory context if
-//! the scan ends in an error.
+//! would compute. Execution builds fresh state per run, evaluates `fdw_exprs` at the first row
+//! of each (re)scan (never in BeginForeignScan: see [`scan`]), and frees its state through a
+//! reset callback on the query's memory context if the scan ends in an error.
 //!
 //! Conventions for the `unsafe` here: every `unsafe fn` has a `# Safety` section; the
 //! callbacks' contract is "called by Postgres only, with the arguments of the matching

@@ -8,11 +8,17 @@
 //! executor's query memory context (`es_query_cxt`) frees it instead if the statement ends
 //! in an error before EndForeignScan runs.
 //!
-//! Parameters (`fdw_exprs`) are evaluated in BeginForeignScan and in ReScanForeignScan.
-//! Known issue (not fixed here): at BeginForeignScan, initplan and nested-loop parameters
-//! are not set yet, so `WHERE kw LIKE (SELECT ...) || '%'` reads an unset PARAM_EXEC
-//! (wrong rows or a crash). The fix is to evaluate them at the first IterateForeignScan
-//! (and at ReScan), starting the remote scan there.
+//! Parameters (`fdw_exprs`) are evaluated, and the remote scan started ([`Scan::start`]), at
+//! the first IterateForeignScan of an execution and at the first one after every
+//! ReScanForeignScan; never in BeginForeignScan. At BeginForeignScan the PARAM_EXEC values of
+//! initplans (`WHERE kw LIKE (SELECT ...) || '%'`) and of a nested loop's outer row are not
+//! set yet: the executor zero-fills them, so evaluating there read a zero Datum (wrong
+//! bounds, or a NULL pointer dereferenced for a text value). By the time a row is asked for,
+//! initplans run on demand (ExecEvalParamExec) and a nested loop or SubPlan has stored the
+//! outer values and called ReScan. ReScan only marks the scan for a restart (as postgres_fdw
+//! does), so the values are read at the next row, when they are valid whatever the caller.
+//! EXPLAIN without ANALYZE never iterates: it shows the planned request, parameters as
+//! placeholders.
 use super::datum::{datum_to_val, val_to_datum};
 use super::table_def::table_def;
 use super::util::{arm, cstr, list_ptrs};
@@ -34,6 +40,9 @@ struct ScanState {
     /// `ExprState`s of the plan's `fdw_exprs`, in the executor's query memory context.
     exprs: *mut pg_sys::List,
     scan: Option<Box<dyn Scan>>,
+    /// Has `scan` been started with this execution's current parameter values? False after
+    /// BeginForeignScan and after every ReScanForeignScan: the next Iterate starts it.
+    started: bool,
     row: Vec<Val>,
     /// The reset callback that frees this state on error paths (disarmed by EndForeignScan).
     cb: *mut pg_sys::MemoryContextCallback,
@@ -56,8 +65,8 @@ unsafe extern "C-unwind" fn drop_scan_state(arg: *mut c_void) {
 /// # Safety
 /// `node` is the ForeignScanState being executed and `exprs` the `ExprState` list initialised
 /// for it by `ExecInitExprList` (see [`begin_foreign_scan`]). Every PARAM_EXEC the expressions
-/// read must be set by the time of the call (see the module doc: not always true at
-/// BeginForeignScan).
+/// read must be set or computable by the time of the call: true inside IterateForeignScan,
+/// never in BeginForeignScan (see the module doc).
 unsafe fn eval_params(node: *mut pg_sys::ForeignScanState, exprs: *mut pg_sys::List) -> Vec<Val> {
     let econtext = (*node).ss.ps.ps_ExprContext;
     let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
@@ -73,8 +82,9 @@ unsafe fn eval_params(node: *mut pg_sys::ForeignScanState, exprs: *mut pg_sys::L
     out
 }
 
-/// BeginForeignScan: decodes the plan's request, reads the table definition, evaluates the
-/// parameters (unless EXPLAIN without ANALYZE) and opens the wrapper's scan.
+/// BeginForeignScan: decodes the plan's request, reads the table definition, prepares the
+/// parameter expressions and the wrapper's scan. Nothing is evaluated and nothing remote is
+/// opened here (see the module doc): the first IterateForeignScan does that.
 ///
 /// # Safety
 /// Called by Postgres only, with the arguments of `BeginForeignScan_function`: `node` is a
@@ -82,7 +92,7 @@ unsafe fn eval_params(node: *mut pg_sys::ForeignScanState, exprs: *mut pg_sys::L
 #[pg_guard]
 pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
     node: *mut pg_sys::ForeignScanState,
-    eflags: i32,
+    _eflags: i32,
 ) {
     let plan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
     let private = list_ptrs((*plan).fdw_private);
@@ -98,8 +108,8 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
         .iter()
         .map(|a| table.col(*a).and_then(|c| c.ty.clone()))
         .collect();
+    // Compiling the expressions reads no parameter value (EXPLAIN-only runs do it too).
     let exprs = pg_sys::ExecInitExprList((*plan).fdw_exprs, node as *mut pg_sys::PlanState);
-    let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     let row = vec![Val::Null; req.wanted.len()];
     let state = Box::into_raw(Box::new(ScanState {
         table,
@@ -107,6 +117,7 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
         types,
         exprs,
         scan: None,
+        started: false,
         row,
         cb: ptr::null_mut(),
     }));
@@ -117,15 +128,8 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
     );
     (*node).fdw_state = state as *mut c_void;
     let st = &mut *state;
-    // Known issue (see the module doc): PARAM_EXEC values of initplans and nested-loop outer
-    // rows are not set yet at this point; evaluating here is what breaks
-    // `WHERE kw LIKE (SELECT ...) || '%'`.
-    let req = if explain_only {
-        st.req.clone()
-    } else {
-        st.req.resolve(&eval_params(node, st.exprs))
-    };
-    match W::begin_scan(st.table.clone(), req, explain_only) {
+    // The planned request, parameters unresolved: what EXPLAIN without ANALYZE shows.
+    match W::begin_scan(st.table.clone(), st.req.clone()) {
         Ok(s) => st.scan = Some(s),
         Err(e) => e.report_error(),
     }
@@ -148,6 +152,17 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
     let Some(scan) = st.scan.as_mut() else {
         return slot;
     };
+    if !st.started {
+        // First row of this execution or of this rescan: the parameters are valid now (an
+        // initplan runs on demand inside ExecEvalExpr; a nested loop or SubPlan stored its
+        // outer values before ReScan). Evaluate them and open the remote scan. `st.exprs` is
+        // the list BeginForeignScan initialised for this node, as eval_params requires.
+        let req = st.req.resolve(&eval_params(node, st.exprs));
+        if let Err(e) = scan.start(&req) {
+            e.report_error();
+        }
+        st.started = true;
+    }
     // Every slot is Null here: the previous row's values were moved out below.
     match scan.next(&mut st.row) {
         Ok(true) => {}
@@ -197,20 +212,17 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
     slot
 }
 
-/// ReScanForeignScan: re-evaluates the parameters and restarts the remote scan.
+/// ReScanForeignScan: the next IterateForeignScan re-evaluates the parameters and restarts
+/// the remote scan (a new snapshot), as at the first row.
 ///
 /// # Safety
 /// Called by Postgres only, with the arguments of `ReScanForeignScan_function`, after
 /// [`begin_foreign_scan`] returned for `node`.
 #[pg_guard]
 pub(super) unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
+    // Pointer validity: as in Iterate, fdw_state is the live ScanState BeginForeignScan stored.
     let st = &mut *((*node).fdw_state as *mut ScanState);
-    let req = st.req.resolve(&eval_params(node, st.exprs));
-    if let Some(scan) = st.scan.as_mut() {
-        if let Err(e) = scan.rescan(&req) {
-            e.report_error();
-        }
-    }
+    st.started = false;
 }
 
 /// EndForeignScan: disarms the reset callback and frees the state (closing the remote scan).
