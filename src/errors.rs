@@ -1,7 +1,7 @@
 //! Turning pg_flink's errors into Postgres errors: a SQLSTATE clients can match on, a message
 //! that names the object at fault, a detail, and a hint for people.
-use crate::block::ReportError;
 use crate::flink::RestError;
+use crate::interruptible::ReportError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 

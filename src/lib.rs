@@ -9,13 +9,12 @@
 //!   No pgrx.
 //! - [`gucs`]: every `pg_flink.*` setting, registered in `_PG_init`.
 //! - [`errors`]: how core errors become Postgres `ErrorReport`s (SQLSTATE, message, detail, hint).
-//! - [`block`]: runs async network work from a backend, honouring query cancel and
+//! - [`interruptible`]: runs async network work from a backend, honouring query cancel and
 //!   `statement_timeout`.
 //! - [`api`]: the SQL-callable functions of schema `flink`.
 use pgrx::prelude::*;
 
 pub mod api;
-pub mod block;
 pub mod control;
 pub mod core;
 pub mod datasource;
@@ -23,6 +22,7 @@ pub mod errors;
 pub mod fdw;
 pub mod flink;
 pub mod gucs;
+pub mod interruptible;
 pub mod pipeline;
 pub mod stored;
 

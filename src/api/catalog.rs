@@ -1,10 +1,10 @@
 //! Catalog glue: validation and the network side of test/describe. The table work (upserts,
 //! versions, privileges) is SQL in sql/install/20_catalog.sql, which calls these internal functions (schema flink_internal).
-use crate::block::{self, ReportError};
 use crate::datasource::catalog::{self, CatalogError, ErrorClass};
 use crate::datasource::{Source, SourceError, SourceErrorKind};
 use crate::flink::{Gateway, HttpLimits, JobManager};
 use crate::gucs;
+use crate::interruptible::{self, ReportError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -162,7 +162,7 @@ mod flink_internal {
     > {
         let src = source(name, kind, options, secrets, "flink.test_datasource");
         let t = Instant::now();
-        let r = block::run(async move { src.test().await });
+        let r = interruptible::run(async move { src.test().await });
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         TableIterator::once(match r {
             Ok(detail) => (true, ms, detail),
@@ -192,7 +192,7 @@ mod flink_internal {
         };
         let (gw, rest) = (gateway_url.to_string(), rest_url.to_string());
         let t = Instant::now();
-        let r = block::run(async move {
+        let r = interruptible::run(async move {
             let jm = JobManager::new(&rest, limits)?;
             let ov = jm.overview().await?;
             let g = Gateway::new(&gw, limits)?;
@@ -252,8 +252,9 @@ mod flink_internal {
         };
         let src = source(name, kind, options, secrets, F);
         let object = object.to_string();
-        let d = block::run(async move { src.describe(&object, sample_size as usize).await })
-            .unwrap_or_else(|e| raise_source(e, F));
+        let d =
+            interruptible::run(async move { src.describe(&object, sample_size as usize).await })
+                .unwrap_or_else(|e| raise_source(e, F));
         let sampled = d.sampled;
         TableIterator::new(
             d.columns

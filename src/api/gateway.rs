@@ -1,10 +1,10 @@
 //! `flink.execute_sql()`: runs a Flink SQL script through the SQL Gateway in one session.
 //! Superuser-only by default (it can do anything the Flink cluster can); see docs/sql.md.
-use crate::block::{self, ReportError};
 use crate::core::script::split_statements;
 use crate::errors::{raise, raise_rest};
 use crate::flink::{Gateway, ScriptError};
 use crate::gucs;
+use crate::interruptible::{self, ReportError};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -65,7 +65,7 @@ mod flink {
             .unwrap_or_else(gucs::gateway_url);
         let limits = gucs::http_limits();
         let wait = gucs::statement_wait();
-        let out = block::run(async move {
+        let out = interruptible::run(async move {
             let gw = Gateway::new(&url, limits).map_err(|error| ScriptError {
                 statement: None,
                 error,

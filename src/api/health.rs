@@ -1,9 +1,9 @@
 //! `flink.health()`: proof of wiring from inside Postgres to the Flink cluster and its SQL
 //! Gateway, over HTTP from the backend.
-use crate::block;
 use crate::errors::raise_rest;
 use crate::flink::{Gateway, JobManager, RestError};
 use crate::gucs;
+use crate::interruptible;
 use pgrx::prelude::*;
 use std::time::Instant;
 
@@ -36,7 +36,7 @@ mod flink {
             .unwrap_or_else(gucs::gateway_url);
         let limits = gucs::http_limits();
         let wait = gucs::statement_wait();
-        let rows = block::run(async move { check_all(&rest, &gw, limits, wait).await });
+        let rows = interruptible::run(async move { check_all(&rest, &gw, limits, wait).await });
         match rows {
             Ok(rows) => TableIterator::new(rows),
             Err(e) => raise_rest(&e, "flink.health"),

@@ -1,13 +1,13 @@
 //! Pipeline glue: preparing (validate params, resolve columns from datasources, type-check),
 //! rendering and validating through the SQL Gateway. Table work is SQL in sql/install/30_pipelines.sql.
 use crate::api::catalog::{raise_catalog, raise_source};
-use crate::block;
 use crate::control::identity::Database;
 use crate::datasource::catalog::{self, CatalogError, ErrorClass};
 use crate::datasource::{Kind, Source};
 use crate::errors::raise;
 use crate::flink::Gateway;
 use crate::gucs;
+use crate::interruptible;
 use crate::pipeline::{self, catalog_of, Catalog, ColumnDecl, Definition, Params, Role, Script};
 use crate::stored::{self, PipelineDef};
 use pgrx::prelude::*;
@@ -90,7 +90,7 @@ fn render_stored(p: &PipelineDef, funcname: &'static str) -> Script {
 fn describe_into(src: &Source, object: &str, path: &str, pipeline: &str) -> Vec<ColumnDecl> {
     let s = src.clone();
     let obj = object.to_string();
-    let d = block::run(async move { s.describe(&obj, 100).await })
+    let d = interruptible::run(async move { s.describe(&obj, 100).await })
         .unwrap_or_else(|e| raise_source(e, "flink.create_pipeline"));
     d.columns
         .into_iter()
@@ -304,7 +304,7 @@ mod flink {
         };
         // Every statement runs but the INSERT, which is EXPLAINed: Flink plans it fully.
         stmts.push(format!("EXPLAIN {last}"));
-        let r = block::run(async move {
+        let r = interruptible::run(async move {
             let gw = Gateway::new(&url, limits)?;
             let results = gw
                 .run_script("pg_flink validate", &stmts, 10, wait)

@@ -4,7 +4,7 @@
 //! validation returns (message names the object and key at fault; hint says what to do).
 use super::schema::{check_value, fill_defaults, invalid_for, keys, shorten, OptSpec, MAX_VALUE};
 use super::{Kind, KINDS};
-use crate::core::text::{did_you_mean, json_type};
+use crate::core::messages::{did_you_mean, json_type};
 use serde_json::{Map, Value};
 
 /// What went wrong, as a Postgres error class.

@@ -2,7 +2,7 @@
 //! (the URLs are checked by the SQL glue in `api::catalog`).
 use super::catalog::{CatalogError, ErrorClass};
 use super::schema::{check_value, def, fill_defaults, opt, shorten, OptSpec, OptType, TIMEOUT};
-use crate::core::text::{did_you_mean, json_type};
+use crate::core::messages::{did_you_mean, json_type};
 use serde_json::{Map, Value};
 
 /// Validates the options of a cluster: `default` (bool), `timeout_ms`, `session_properties`

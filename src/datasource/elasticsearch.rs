@@ -104,7 +104,7 @@ async fn get(src: &Source, segs: &[&str]) -> Result<(u16, Value), SourceError> {
                 format!(
                     "cannot reach {}: {}",
                     src.opt_str("url"),
-                    crate::core::text::error_chain(&e)
+                    crate::core::messages::error_chain(&e)
                 ),
             )
         }
@@ -113,7 +113,10 @@ async fn get(src: &Source, segs: &[&str]) -> Result<(u16, Value), SourceError> {
     let v: Value = resp.json().await.map_err(|e| {
         src.err(
             SourceErrorKind::Remote,
-            format!("unreadable answer: {}", crate::core::text::error_chain(&e)),
+            format!(
+                "unreadable answer: {}",
+                crate::core::messages::error_chain(&e)
+            ),
         )
     })?;
     Ok((status, v))

@@ -186,7 +186,7 @@ async fn describe_table(src: &Source, object: &str) -> Result<Described, SourceE
 fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_string(),
-        None => crate::core::text::error_chain(e),
+        None => crate::core::messages::error_chain(e),
     }
 }
 

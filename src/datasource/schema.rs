@@ -6,7 +6,7 @@
 //! (`datasource "x"`, `cluster "y"`), so any option table (clusters today, foreign servers and
 //! tables later) can use the same types.
 use super::catalog::{CatalogError, ErrorClass};
-use crate::core::text::{did_you_mean, json_type};
+use crate::core::messages::{did_you_mean, json_type};
 use serde_json::Value;
 
 /// Maximum length of a single string option.
@@ -133,7 +133,7 @@ pub(crate) fn invalid_for(
 }
 
 pub(crate) fn shorten(s: &str) -> String {
-    crate::core::text::ellipsis(s, 40)
+    crate::core::messages::ellipsis(s, 40)
 }
 
 /// The option being checked, for error messages.

@@ -128,7 +128,7 @@ impl Val {
 pub struct Mismatch(pub String);
 
 fn mismatch(v: &Value, ty: &PgType) -> Mismatch {
-    let shown = crate::core::text::ellipsis(&v.to_string(), 57);
+    let shown = crate::core::messages::ellipsis(&v.to_string(), 57);
     Mismatch(format!("value {shown} does not fit type {}", ty.sql()))
 }
 

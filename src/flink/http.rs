@@ -60,9 +60,12 @@ impl Endpoint {
         } else {
             // reqwest's Display includes the full URL; describe the cause without it.
             let reason = if e.is_connect() {
-                format!("connection failed ({})", crate::core::text::root_cause(&e))
+                format!(
+                    "connection failed ({})",
+                    crate::core::messages::root_cause(&e)
+                )
             } else {
-                crate::core::text::root_cause(&e)
+                crate::core::messages::root_cause(&e)
             };
             RestError::Unreachable {
                 service: self.service,
@@ -91,7 +94,7 @@ impl Endpoint {
                 url: self.shown(),
                 status: status.as_u16(),
                 message: flink_error_message(&parsed)
-                    .unwrap_or_else(|| crate::core::text::ellipsis(&body, 300)),
+                    .unwrap_or_else(|| crate::core::messages::ellipsis(&body, 300)),
             });
         }
         if body.trim().is_empty() {

@@ -3,7 +3,7 @@
 //!
 //! All calls are async, bounded by [`HttpLimits`], and return [`RestError`], whose messages name
 //! the service and its URL (never with credentials). Query cancel is the caller's job (see
-//! `crate::block`).
+//! `crate::interruptible`).
 //!
 //! - [`http`]: the shared HTTP endpoint (timeouts, error mapping);
 //! - [`trace`]: decoding Flink's error answers and Java exception traces to a root cause;

@@ -12,7 +12,7 @@ pub(crate) fn flink_error_message(v: &Value) -> Option<String> {
         .collect();
     let first = *texts.first()?;
     let cause = decode(&texts.join("\n"));
-    Some(crate::core::text::ellipsis(
+    Some(crate::core::messages::ellipsis(
         if cause.trim().is_empty() {
             first
         } else {
@@ -60,7 +60,7 @@ pub fn decode(text: &str) -> String {
     } else {
         cause
     };
-    crate::core::text::ellipsis(&shown, MAX_SHOWN)
+    crate::core::messages::ellipsis(&shown, MAX_SHOWN)
 }
 
 /// The messages of a Java exception trace, outermost first, without stack frames: what a

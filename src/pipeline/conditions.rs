@@ -208,7 +208,7 @@ impl Ctx<'_> {
 
 /// A JSON value shortened for messages.
 pub(crate) fn short_json(v: &Value) -> String {
-    crate::core::text::ellipsis(&v.to_string(), 40)
+    crate::core::messages::ellipsis(&v.to_string(), 40)
 }
 
 fn is_date(s: &str) -> bool {

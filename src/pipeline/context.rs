@@ -10,8 +10,8 @@ use super::interval::Interval;
 use super::params::{ColumnDecl, PipelineOptions, Role, TableRef};
 use super::script::{CreateTable, Script, Statement, Watermark};
 use super::{Catalog, DatasourceInfo, Definition};
+use crate::core::messages::did_you_mean;
 use crate::core::quote::ident;
-use crate::core::text::did_you_mean;
 use crate::datasource::ErrorClass;
 use serde_json::Value;
 

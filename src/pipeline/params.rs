@@ -114,7 +114,7 @@ impl Params {
                 "params",
                 format!(
                     "must be a JSON object, not {}",
-                    crate::core::text::json_type(params)
+                    crate::core::messages::json_type(params)
                 ),
                 "See docs/pipelines.md.",
             ));
@@ -127,12 +127,13 @@ impl Params {
             "sync" => Params::Sync(from_json(pipeline, "params", params)?),
             "sql" => Params::Sql(from_json(pipeline, "params", params)?),
             other => {
-                let hint = match crate::core::text::did_you_mean(other, TEMPLATES.iter().copied()) {
-                    Some(d) => {
-                        format!("Did you mean \"{d}\"? Templates: {}.", TEMPLATES.join(", "))
-                    }
-                    None => format!("Templates: {}.", TEMPLATES.join(", ")),
-                };
+                let hint =
+                    match crate::core::messages::did_you_mean(other, TEMPLATES.iter().copied()) {
+                        Some(d) => {
+                            format!("Did you mean \"{d}\"? Templates: {}.", TEMPLATES.join(", "))
+                        }
+                        None => format!("Templates: {}.", TEMPLATES.join(", ")),
+                    };
                 return Err(PipelineError {
                     class: ErrorClass::InvalidParameter,
                     message: format!(

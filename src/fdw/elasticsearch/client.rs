@@ -64,7 +64,7 @@ impl Es {
     }
 
     fn net_err(&self, e: reqwest::Error) -> EsFdwError {
-        let msg = crate::core::text::error_chain(&e);
+        let msg = crate::core::messages::error_chain(&e);
         let msg = scrub(&msg, &self.src.secrets);
         if e.is_timeout() {
             EsFdwError::Timeout(format!(
@@ -147,8 +147,12 @@ pub(crate) type IndexProps = Vec<(String, Map<String, Value>)>;
 
 /// Top-level mapping properties of every index matching `pattern`; None if nothing matches.
 pub(super) fn index_mappings(es: &Es, pattern: &str) -> Result<Option<IndexProps>, ErrorReport> {
-    let (st, v) =
-        crate::block::run(es.json(reqwest::Method::GET, &[pattern, "_mapping"], &[], None))?;
+    let (st, v) = crate::interruptible::run(es.json(
+        reqwest::Method::GET,
+        &[pattern, "_mapping"],
+        &[],
+        None,
+    ))?;
     if st == 404 || is_index_missing(&v) {
         return Ok(None);
     }

@@ -200,7 +200,7 @@ impl EsScan {
         self.done = self.remaining == Some(0);
         self.requests = 0;
         self.fetched = 0;
-        let (st, v) = crate::block::run(self.es.json(
+        let (st, v) = crate::interruptible::run(self.es.json(
             reqwest::Method::POST,
             &[&self.index, "_pit"],
             &[("keep_alive", KEEP_ALIVE)],
@@ -245,7 +245,7 @@ impl EsScan {
             )
             .await
         };
-        self.prefetch = crate::block::spawn(fut).map(|h| (h, size));
+        self.prefetch = crate::interruptible::spawn(fut).map(|h| (h, size));
     }
 
     fn cancel_prefetch(&mut self) {
@@ -267,7 +267,7 @@ impl EsScan {
                 EsFdwError::Remote("cannot start the background I/O runtime".into()).into(),
             );
         };
-        let (st, bytes) = crate::block::run(async {
+        let (st, bytes) = crate::interruptible::run(async {
             handle
                 .await
                 .map_err(|e| EsFdwError::Remote(format!("page request failed: {e}")))?
@@ -311,7 +311,7 @@ impl EsScan {
     fn close_pit(&mut self) {
         if let Some(id) = self.pit.take() {
             let es = self.es.clone();
-            let _ = crate::block::run_cleanup(
+            let _ = crate::interruptible::run_cleanup(
                 async move {
                     es.json(
                         reqwest::Method::DELETE,

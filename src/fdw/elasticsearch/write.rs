@@ -84,7 +84,7 @@ impl EsModify {
         }
         let body = std::mem::take(&mut self.lines);
         let ids = std::mem::take(&mut self.ids);
-        let (st, bytes) = crate::block::run(self.es.call(
+        let (st, bytes) = crate::interruptible::run(self.es.call(
             reqwest::Method::POST,
             &["_bulk"],
             &[

@@ -252,7 +252,7 @@ impl Wrapper for KafkaFdw {
         let topics = scan::list_topics(&src)?;
         let mut out = vec![];
         for t in topics.into_iter().filter(|t| keep(t)) {
-            let described = crate::block::run(src.describe(&t, sample));
+            let described = crate::interruptible::run(src.describe(&t, sample));
             let mut columns = vec![
                 ImportColumn {
                     name: "_partition".into(),

@@ -63,7 +63,7 @@ fn unreachable(src: &Source, e: impl std::fmt::Display) -> KafkaFdwError {
 
 /// Topic names of the cluster (no internal `__` topics), sorted.
 pub(crate) fn list_topics(src: &Source) -> Result<Vec<String>, ErrorReport> {
-    crate::block::run(src.kafka_topics())
+    crate::interruptible::run(src.kafka_topics())
         .map(|(_, topics)| topics)
         .map_err(|e| KafkaFdwError::Unreachable(e.message).into())
 }
@@ -154,7 +154,7 @@ impl KafkaScan {
         let conds = self.req.conds.clone();
         let meta = MetaCols::of(&self.table);
         let table_name = self.table.name.clone();
-        let started = crate::block::run(self.src.blocking(move || {
+        let started = crate::interruptible::run(self.src.blocking(move || {
             Ok(start_blocking(
                 &src,
                 cfg,

@@ -3,8 +3,8 @@
 //! target schema.
 use super::table_def::server_def;
 use super::util::{cstr, list_ptrs};
-use crate::block::ReportError;
 use crate::fdw::{import_ddl, Wrapper};
+use crate::interruptible::ReportError;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use std::ffi::{c_void, CString};

@@ -9,9 +9,9 @@
 use super::datum::datum_to_val;
 use super::table_def::{qualified_name, table_def};
 use super::util::{arm, cstr};
-use crate::block::ReportError;
 use crate::fdw::value::Val;
 use crate::fdw::{fdw_error, Modify, TableDef, Wrapper};
+use crate::interruptible::ReportError;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;

@@ -15,10 +15,10 @@
 use super::datum::datum_to_val;
 use super::table_def::table_def;
 use super::util::{cstr, list_ptrs};
-use crate::block::ReportError;
 use crate::fdw::cond::{CmpOp, Cond, Operand, Request, SortKey};
 use crate::fdw::value::{PgType, Val};
 use crate::fdw::{fdw_error, Ship, Wrapper};
+use crate::interruptible::ReportError;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::{FromDatum, PgSqlErrorCode};

@@ -2,8 +2,8 @@
 //! option validator (what its `*_fdw_validator` SQL function runs): the two entry points
 //! `src/api/fdw.rs` exposes for each [`Wrapper`].
 use super::{import, modify, plan, scan};
-use crate::block::ReportError;
 use crate::fdw::{OptClass, Wrapper};
+use crate::interruptible::ReportError;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 

@@ -22,10 +22,10 @@
 use super::datum::{datum_to_val, val_to_datum};
 use super::table_def::table_def;
 use super::util::{arm, cstr, list_ptrs};
-use crate::block::ReportError;
 use crate::fdw::cond::Request;
 use crate::fdw::value::{PgType, Val};
 use crate::fdw::{fdw_error, Scan, TableDef, Wrapper};
+use crate::interruptible::ReportError;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;

@@ -37,7 +37,7 @@ pub fn run<F: Future>(fut: F) -> F::Output {
             Err(e) => pgrx::pg_sys::panic::ErrorReport::new(
                 pgrx::PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
                 format!("pg_flink cannot start its network runtime: {e}"),
-                "pg_flink::block::run",
+                "pg_flink::interruptible::run",
             )
             .set_hint("Check the server's resource limits (open files, threads).")
             .report_error(),
