@@ -21,7 +21,7 @@ COMMENT ON TABLE flink.cluster IS 'Flink clusters (SQL Gateway + JobManager REST
 
 CREATE TABLE flink.datasource (
   name       text PRIMARY KEY CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
-  kind       text NOT NULL CHECK (kind IN ('kafka', 'elasticsearch', 'postgres', 'mysql')),
+  kind       text NOT NULL CHECK (kind IN ('kafka', 'elasticsearch', 'postgres', 'mysql', 'blackhole')),
   options    jsonb NOT NULL,
   version    integer NOT NULL DEFAULT 1,
   created_at timestamptz NOT NULL DEFAULT now(),

@@ -3,7 +3,7 @@
 use crate::api::catalog::{raise_catalog, raise_source};
 use crate::control::identity::Database;
 use crate::datasource::catalog::{self, CatalogError, ErrorClass};
-use crate::datasource::{Kind, Source};
+use crate::datasource::Source;
 use crate::errors::raise;
 use crate::flink::Gateway;
 use crate::gucs;
@@ -164,11 +164,10 @@ mod flink_internal {
             let Some(src) = source_of(&t.datasource) else {
                 continue;
             };
-            let derive_sink =
-                role == Role::Sink && matches!(src.kind, Kind::Kafka | Kind::Elasticsearch);
-            // An Elasticsearch source is refused by the renderer with a clear message.
-            let es_source = role == Role::Source && src.kind == Kind::Elasticsearch;
-            if t.columns.is_none() && !derive_sink && !es_source {
+            let derive_sink = role == Role::Sink && src.kind.derives_sink_columns();
+            // A sink-only kind as a source is refused by the renderer with a clear message.
+            let bad_source = role == Role::Source && src.kind.sink_only();
+            if t.columns.is_none() && !derive_sink && !bad_source {
                 t.columns = Some(describe_into(src, &t.object, &path, &name));
             }
         }

@@ -224,12 +224,19 @@ fn unknown_key(ds: &str, kind: Kind, key: &str, spec: &[OptSpec], secret: bool) 
     } else if secret && spec.iter().any(|s| !s.secret && s.key == key) {
         hint = format!("\"{key}\" is not a secret: pass it in options. ");
     }
-    hint.push_str(&format!(
-        "{} keys of kind {}: {}.",
-        if secret { "Secret" } else { "Option" },
-        kind.as_str(),
-        keys(spec, secret)
-    ));
+    let known = keys(spec, secret);
+    if known.is_empty() {
+        hint.push_str(&format!(
+            "Kind {} takes no {what}s: pass '{{}}'.",
+            kind.as_str()
+        ));
+    } else {
+        hint.push_str(&format!(
+            "{} keys of kind {}: {known}.",
+            if secret { "Secret" } else { "Option" },
+            kind.as_str(),
+        ));
+    }
     CatalogError {
         class: ErrorClass::InvalidParameter,
         message: format!(

@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 pub struct Elasticsearch;
 
 impl DatasourceKind for Elasticsearch {
+    const SINK_ONLY: bool = true;
+    const DERIVES_SINK_COLUMNS: bool = true;
     const OPTIONS: &'static [OptSpec] = &[
         req("url", OptType::Url, "http(s)://host:port of the cluster"),
         opt("username", OptType::Str, "basic-auth user"),

@@ -1,6 +1,6 @@
 //! Datasources: the external systems pipelines read and write and the FDWs query.
 //!
-//! One file per kind ([`kafka`], [`elasticsearch`], [`postgres`], [`mysql`]) holds everything
+//! One file per kind ([`kafka`], [`elasticsearch`], [`postgres`], [`mysql`], [`blackhole`]) holds everything
 //! about that kind: its option schema and cross-checks, its client calls (connection test,
 //! describe, listing), the mapping of its types to Flink types, and the Flink connector
 //! (`WITH` options) pipelines render for it. Each kind file implements [`DatasourceKind`] for a
@@ -36,10 +36,15 @@ macro_rules! dispatch {
                 type $k = $crate::datasource::mysql::Mysql;
                 $body
             }
+            $crate::datasource::Kind::Blackhole => {
+                type $k = $crate::datasource::blackhole::Blackhole;
+                $body
+            }
         }
     };
 }
 
+pub mod blackhole;
 pub mod catalog;
 mod client;
 pub mod cluster;
@@ -65,9 +70,10 @@ pub enum Kind {
     Elasticsearch,
     Postgres,
     Mysql,
+    Blackhole,
 }
 
-pub const KINDS: [&str; 4] = ["kafka", "elasticsearch", "postgres", "mysql"];
+pub const KINDS: [&str; 5] = ["kafka", "elasticsearch", "postgres", "mysql", "blackhole"];
 
 /// What every datasource kind provides. Implemented in the kind's file.
 pub(crate) trait DatasourceKind {
@@ -76,6 +82,14 @@ pub(crate) trait DatasourceKind {
 
     /// Whether a pipeline may read this kind with change data capture (`cdc: true`).
     const CDC_SOURCE: bool = false;
+
+    /// Whether the kind can only be written to (a pipeline refuses it as a source, and a raw
+    /// `sql` pipeline declares its tables as sinks).
+    const SINK_ONLY: bool = false;
+
+    /// Whether a sink of this kind without declared columns takes the query's output columns
+    /// (otherwise they are read from the object with `describe`).
+    const DERIVES_SINK_COLUMNS: bool = false;
 
     /// Checks between validated options and secrets of datasource `ds` (e.g. SASL settings
     /// that only make sense together).
@@ -110,6 +124,7 @@ impl Kind {
             "elasticsearch" => Some(Kind::Elasticsearch),
             "postgres" => Some(Kind::Postgres),
             "mysql" => Some(Kind::Mysql),
+            "blackhole" => Some(Kind::Blackhole),
             _ => None,
         }
     }
@@ -120,6 +135,7 @@ impl Kind {
             Kind::Elasticsearch => "elasticsearch",
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
+            Kind::Blackhole => "blackhole",
         }
     }
 
@@ -131,6 +147,16 @@ impl Kind {
     /// Whether a pipeline may read this kind with change data capture.
     pub fn cdc_source(self) -> bool {
         dispatch!(self, K => K::CDC_SOURCE)
+    }
+
+    /// Whether the kind can only be written to.
+    pub fn sink_only(self) -> bool {
+        dispatch!(self, K => K::SINK_ONLY)
+    }
+
+    /// Whether a sink of this kind takes the query's output columns when none are declared.
+    pub fn derives_sink_columns(self) -> bool {
+        dispatch!(self, K => K::DERIVES_SINK_COLUMNS)
     }
 
     pub(crate) fn cross_check(

@@ -21,6 +21,9 @@ SELECT * FROM flink.register_datasource('k', 'kafka', '{"bootstrap_servers": "12
 SELECT * FROM flink.register_datasource('e', 'elasticsearch', '{"url": "http://127.0.0.1:9200"}', '{"password": "es-secret-1"}');
 SELECT * FROM flink.register_datasource('p', 'postgres', '{"host": "127.0.0.1", "database": "app", "user": "u"}', '{"password": "pg-secret-1"}');
 SELECT * FROM flink.register_datasource('m', 'mysql', '{"host": "127.0.0.1", "database": "app", "user": "u"}', '{"password": "my-secret-1"}');
+SELECT * FROM flink.register_datasource('b', 'blackhole', '{}');
+SELECT ok, detail FROM flink.test_datasource('b');
+SELECT * FROM flink.register_datasource('b2', 'blackhole', '{"topic": "x"}');
 SELECT * FROM flink.register_datasource('p', 'postgres', '{"host": "127.0.0.1", "database": "app", "user": "u"}');
 SELECT * FROM flink.register_datasource('p', 'postgres', '{"host": "127.0.0.1", "database": "app", "user": "u2"}');
 SELECT name, kind, options, version FROM flink.datasources ORDER BY name;
