@@ -223,6 +223,23 @@ def test_csv_round_trip(conn, kdb):
     assert rows[2][:3] == (3, "plain", None) and "field 3" in rows[2][3]
 
 
+def test_csv_with_another_delimiter(conn, kdb):
+    topic = unique("it_kcsvd")
+    create_topic(topic, 1)
+    produce(topic, [dict(value=b'1;a,b;2.5'), dict(value=b'2;"x;y";3')])
+    conn.execute(f"CREATE FOREIGN TABLE kcsv3 (a int, b text, c float8, _error text) SERVER kfdw_it"
+                 f" OPTIONS (topic '{topic}', format 'csv', delimiter ';')")
+    conn.execute("INSERT INTO kcsv3 (a, b, c) VALUES (3, 'p;q', 4)")
+    rows = conn.execute("SELECT a, b, c, _error FROM kcsv3 ORDER BY a").fetchall()
+    assert rows == [(1, "a,b", 2.5, None), (2, "x;y", 3.0, None), (3, "p;q", 4.0, None)]
+    # The same messages read with the default delimiter are one field each: decoding errors.
+    conn.execute(f"CREATE FOREIGN TABLE kcsv4 (a int, b text, _error text) SERVER kfdw_it"
+                 f" OPTIONS (topic '{topic}', format 'csv')")
+    assert all(r[1] is not None for r in conn.execute("SELECT a, _error FROM kcsv4").fetchall())
+    with pytest.raises(psycopg.errors.FdwInvalidOptionName):
+        conn.execute(f"CREATE FOREIGN TABLE kcsv5 (a int) SERVER kfdw_it OPTIONS (topic '{topic}', delimiter '#')")
+
+
 def test_rescan_in_joins_prepared_statements_and_plpgsql(conn, kdb):
     conn.execute("SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off")
     n = conn.execute("SELECT count(*) FROM (VALUES (0), (1), (2)) v(p) JOIN kt ON kt._partition = v.p").fetchone()[0]

@@ -237,15 +237,35 @@ fn check_enum(
         None => Err(at.invalid(
             format!(
                 "must be one of {}, got \"{}\"",
-                allowed.join(", "),
+                listed(allowed),
                 shorten(&x)
             ),
             match did_you_mean(&x, allowed.iter().copied()) {
-                Some(d) => format!("Did you mean \"{d}\"?"),
-                None => format!("Allowed values: {}.", allowed.join(", ")),
+                Some(d) if x.chars().count() > 1 => format!("Did you mean \"{d}\"?"),
+                _ => format!("Allowed values: {}.", listed(allowed)),
             },
         )),
     }
+}
+
+/// Allowed values for a message: as they are when they are words, quoted when punctuation
+/// (`',', ';', '\t'`) would otherwise make the list unreadable.
+fn listed(allowed: &[&str]) -> String {
+    let words = allowed.iter().all(|a| {
+        a.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    });
+    allowed
+        .iter()
+        .map(|a| {
+            if words {
+                a.to_string()
+            } else {
+                format!("'{}'", a.escape_default())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `host:port[,host:port]`, normalised without spaces.

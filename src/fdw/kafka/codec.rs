@@ -28,14 +28,21 @@ pub enum ColKind {
 pub enum Format {
     Json,
     Text,
-    Csv,
+    /// CSV with this field delimiter (table option `delimiter`, default `,`).
+    Csv(char),
 }
 
 impl Format {
-    pub fn parse(s: Option<&str>) -> Format {
-        match s {
+    /// The table's `format` (and, for CSV, `delimiter`) options, already validated.
+    pub fn of(table: &TableDef) -> Format {
+        match table.opt("format") {
             Some("text") => Format::Text,
-            Some("csv") => Format::Csv,
+            Some("csv") => Format::Csv(
+                table
+                    .opt("delimiter")
+                    .and_then(|d| d.chars().next())
+                    .unwrap_or(','),
+            ),
             _ => Format::Json,
         }
     }
@@ -75,7 +82,7 @@ pub fn path_tokens(path: &str) -> Vec<String> {
 
 /// The role of every column of `table` (in table order).
 pub fn col_kinds(table: &TableDef) -> Vec<(i16, ColKind)> {
-    let format = Format::parse(table.opt("format"));
+    let format = Format::of(table);
     let value_cols = table
         .columns
         .iter()
@@ -102,7 +109,7 @@ pub fn col_kinds(table: &TableDef) -> Vec<(i16, ColKind)> {
                     ),
                     Format::Text if value_cols == 1 => ColKind::Value(ty),
                     Format::Text => ColKind::Value(ty),
-                    Format::Csv => {
+                    Format::Csv(_) => {
                         let i = c
                             .opts
                             .get("index")
@@ -158,14 +165,13 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
             }
         }
     }
-    let csv: Option<Vec<String>> =
-        if format == Format::Csv && cols.iter().any(|c| matches!(c, ColKind::Csv(..))) {
-            m.payload
-                .and_then(|p| text(p, "value", &mut errors))
-                .map(|s| split_csv(&s))
-        } else {
-            None
-        };
+    let csv: Option<Vec<String>> = match format {
+        Format::Csv(delimiter) if cols.iter().any(|c| matches!(c, ColKind::Csv(..))) => m
+            .payload
+            .and_then(|p| text(p, "value", &mut errors))
+            .map(|s| split_csv(&s, delimiter)),
+        _ => None,
+    };
     for (i, c) in cols.iter().enumerate() {
         row[i] = match c {
             ColKind::Partition => Val::Int(m.partition as i64),
@@ -251,8 +257,8 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
     Some(msg)
 }
 
-/// Splits one CSV record (RFC 4180 quoting).
-pub fn split_csv(s: &str) -> Vec<String> {
+/// Splits one CSV record (RFC 4180 quoting) at `delimiter`.
+pub fn split_csv(s: &str, delimiter: char) -> Vec<String> {
     let mut out = vec![];
     let mut cur = String::new();
     let mut quoted = false;
@@ -265,7 +271,7 @@ pub fn split_csv(s: &str) -> Vec<String> {
             }
             ('"', true) => quoted = false,
             ('"', false) if cur.is_empty() => quoted = true,
-            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, false) if c == delimiter => out.push(std::mem::take(&mut cur)),
             (c, _) => cur.push(c),
         }
     }
@@ -285,11 +291,13 @@ pub fn encode_value(cols: &[(ColKind, Val)], format: Format) -> Option<Vec<u8>> 
         };
     }
     match format {
-        Format::Csv => {
+        Format::Csv(delimiter) => {
             let mut fields: Vec<(usize, String)> = cols
                 .iter()
                 .filter_map(|(k, v)| match k {
-                    ColKind::Csv(i, _) => Some((*i, csv_field(&v.to_text().unwrap_or_default()))),
+                    ColKind::Csv(i, _) => {
+                        Some((*i, csv_field(&v.to_text().unwrap_or_default(), delimiter)))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -299,7 +307,7 @@ pub fn encode_value(cols: &[(ColKind, Val)], format: Format) -> Option<Vec<u8>> 
                     .into_iter()
                     .map(|(_, s)| s)
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(&delimiter.to_string())
                     .into_bytes(),
             )
         }
@@ -328,8 +336,8 @@ pub fn encode_value(cols: &[(ColKind, Val)], format: Format) -> Option<Vec<u8>> 
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+fn csv_field(s: &str, delimiter: char) -> String {
+    if s.contains([delimiter, '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -391,15 +399,31 @@ mod tests {
     }
 
     #[test]
+    fn csv_with_another_delimiter_round_trips() {
+        assert_eq!(split_csv("a;\"b;c\";d", ';'), vec!["a", "b;c", "d"]);
+        assert_eq!(split_csv("a,b;c", ';'), vec!["a,b", "c"]);
+        let cols = vec![
+            (ColKind::Csv(0, PgType::Int8), Val::Int(7)),
+            (ColKind::Csv(1, PgType::Text), Val::Text("x;y,z".into())),
+        ];
+        let bytes = encode_value(&cols, Format::Csv(';')).unwrap();
+        assert_eq!(bytes, b"7;\"x;y,z\"");
+        assert_eq!(
+            split_csv(std::str::from_utf8(&bytes).unwrap(), ';'),
+            vec!["7", "x;y,z"]
+        );
+    }
+
+    #[test]
     fn csv_and_text_values() {
         assert_eq!(
-            split_csv("a,\"b,c\",\"d\"\"e\",\n"),
+            split_csv("a,\"b,c\",\"d\"\"e\",\n", ','),
             vec!["a", "b,c", "d\"e", ""]
         );
         let cols = vec![ColKind::Csv(0, PgType::Int8), ColKind::Csv(1, PgType::Text)];
         let mut row = vec![Val::Null; 2];
         assert_eq!(
-            decode(&msg(b"7,\"x,y\""), &cols, Format::Csv, &mut row),
+            decode(&msg(b"7,\"x,y\""), &cols, Format::Csv(','), &mut row),
             None
         );
         assert_eq!(row, vec![Val::Int(7), Val::Text("x,y".into())]);
@@ -408,7 +432,7 @@ mod tests {
                 (cols[0].clone(), Val::Int(7)),
                 (cols[1].clone(), Val::Text("x,y".into())),
             ],
-            Format::Csv,
+            Format::Csv(','),
         );
         assert_eq!(enc.unwrap(), b"7,\"x,y\"");
         let enc = encode_value(

@@ -156,6 +156,11 @@ const TABLE_OPTS: &[OptSpec] = &[
         OptType::Exact(&["json", "text", "csv"]),
         "the message format",
     ),
+    opt(
+        "delimiter",
+        OptType::Exact(&[",", ";", "|", "\t", ":"]),
+        "the CSV field delimiter",
+    ),
     opt("batch_size", POSITIVE, "messages per batch"),
     opt(
         "timeout_ms",

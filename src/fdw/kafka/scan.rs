@@ -108,7 +108,7 @@ impl KafkaScan {
         Ok(KafkaScan {
             buf: vec![Val::Null; decoded.len()],
             out,
-            format: Format::parse(table.opt("format")),
+            format: Format::of(&table),
             on_error,
             timeout: src.timeout(),
             wants_headers: cols_have_headers,

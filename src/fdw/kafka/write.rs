@@ -72,7 +72,7 @@ impl KafkaModify {
             .create_with_context(ctx.clone())
             .map_err(|e| KafkaFdwError::Config(format!("Kafka producer: {e}")))?;
         Ok(KafkaModify {
-            format: Format::parse(table.opt("format")),
+            format: Format::of(&table),
             kinds: codec::col_kinds(&table),
             table,
             topic,

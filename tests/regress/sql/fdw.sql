@@ -11,6 +11,8 @@ CREATE FOREIGN TABLE rt (_partition integer, _offset bigint, _timestamp timestam
   SERVER rk OPTIONS (topic 'regress_topic');
 CREATE FOREIGN TABLE bad1 (id bigint) SERVER rk OPTIONS (topik 'x');
 CREATE FOREIGN TABLE bad2 (id bigint) SERVER rk OPTIONS (topic 'x', format 'xml');
+CREATE FOREIGN TABLE csv_ok (id bigint) SERVER rk OPTIONS (topic 'x', format 'csv', delimiter ';');
+CREATE FOREIGN TABLE bad_delimiter (id bigint) SERVER rk OPTIONS (topic 'x', format 'csv', delimiter '#');
 CREATE SERVER bad3 FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (timeout_ms 'soon');
 CREATE SERVER bad4 FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url 'ftp://x');
 EXPLAIN (COSTS OFF) SELECT id FROM rt WHERE _partition = 0 AND _offset >= 10 AND _offset < 20;
@@ -18,6 +20,7 @@ EXPLAIN (COSTS OFF) SELECT id FROM rt WHERE _partition IN (1, 2) AND name = 'x' 
 -- Planning needs no broker; running does, and says which broker is unreachable.
 SELECT count(*) FROM rt;
 DROP FOREIGN TABLE rt;
+DROP FOREIGN TABLE csv_ok;
 DROP SERVER rk;
 -- Elasticsearch plans with the index mapping: an unreachable cluster is a clear error.
 CREATE SERVER re FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url 'http://127.0.0.1:1', timeout_ms '500');
