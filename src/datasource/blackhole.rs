@@ -9,6 +9,7 @@ use crate::pipeline::{ConnectorUse, PipelineError, Role};
 pub struct Blackhole;
 
 impl DatasourceKind for Blackhole {
+    const ACCEPTS_UPDATES: bool = true;
     const OPTIONS: &'static [OptSpec] = &[];
     const SINK_ONLY: bool = true;
     const DERIVES_SINK_COLUMNS: bool = true;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 pub struct Elasticsearch;
 
 impl DatasourceKind for Elasticsearch {
+    const ACCEPTS_UPDATES: bool = true;
     const SINK_ONLY: bool = true;
     const DERIVES_SINK_COLUMNS: bool = true;
     const OPTIONS: &'static [OptSpec] = &[

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub struct Kafka;
 
 impl DatasourceKind for Kafka {
+    const ACCEPTS_UPDATES: bool = true;
     const DERIVES_SINK_COLUMNS: bool = true;
     const OPTIONS: &'static [OptSpec] = &[
         req(

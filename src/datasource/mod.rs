@@ -91,6 +91,11 @@ pub(crate) trait DatasourceKind {
     /// (otherwise they are read from the object with `describe`).
     const DERIVES_SINK_COLUMNS: bool = false;
 
+    /// Whether a sink of this kind applies updates by primary key (upsert-kafka, Elasticsearch
+    /// document ids, JDBC upserts), so an updating query (e.g. `deduplicate` keeping the last
+    /// row) may write to it.
+    const ACCEPTS_UPDATES: bool = false;
+
     /// Checks between validated options and secrets of datasource `ds` (e.g. SASL settings
     /// that only make sense together).
     fn cross_check(
@@ -157,6 +162,11 @@ impl Kind {
     /// Whether a sink of this kind takes the query's output columns when none are declared.
     pub fn derives_sink_columns(self) -> bool {
         dispatch!(self, K => K::DERIVES_SINK_COLUMNS)
+    }
+
+    /// Whether a sink of this kind applies updates by primary key.
+    pub fn accepts_updates(self) -> bool {
+        dispatch!(self, K => K::ACCEPTS_UPDATES)
     }
 
     pub(crate) fn cross_check(

@@ -9,6 +9,7 @@ use crate::pipeline::{ConnectorUse, PipelineError};
 pub struct Mysql;
 
 impl DatasourceKind for Mysql {
+    const ACCEPTS_UPDATES: bool = true;
     const OPTIONS: &'static [OptSpec] = &[
         req("host", OptType::Host, "server host"),
         def("port", OptType::Int(1, 65535), "3306", "server port"),

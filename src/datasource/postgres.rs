@@ -9,6 +9,7 @@ use crate::pipeline::{ConnectorUse, PipelineError};
 pub struct Postgres;
 
 impl DatasourceKind for Postgres {
+    const ACCEPTS_UPDATES: bool = true;
     const OPTIONS: &'static [OptSpec] = &[
         req("host", OptType::Host, "server host"),
         def("port", OptType::Int(1, 65535), "5432", "server port"),

@@ -26,6 +26,7 @@ pub use interval::Interval;
 pub use params::{ColumnDecl, Condition, Params, PipelineOptions, Role, TableRef};
 pub use script::{Script, Statement};
 pub use templates::cep::{CepParams, Measure, PatternVar};
+pub use templates::deduplicate::DeduplicateParams;
 pub use templates::filter_alert::{Constant, FilterAlertParams};
 pub use templates::interval_join::{Bounds, IntervalJoinParams, JoinKey, SideColumn};
 pub use templates::sql::{sql_refs, SqlParams, SqlTable};
@@ -37,12 +38,13 @@ use context::Ctx;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-pub const TEMPLATES: [&str; 6] = [
+pub const TEMPLATES: [&str; 7] = [
     "window_aggregate",
     "filter_alert",
     "interval_join",
     "cep",
     "sync",
+    "deduplicate",
     "sql",
 ];
 
@@ -92,6 +94,7 @@ pub fn sink(def: &Definition, catalog: &Catalog) -> Result<Option<SinkInfo>, Pip
         Params::IntervalJoin(p) => p.sink.clone(),
         Params::Cep(p) => p.sink.clone(),
         Params::Sync(p) => p.sink.clone(),
+        Params::Deduplicate(p) => p.sink.clone(),
         Params::Sql(_) => return Ok(None),
     };
     let (_, cols) = render_full(def, catalog)?;
@@ -120,6 +123,7 @@ fn render_full(
         Params::IntervalJoin(p) => templates::interval_join::render(&mut cx, p)?,
         Params::Cep(p) => templates::cep::render(&mut cx, p)?,
         Params::Sync(p) => templates::sync::render(&mut cx, p)?,
+        Params::Deduplicate(p) => templates::deduplicate::render(&mut cx, p)?,
         Params::Sql(p) => templates::sql::render(&mut cx, p)?,
     }
     Ok((cx.script, cx.sink_cols))

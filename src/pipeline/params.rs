@@ -4,8 +4,9 @@
 //! in its file under `templates/`.
 use super::error::PipelineError;
 use super::templates::{
-    cep::CepParams, filter_alert::FilterAlertParams, interval_join::IntervalJoinParams,
-    sql::SqlParams, sync::SyncParams, window_aggregate::WindowAggregateParams,
+    cep::CepParams, deduplicate::DeduplicateParams, filter_alert::FilterAlertParams,
+    interval_join::IntervalJoinParams, sql::SqlParams, sync::SyncParams,
+    window_aggregate::WindowAggregateParams,
 };
 use super::TEMPLATES;
 use crate::datasource::ErrorClass;
@@ -64,6 +65,7 @@ pub enum Params {
     IntervalJoin(IntervalJoinParams),
     Cep(CepParams),
     Sync(SyncParams),
+    Deduplicate(DeduplicateParams),
     Sql(SqlParams),
 }
 
@@ -125,6 +127,7 @@ impl Params {
             "interval_join" => Params::IntervalJoin(from_json(pipeline, "params", params)?),
             "cep" => Params::Cep(from_json(pipeline, "params", params)?),
             "sync" => Params::Sync(from_json(pipeline, "params", params)?),
+            "deduplicate" => Params::Deduplicate(from_json(pipeline, "params", params)?),
             "sql" => Params::Sql(from_json(pipeline, "params", params)?),
             other => {
                 let hint =
@@ -153,6 +156,7 @@ impl Params {
             Params::IntervalJoin(p) => serde_json::to_value(p),
             Params::Cep(p) => serde_json::to_value(p),
             Params::Sync(p) => serde_json::to_value(p),
+            Params::Deduplicate(p) => serde_json::to_value(p),
             Params::Sql(p) => serde_json::to_value(p),
         };
         r.unwrap_or(Value::Null)
@@ -179,6 +183,10 @@ impl Params {
                 ("params.sink".into(), Role::Sink, &mut p.sink),
             ],
             Params::Sync(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
+            Params::Deduplicate(p) => vec![
                 ("params.source".into(), Role::Source, &mut p.source),
                 ("params.sink".into(), Role::Sink, &mut p.sink),
             ],

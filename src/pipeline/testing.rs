@@ -1,6 +1,7 @@
 //! Test helpers shared by the pipeline tests: the documented examples
 //! (tests/pipelines/examples.json) and their catalog, rendering an example, the golden-script
-//! check of a template's examples (tests/golden/<name>.sql), and table-driven error cases.
+//! check of a template's examples (tests/golden/<name>.sql), table-driven error cases, and the
+//! statement [`shape`] the injection property tests compare.
 use super::*;
 use crate::datasource::{self, Kind};
 use serde_json::json;
@@ -116,4 +117,37 @@ pub fn assert_errors(cases: Vec<(&str, Mutation, &str)>) {
         );
         assert!(!e.hint.is_empty());
     }
+}
+
+/// The script with every quoted token ('...', `...`) and comment replaced by a placeholder: the
+/// statement "shape". An injected value that escaped its quotes would change it.
+pub fn shape(script: &str) -> String {
+    let mut out = String::new();
+    let mut chars = script.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '`' => {
+                while let Some(q) = chars.next() {
+                    if q == c {
+                        if chars.peek() == Some(&c) {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                out.push(if c == '\'' { 'S' } else { 'I' });
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for l in chars.by_ref() {
+                    if l == '\n' {
+                        break;
+                    }
+                }
+                out.push('\n');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }

@@ -103,7 +103,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &FilterAlertParams) -> Result<(), Pipeline
 #[cfg(test)]
 mod tests {
     use crate::core::script::split_statements;
-    use crate::pipeline::testing::{catalog, check_golden, render_example};
+    use crate::pipeline::testing::{catalog, check_golden, render_example, shape};
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
@@ -115,39 +115,6 @@ mod tests {
     // ------------------------------------------------------------------------------------------
     // property test: no value escapes its position
     // ------------------------------------------------------------------------------------------
-
-    /// The script with every quoted token ('...', `...`) and comment replaced by a placeholder: the
-    /// statement "shape". An injected value that escaped its quotes would change it.
-    fn shape(script: &str) -> String {
-        let mut out = String::new();
-        let mut chars = script.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\'' | '`' => {
-                    while let Some(q) = chars.next() {
-                        if q == c {
-                            if chars.peek() == Some(&c) {
-                                chars.next();
-                            } else {
-                                break;
-                            }
-                        }
-                    }
-                    out.push(if c == '\'' { 'S' } else { 'I' });
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    for l in chars.by_ref() {
-                        if l == '\n' {
-                            break;
-                        }
-                    }
-                    out.push('\n');
-                }
-                _ => out.push(c),
-            }
-        }
-        out
-    }
 
     fn fuzz_pipeline(name: &str, col: &str, value: &str, topic_suffix: &str, alias: &str) -> Value {
         json!({

@@ -2,6 +2,7 @@
 //! INSERT into the rendering context) and its tests, including the golden scripts of its
 //! documented examples (tests/pipelines/examples.json → tests/golden/<name>.sql).
 pub mod cep;
+pub mod deduplicate;
 pub mod filter_alert;
 pub mod interval_join;
 pub mod sql;
