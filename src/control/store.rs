@@ -229,10 +229,15 @@ pub fn transition(
             job.into(),
             state.as_str().to_string().into(),
             jid.map(str::to_string).into(),
-            detail.map(str::to_string).into(),
-            error.map(str::to_string).into(),
+            detail.map(cap).into(),
+            error.map(cap).into(),
         ],
     )
+}
+
+/// Every text stored on a job or event is capped (the full text was logged where it arose).
+fn cap(s: &str) -> String {
+    crate::core::messages::ellipsis(s, crate::flink::trace::MAX_SHOWN)
 }
 
 /// Starts a new job row for the pipeline (consuming a pending restart/savepoint request).
