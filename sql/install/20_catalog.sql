@@ -44,9 +44,10 @@ SELECT pg_catalog.pg_extension_config_dump('flink.datasource_secret', '');
 -- Views (secrets masked)
 -- ------------------------------------------------------------------------------------------
 CREATE VIEW flink.clusters AS
-  SELECT c.name, c.gateway_url, c.rest_url, c.options, c.is_default, c.version, c.created_at, c.updated_at
-  FROM flink.cluster c WHERE NOT c.dropping;
-COMMENT ON VIEW flink.clusters IS 'Registered Flink clusters.';
+  SELECT c.name, c.gateway_url, c.rest_url, c.options, c.is_default, c.version, c.created_at, c.updated_at,
+         c.dropping
+  FROM flink.cluster c;
+COMMENT ON VIEW flink.clusters IS 'Registered Flink clusters; dropping: removed by drop_cluster(cascade => true) once its pipelines'' jobs have stopped.';
 
 CREATE VIEW flink.datasources AS
   SELECT d.name, d.kind,

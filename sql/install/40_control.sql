@@ -349,10 +349,12 @@ $fn$;
 CREATE FUNCTION flink_internal.job_stop_progress(job_id bigint, trigger text, attempts integer, retry_in_ms bigint)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $fn$
-  UPDATE flink.job j SET stop_trigger = trigger, stop_attempts = attempts,
-         stop_next_at = CASE WHEN retry_in_ms IS NULL THEN NULL ELSE now() + make_interval(secs => retry_in_ms / 1000.0) END,
+  -- Parameters qualified: flink.job has an "attempts" column (submission attempts) too.
+  UPDATE flink.job j SET stop_trigger = job_stop_progress.trigger, stop_attempts = job_stop_progress.attempts,
+         stop_next_at = CASE WHEN job_stop_progress.retry_in_ms IS NULL THEN NULL
+                             ELSE now() + make_interval(secs => job_stop_progress.retry_in_ms / 1000.0) END,
          updated_at = now()
-   WHERE j.id = job_id
+   WHERE j.id = job_stop_progress.job_id
 $fn$;
 
 -- Details read from Flink when a job changed: its restart count and last-modification time.

@@ -19,6 +19,9 @@ const DONE: &str = "done:";
 const CANCEL: &str = "cancel";
 const RETRY: &str = "retry";
 
+/// How long one savepoint attempt may take before it counts as failed.
+const SAVEPOINT_DEADLINE_MS: i64 = 60_000;
+
 /// Backoff before savepoint attempt `n + 1`: 2 s doubling, at most 30 s.
 fn savepoint_backoff_ms(attempts: i32) -> i64 {
     (2_000i64 << attempts.clamp(1, 5).saturating_sub(1)).min(30_000)
@@ -157,6 +160,18 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// The job's state in this tick's `/jobs/overview`.
+    fn flink_state(&self, it: &PipelineRow, jid: &str) -> Option<String> {
+        let rest = it.rest_url.as_deref()?;
+        self.overviews
+            .get(rest)?
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|j| j.jid == jid)
+            .map(|j| j.state.clone())
+    }
+
     fn overview_modified(&self, it: &PipelineRow, jid: &str) -> Option<i64> {
         let rest = it.rest_url.as_deref()?;
         self.overviews
@@ -209,9 +224,12 @@ impl Worker<'_> {
     ) -> Result<(), String> {
         let jm = self.jobmanager(it)?;
         match self.rt.block_on(jm.stop_with_savepoint(jid, it.drain)) {
-            Ok(trigger) => {
-                store::stop_progress(id, &format!("{SAVEPOINT}{trigger}"), done + 1, None)
-            }
+            Ok(trigger) => store::stop_progress(
+                id,
+                &format!("{SAVEPOINT}{trigger}"),
+                done + 1,
+                Some(SAVEPOINT_DEADLINE_MS),
+            ),
             Err(e) => self.savepoint_failed(it, id, jid, done + 1, &e),
         }
     }
@@ -295,6 +313,32 @@ impl Worker<'_> {
                 Ok(Some(path)) => {
                     store::savepoint(&it.pipeline, job.id, &path)?;
                     store::stop_progress(job.id, &format!("{DONE}{path}"), job.stop_attempts, None)
+                }
+                // A job Flink keeps restarting cannot take a savepoint (not all of its tasks
+                // run): count the attempt as failed rather than wait for it.
+                Ok(None)
+                    if self.flink_state(it, jid).is_some_and(|s| {
+                        matches!(
+                            s.as_str(),
+                            "RESTARTING" | "FAILING" | "CREATED" | "INITIALIZING"
+                        )
+                    }) =>
+                {
+                    let why = RestError::Status {
+                        service: crate::flink::Service::JobManager,
+                        url: it.rest_url.clone().unwrap_or_default(),
+                        status: 409,
+                        message: "the job is restarting: not all of its tasks run, so no savepoint can complete".into(),
+                    };
+                    self.savepoint_failed(it, job.id, jid, job.stop_attempts, &why)
+                }
+                Ok(None) if job.stop_due => {
+                    let why = RestError::Timeout {
+                        service: crate::flink::Service::JobManager,
+                        url: it.rest_url.clone().unwrap_or_default(),
+                        timeout_ms: SAVEPOINT_DEADLINE_MS as u64,
+                    };
+                    self.savepoint_failed(it, job.id, jid, job.stop_attempts, &why)
                 }
                 Ok(None) => Ok(()),
                 Err(e) => self.savepoint_failed(it, job.id, jid, job.stop_attempts, &e),

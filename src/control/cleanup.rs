@@ -96,11 +96,11 @@ impl Worker<'_> {
         let live = self.dropped_jobs(snap, &drop.pipeline);
         let trigger = drop.stop_trigger.as_deref();
         let Some((rest, job)) = live.first() else {
-            // Nothing (or nothing more) runs: record the savepoint the stop took, if any.
-            let path = match (trigger, snap.clusters.first()) {
-                (Some(t), _) if t.starts_with("done:") => {
-                    t.strip_prefix("done:").map(str::to_string)
-                }
+            // Nothing (or nothing more) runs: record the savepoint the stop took, if any (the
+            // job may have ended before the trigger was polled: ask Flink now).
+            let path = match trigger {
+                Some(t) if t.starts_with("done:") => t.strip_prefix("done:").map(str::to_string),
+                Some(t) if t.starts_with("sp:") => self.savepoint_of(snap, &t[3..]),
                 _ => None,
             };
             let detail = match (&path, trigger) {
@@ -142,6 +142,18 @@ impl Worker<'_> {
             return store::drop_progress(drop.id, &format!("cancel: {detail}"));
         }
         Ok(())
+    }
+
+    /// The path of a completed stop-with-savepoint (`<jid>:<trigger>`), asked of every cluster.
+    fn savepoint_of(&self, snap: &Snapshot, jid_trigger: &str) -> Option<String> {
+        let (jid, trigger) = jid_trigger.split_once(':')?;
+        snap.clusters.iter().find_map(|c| {
+            let jm = JobManager::new(&c.rest_url, gucs::http_limits()).ok()?;
+            self.rt
+                .block_on(jm.savepoint_status(jid, trigger))
+                .ok()
+                .flatten()
+        })
     }
 
     /// Cancels a job; the text to record.

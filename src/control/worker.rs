@@ -96,6 +96,8 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
     // When pg_flink went missing here (a restore that is not one transaction drops and creates
     // it again within moments): only a drop that lasts is one.
     let mut missing_since: Option<std::time::Instant> = None;
+    let mut cluster_gone: std::collections::BTreeMap<String, std::time::Instant> =
+        std::collections::BTreeMap::new();
     loop {
         if stopping() {
             break;
@@ -109,14 +111,21 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tick(&rt))) {
             Ok(Some(clusters)) => {
                 missing_since = None;
-                // Jobs left on clusters this database no longer has are nobody's: stop them.
+                // Jobs left on clusters this database no longer has (for longer than a restore
+                // takes) are nobody's: stop them. Until then the registry keeps those URLs.
+                let mut kept = clusters.clone();
                 if let Some(old) = &served {
-                    let gone: Vec<String> = old
-                        .clusters
-                        .iter()
-                        .filter(|u| !clusters.contains(u))
-                        .cloned()
-                        .collect();
+                    let mut gone = Vec::new();
+                    for u in old.clusters.iter().filter(|u| !clusters.contains(u)) {
+                        let since = *cluster_gone
+                            .entry(u.clone())
+                            .or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= EXTENSION_GRACE * 2 {
+                            gone.push(u.clone());
+                        } else {
+                            kept.push(u.clone());
+                        }
+                    }
                     if !gone.is_empty() {
                         let left = registry::Entry {
                             clusters: gone,
@@ -127,11 +136,12 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
                         });
                     }
                 }
+                cluster_gone.retain(|u, _| kept.contains(u) && !clusters.contains(u));
                 let entry = registry::Entry {
                     oid: oid.to_u32(),
                     name: name.clone(),
                     pid: me,
-                    clusters,
+                    clusters: kept,
                 };
                 if served.as_ref() != Some(&entry) {
                     registry::write(&entry);
