@@ -138,6 +138,15 @@ def cancel_jobs(jobs):
             cancel_flink_job(j["jid"])
 
 
+def root_exception(jid, limit=300):
+    """The first line of Flink's root exception of a job ('' if none or unreadable)."""
+    try:
+        text = requests.get(f"{REST_URL}/jobs/{jid}/exceptions", timeout=10).json().get("root-exception") or ""
+    except (requests.RequestException, ValueError):
+        return ""
+    return text.strip().splitlines()[0][:limit] if text.strip() else ""
+
+
 def slots_available():
     return requests.get(REST_URL + "/overview", timeout=10).json().get("slots-available")
 
@@ -717,7 +726,8 @@ class Checker:
                     if not same:
                         out.append(f"(iv) {where} actual is {row['actual']}, the JobManager says {flink_state}")
                     elif not p.crash and row["actual"] != "RUNNING":
-                        out.append(f"settle: {where} wants to run, is {row['actual']}")
+                        why = root_exception(live[0]["jid"]) if flink_state != "RUNNING" else ""
+                        out.append(f"settle: {where} wants to run, is {row['actual']}" + (f" (Flink: {why})" if why else ""))
                     if p.expect_version is not None and row["running_version"] != p.expect_version:
                         out.append(f"model: {where} runs v{row['running_version']}, started/restarted at v{p.expect_version}")
                     if p.replaced_job is not None and row["flink_job_id"] == p.replaced_job:

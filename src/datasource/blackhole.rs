@@ -2,8 +2,8 @@
 //! without a real sink or measuring a pipeline's throughput. No options, no client; it cannot
 //! be read from or described.
 use super::schema::OptSpec;
-use super::{DatasourceKind, Described, ErrorClass, Source, SourceError, SourceErrorKind};
-use crate::pipeline::{ConnectorUse, PipelineError, Role};
+use super::{DatasourceKind, Described, Source, SourceError, SourceErrorKind};
+use crate::pipeline::{ConnectorUse, PipelineError};
 
 /// The blackhole kind.
 pub struct Blackhole;
@@ -29,18 +29,8 @@ impl DatasourceKind for Blackhole {
         ))
     }
 
-    fn flink_options(table: &ConnectorUse) -> Result<Vec<(String, String)>, PipelineError> {
-        if table.role == Role::Source {
-            return Err(table.error(
-                ErrorClass::WrongObjectType,
-                "datasource",
-                format!(
-                    "datasource \"{}\" is a blackhole, which can only be a sink",
-                    table.table.datasource
-                ),
-                "Read from a Kafka topic or a Postgres/MySQL table instead.",
-            ));
-        }
+    /// Only called for sinks (`SINK_ONLY`).
+    fn flink_options(_table: &ConnectorUse) -> Result<Vec<(String, String)>, PipelineError> {
         Ok(vec![("connector".into(), "blackhole".into())])
     }
 }
@@ -55,7 +45,7 @@ mod tests {
         let cases: Vec<(&str, Mutation, &str)> = vec![(
             "big_orders_dry_run",
             Box::new(|p| p["params"]["source"]["datasource"] = json!("blackhole_local")),
-            "params.source.datasource: datasource \"blackhole_local\" is a blackhole, which can only be a sink",
+            "params.source.datasource: datasource \"blackhole_local\" is blackhole, which can only be a sink",
         )];
         assert_errors(cases);
     }

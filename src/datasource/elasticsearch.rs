@@ -3,8 +3,7 @@
 //! and the Flink `elasticsearch-7` sink connector options.
 use super::schema::{opt, req, secret, OptSpec, OptType, TIMEOUT};
 use super::{Column, DatasourceKind, Described, Source, SourceError, SourceErrorKind};
-use crate::datasource::ErrorClass;
-use crate::pipeline::{ConnectorUse, PipelineError, Role};
+use crate::pipeline::{ConnectorUse, PipelineError};
 use serde_json::{Map, Value};
 
 /// The Elasticsearch kind.
@@ -35,17 +34,7 @@ impl DatasourceKind for Elasticsearch {
     }
 
     fn flink_options(table: &ConnectorUse) -> Result<Vec<(String, String)>, PipelineError> {
-        if table.role == Role::Source {
-            return Err(table.error(
-                ErrorClass::WrongObjectType,
-                "datasource",
-                format!(
-                    "datasource \"{}\" is elasticsearch, which can only be a sink",
-                    table.table.datasource
-                ),
-                "Flink has no Elasticsearch source connector: read from Kafka or Postgres instead.",
-            ));
-        }
+        // Never a source (SINK_ONLY): Kind::flink_options refuses that before calling here.
         let index = table.object();
         if index.contains(['/', '?', '#', ' ', '\\', '"', ',', '*']) {
             return Err(table.invalid(

@@ -183,6 +183,18 @@ impl Kind {
         self,
         table: &ConnectorUse,
     ) -> Result<Vec<(String, String)>, PipelineError> {
+        if table.role == crate::pipeline::Role::Source && self.sink_only() {
+            return Err(table.error(
+                ErrorClass::WrongObjectType,
+                "datasource",
+                format!(
+                    "datasource \"{}\" is {}, which can only be a sink",
+                    table.table.datasource,
+                    self.as_str()
+                ),
+                "Flink has no source connector for it: read from a Kafka topic or a Postgres/MySQL table instead.",
+            ));
+        }
         dispatch!(self, K => K::flink_options(table))
     }
 }
