@@ -12,7 +12,8 @@ echo "=== fresh database pg_flink_demo (cancelling Flink jobs of an earlier demo
 for jid in $(curl -fsS --max-time 5 http://127.0.0.1:8081/jobs/overview | python3 -c '
 import json, sys
 for j in json.load(sys.stdin)["jobs"]:
-    if j["name"].startswith("pg_flink/pg_flink_demo/") and j["state"] not in ("FINISHED", "FAILED", "CANCELED"):
+    parts = j["name"].split("/")  # pg_flink/<sysid>/<db oid>/<db name>/<pipeline>/v<n>
+    if len(parts) == 6 and parts[0] == "pg_flink" and parts[3] == "pg_flink_demo" and j["state"] not in ("FINISHED", "FAILED", "CANCELED"):
         print(j["jid"])'); do
   curl -fsS --max-time 5 -X PATCH "http://127.0.0.1:8081/jobs/$jid?mode=cancel" >/dev/null || true
 done
