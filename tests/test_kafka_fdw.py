@@ -146,6 +146,12 @@ def test_bad_messages_in_all_three_modes(conn, kdb):
     assert rows[1][3].startswith("partition 0 offset 1: value is not JSON")
     assert rows[2][3] == 'partition 0 offset 2: field id: value "many" does not fit type integer'
     assert conn.execute("SELECT _offset FROM kbad_skip ORDER BY 1").fetchall() == [(0,), (3,), (4,)]
+    # _error means the same whatever else the query reads (it used to depend on the projection).
+    bad = [(1,), (2,)]
+    assert conn.execute("SELECT _offset FROM kbad_null WHERE _error IS NOT NULL ORDER BY 1").fetchall() == bad
+    assert conn.execute("SELECT count(*) FROM kbad_null WHERE _error IS NOT NULL").fetchone()[0] == 2
+    assert conn.execute("SELECT _offset, _error IS NOT NULL FROM kbad_null ORDER BY 1").fetchall() == \
+        [(0, False), (1, True), (2, True), (3, False), (4, False)]
     with pytest.raises(psycopg.errors.FdwInvalidDataType) as e:
         conn.execute("SELECT * FROM kbad_error").fetchall()
     assert f'topic "{topic}" partition 0 offset 1: partition 0 offset 1: value is not JSON' in str(e.value)

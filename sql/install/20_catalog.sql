@@ -90,8 +90,9 @@ BEGIN
     RETURN QUERY SELECT register_cluster.name, 1, true;
     RETURN;
   END IF;
+  -- Registering a cluster that drop_cluster(cascade) is removing keeps it (it is not dropped).
   IF cur.gateway_url = v->>'gateway_url' AND cur.rest_url = v->>'rest_url'
-     AND cur.options = opts AND cur.is_default = make_default THEN
+     AND cur.options = opts AND cur.is_default = make_default AND NOT cur.dropping THEN
     RETURN QUERY SELECT cur.name, cur.version, false;
     RETURN;
   END IF;
@@ -100,7 +101,7 @@ BEGIN
   END IF;
   UPDATE flink.cluster c
      SET gateway_url = v->>'gateway_url', rest_url = v->>'rest_url', options = opts,
-         is_default = make_default, version = c.version + 1, updated_at = now()
+         is_default = make_default, dropping = false, version = c.version + 1, updated_at = now()
    WHERE c.name = cur.name;
   RETURN QUERY SELECT cur.name, cur.version + 1, true;
 END

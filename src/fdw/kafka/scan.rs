@@ -82,9 +82,15 @@ impl KafkaScan {
         let topic = topic(&table)?;
         let kinds = codec::col_kinds(&table);
         let on_error = OnError::parse(table.opt("on_error"));
-        // With on_error skip/error, whether a message is bad must not depend on the columns a
-        // query reads (count(*) and SELECT * see the same rows): decode every column then.
-        let decoded: Vec<i16> = if on_error == OnError::Null {
+        // Whether a message is bad must not depend on the columns a query reads: with
+        // on_error skip/error (count(*) and SELECT * see the same rows), and whenever `_error`
+        // is read (it says why the message does not decode, whatever else is selected), every
+        // column is decoded.
+        let reads_error = req
+            .wanted
+            .iter()
+            .any(|a| kinds.iter().any(|(n, k)| n == a && *k == ColKind::Error));
+        let decoded: Vec<i16> = if on_error == OnError::Null && !reads_error {
             req.wanted.clone()
         } else {
             kinds.iter().map(|(a, _)| *a).collect()

@@ -22,6 +22,9 @@ SELECT flink.drop_cluster('ccl', cascade => true);
 SELECT pipeline, desired FROM flink.pipeline_status;
 SELECT name FROM flink.clusters;
 SELECT count(*) AS clusters_waiting_to_be_dropped FROM flink.cluster WHERE dropping;
+-- Registering it again keeps it: it is no longer being dropped.
+SELECT * FROM flink.register_cluster('ccl', 'http://127.0.0.1:1', 'http://127.0.0.1:2', '{"timeout_ms": 200}');
+SELECT name, dropping FROM flink.clusters ORDER BY name;
 -- A dropped pipeline is recorded for the worker to stop its job; a rolled-back drop is not.
 BEGIN;
 SELECT flink.drop_pipeline('cp');
