@@ -158,6 +158,27 @@ def test_bad_messages_in_all_three_modes(conn, kdb):
     assert e.value.diag.message_hint and "on_error" in e.value.diag.message_hint
 
 
+def test_values_postgres_would_refuse_are_errors_not_silent_changes(conn, kdb):
+    topic = unique("it_kstrict")
+    create_topic(topic, 1)
+    bad = [b'{"i8": 9223372036854775808}', b'{"i8": 1e19}', b'{"d": "2024-02-30"}', b'{"f8": 1e400}',
+           b'{"f4": 1e39}', b'{"t": "a\\u0000b"}', b'42', b'[1, 2]']
+    good = [b'{"i8": 9223372036854775807, "d": "2024-02-29", "f8": 1.5, "f4": 1e38, "t": "ok",'
+            b' "ts": "2024-05-01T10:00:00.1234567Z"}']
+    produce(topic, [dict(value=v) for v in bad + good])
+    for mode in ("null", "skip"):
+        conn.execute(f"CREATE FOREIGN TABLE kstrict_{mode} (_offset bigint, i8 bigint, d date, f8 float8, f4 real,"
+                     f" t text, ts timestamptz, _error text) SERVER kfdw_it OPTIONS (topic '{topic}', on_error '{mode}')")
+    rows = conn.execute("SELECT _offset, _error FROM kstrict_null ORDER BY _offset").fetchall()
+    assert [r[0] for r in rows if r[1] is not None] == list(range(len(bad))), rows
+    assert rows[-1][1] is None
+    # A 7-digit fraction rounds as Postgres' own input does.
+    ts = conn.execute("SELECT ts = '2024-05-01T10:00:00.123457Z'::timestamptz, i8, d FROM kstrict_null"
+                      " WHERE _error IS NULL").fetchone()
+    assert ts == (True, 9223372036854775807, __import__("datetime").date(2024, 2, 29))
+    assert conn.execute("SELECT _offset FROM kstrict_skip").fetchall() == [(len(bad),)]
+
+
 def test_insert_produces_confirmed_messages_read_back_by_a_real_consumer(conn, kdb):
     topic = unique("it_kins")
     create_topic(topic, 2)

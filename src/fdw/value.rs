@@ -149,9 +149,20 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
         },
         PgType::Int2 | PgType::Int4 | PgType::Int8 => {
             let i = match v {
-                Value::Number(n) => n
-                    .as_i64()
-                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+                // A float is taken only when it is a whole number inside i64's range (`as`
+                // would saturate 1e19 to i64::MAX); larger integers are out of range.
+                Value::Number(n) if n.is_u64() && n.as_i64().is_none() => {
+                    return Err(Mismatch(format!(
+                        "value {n} is out of range for type {}",
+                        ty.sql()
+                    )))
+                }
+                Value::Number(n) => n.as_i64().or_else(|| {
+                    let range = -(2f64.powi(63))..2f64.powi(63);
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && range.contains(f))
+                        .map(|f| f as i64)
+                }),
                 Value::String(s) => s.trim().parse::<i64>().ok(),
                 _ => None,
             }
@@ -169,17 +180,27 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
             }
             Val::Int(i)
         }
-        PgType::Float4 | PgType::Float8 => match v {
-            Value::Number(n) => Val::Float(n.as_f64().ok_or_else(bad)?),
-            Value::String(s) => Val::Float(s.trim().parse::<f64>().map_err(|_| bad())?),
-            _ => return Err(bad()),
-        },
+        PgType::Float4 | PgType::Float8 => {
+            let f = match v {
+                Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+                // Postgres' own input accepts NaN and ±Infinity spelled out.
+                Value::String(s) => s.trim().parse::<f64>().map_err(|_| bad())?,
+                _ => return Err(bad()),
+            };
+            float_in_range(f, ty, matches!(v, Value::String(_)))?
+        }
         PgType::Numeric => match v {
             Value::Number(n) => Val::Numeric(n.to_string()),
             Value::String(s) if s.trim().parse::<f64>().is_ok() => Val::Numeric(s.trim().into()),
             _ => return Err(bad()),
         },
         PgType::Text => match v {
+            // Postgres text cannot hold NUL (its input refuses \u0000 too).
+            Value::String(s) if s.contains('\0') => {
+                return Err(Mismatch(
+                    "value contains \\u0000, which text cannot hold".to_string(),
+                ))
+            }
             Value::String(s) => Val::Text(s.clone()),
             other => Val::Text(other.to_string()),
         },
@@ -232,6 +253,23 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
     })
 }
 
+/// A float that fits `ty` as Postgres' input would take it: a JSON number must be finite (JSON
+/// has no infinities; 1e400 overflows) and, for `real`, within its range.
+fn float_in_range(f: f64, ty: &PgType, spelled: bool) -> Result<Val, Mismatch> {
+    let too_big = if f.is_finite() {
+        *ty == PgType::Float4 && f.abs() > f32::MAX as f64
+    } else {
+        !spelled
+    };
+    if too_big {
+        return Err(Mismatch(format!(
+            "value is out of range for type {}",
+            ty.sql()
+        )));
+    }
+    Ok(Val::Float(f))
+}
+
 /// Converts the JSON text of one value (a field of a message) to column type `ty`, without
 /// building a `serde_json::Value` for the common scalar cases. Same results as [`from_json`].
 pub fn from_json_text(t: &str, ty: &PgType) -> Result<Val, Mismatch> {
@@ -243,7 +281,17 @@ pub fn from_json_text(t: &str, ty: &PgType) -> Result<Val, Mismatch> {
             Some(Val::Text(t[1..t.len() - 1].to_string()))
         }
         (PgType::Int8, _) if number => t.parse::<i64>().ok().map(Val::Int),
-        (PgType::Float8 | PgType::Float4, _) if number => t.parse::<f64>().ok().map(Val::Float),
+        // Finite and in range only; anything else takes the slow path and its error.
+        (PgType::Float8, _) if number => t
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Val::Float),
+        (PgType::Float4, _) if number => t
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && f.abs() <= f32::MAX as f64)
+            .map(Val::Float),
         (PgType::Numeric, _) if number => Some(Val::Numeric(t.to_string())),
         (PgType::Timestamptz | PgType::Timestamp, Some(b'"'))
             if !t.contains('\\') && t.len() >= 2 =>
@@ -438,6 +486,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Parses ISO 8601 dates and date-times as Elasticsearch's `strict_date_optional_time` writes
 /// them: `2024-05-01`, `2024-05-01T10:00`, `2024-05-01T10:00:00.123Z`, `…+02:00`, `…+0200`,
 /// with a space allowed instead of `T`. No zone means UTC. Returns microseconds since 1970.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
 pub fn parse_datetime(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -453,7 +510,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
         return None;
     }
     let mut us = days_from_civil(y, mo as u32, d as u32) * 86_400_000_000;
@@ -483,11 +540,13 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
                 if frac.is_empty() {
                     return None;
                 }
+                // Microseconds, rounded half away from zero as Postgres rounds input.
                 let mut digits: String = frac.chars().take(6).collect();
                 while digits.len() < 6 {
                     digits.push('0');
                 }
-                us += digits.parse::<i64>().ok()?;
+                let round_up = frac.as_bytes().get(6).is_some_and(|c| *c >= b'5');
+                us += digits.parse::<i64>().ok()? + i64::from(round_up);
             }
         }
         match b.get(i) {
@@ -546,6 +605,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn values_postgres_would_refuse_are_errors_not_silently_changed() {
+        let big = serde_json::from_str::<Value>("9223372036854775808").unwrap();
+        assert!(from_json(&big, &PgType::Int8).is_err());
+        assert!(from_json_text("9223372036854775808", &PgType::Int8).is_err());
+        assert!(from_json_text("1e19", &PgType::Int8).is_err());
+        assert_eq!(
+            from_json_text("1e3", &PgType::Int8).unwrap(),
+            Val::Int(1000)
+        );
+        assert!(from_json_text("1e400", &PgType::Float8).is_err());
+        assert!(from_json_text("1e39", &PgType::Float4).is_err());
+        assert_eq!(
+            from_json_text("1e38", &PgType::Float4).unwrap(),
+            Val::Float(1e38)
+        );
+        assert!(
+            matches!(from_json_text("\"Infinity\"", &PgType::Float8), Ok(Val::Float(f)) if f.is_infinite())
+        );
+        assert!(from_json_text("\"2024-02-30\"", &PgType::Date).is_err());
+        assert!(from_json_text("\"2023-02-29\"", &PgType::Date).is_err());
+        assert!(from_json_text("\"2024-02-29\"", &PgType::Date).is_ok());
+        assert!(from_json_text("\"2024-04-31T00:00:00Z\"", &PgType::Timestamptz).is_err());
+        assert!(from_json_text("\"a\\u0000b\"", &PgType::Text).is_err());
+    }
+
+    #[test]
     fn dates_in_every_shape_elasticsearch_writes() {
         let base = 1_714_557_600_000_000i64; // 2024-05-01T10:00:00Z
         assert_eq!(parse_datetime("2024-05-01T10:00:00Z"), Some(base));
@@ -553,8 +638,13 @@ mod tests {
             parse_datetime("2024-05-01T10:00:00.5Z"),
             Some(base + 500_000)
         );
+        // Beyond microseconds Postgres rounds (half away from zero); so do we.
         assert_eq!(
             parse_datetime("2024-05-01T10:00:00.123456789Z"),
+            Some(base + 123_457)
+        );
+        assert_eq!(
+            parse_datetime("2024-05-01T10:00:00.1234564Z"),
             Some(base + 123_456)
         );
         assert_eq!(parse_datetime("2024-05-01T12:00:00+02:00"), Some(base));

@@ -156,12 +156,12 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
         if let Some(p) = m.payload {
             match serde_json::from_slice::<JsonFields>(p) {
                 Ok(o) => doc = Some(o),
-                // Valid JSON that is not an object has no fields (NULLs, no error).
-                Err(_) => {
-                    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(p) {
-                        errors.push(format!("value is not JSON: {e}"));
-                    }
-                }
+                // Valid JSON that is not an object has no fields to read columns from: an error
+                // too, so `_error` and on_error see it.
+                Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(p) {
+                    Err(e) => errors.push(format!("value is not JSON: {e}")),
+                    Ok(_) => errors.push("value is JSON but not an object".to_string()),
+                },
             }
         }
     }
