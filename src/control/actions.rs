@@ -4,7 +4,7 @@
 //! (trigger a savepoint, poll it, retry with backoff, fall back to cancel, and record STOPPED
 //! only once Flink reports the job ended), so no call here waits for Flink to finish anything.
 //! Every state change goes through [`store`].
-use super::decide::{Action, Tracked};
+use super::decide::{flink_state, Action, Tracked};
 use super::state::JobState;
 use super::store::{self, PipelineRow};
 use super::worker::Worker;
@@ -118,9 +118,8 @@ impl Worker<'_> {
         )
     }
 
-    fn jobmanager(&self, it: &PipelineRow) -> Result<JobManager, String> {
-        let rest = it.rest_url.as_deref().ok_or("no cluster")?;
-        JobManager::new(rest, gucs::http_limits()).map_err(|e| e.to_string())
+    fn jobmanager(&self, it: &PipelineRow) -> Result<&JobManager, String> {
+        self.jm(it.rest_url.as_deref().ok_or("no cluster")?)
     }
 
     /// The latest completed checkpoint (when a job changes state, and before it is stopped).
@@ -144,7 +143,9 @@ impl Worker<'_> {
     ) -> Result<(), String> {
         let jm = self.jobmanager(it)?;
         let restarts = self.rt.block_on(jm.restarts(jid)).ok().flatten();
-        let modified = self.overview_modified(it, jid);
+        let modified = self
+            .overview_job(it.rest_url.as_deref(), jid)
+            .map(|j| j.last_modification);
         let restarted = restarts.is_some_and(|r| r > 0)
             && it
                 .job
@@ -158,29 +159,6 @@ impl Worker<'_> {
             }
         }
         Ok(())
-    }
-
-    /// The job's state in this tick's `/jobs/overview`.
-    fn flink_state(&self, it: &PipelineRow, jid: &str) -> Option<String> {
-        let rest = it.rest_url.as_deref()?;
-        self.overviews
-            .get(rest)?
-            .as_ref()
-            .ok()?
-            .iter()
-            .find(|j| j.jid == jid)
-            .map(|j| j.state.clone())
-    }
-
-    fn overview_modified(&self, it: &PipelineRow, jid: &str) -> Option<i64> {
-        let rest = it.rest_url.as_deref()?;
-        self.overviews
-            .get(rest)?
-            .as_ref()
-            .ok()?
-            .iter()
-            .find(|j| j.jid == jid)
-            .map(|j| j.last_modification)
     }
 
     fn root_exception(&self, it: &PipelineRow, jid: &str) -> Option<String> {
@@ -317,12 +295,17 @@ impl Worker<'_> {
                 // A job Flink keeps restarting cannot take a savepoint (not all of its tasks
                 // run): count the attempt as failed rather than wait for it.
                 Ok(None)
-                    if self.flink_state(it, jid).is_some_and(|s| {
-                        matches!(
-                            s.as_str(),
-                            "RESTARTING" | "FAILING" | "CREATED" | "INITIALIZING"
-                        )
-                    }) =>
+                    if self
+                        .overview_job(it.rest_url.as_deref(), jid)
+                        .is_some_and(|j| {
+                            matches!(
+                                flink_state(&j.state),
+                                JobState::Restarting
+                                    | JobState::Failing
+                                    | JobState::Created
+                                    | JobState::Initializing
+                            )
+                        }) =>
                 {
                     let why = RestError::Status {
                         service: crate::flink::Service::JobManager,

@@ -110,7 +110,7 @@ impl Worker<'_> {
             };
             return store::drop_done(drop.id, path.as_deref(), &detail);
         };
-        let jm = JobManager::new(rest, gucs::http_limits()).map_err(|e| e.to_string())?;
+        let jm = self.jm(rest)?;
         if drop.with_savepoint {
             match trigger {
                 None => match self.rt.block_on(jm.stop_with_savepoint(&job.jid, false)) {
@@ -148,7 +148,7 @@ impl Worker<'_> {
     fn savepoint_of(&self, snap: &Snapshot, jid_trigger: &str) -> Option<String> {
         let (jid, trigger) = jid_trigger.split_once(':')?;
         snap.clusters.iter().find_map(|c| {
-            let jm = JobManager::new(&c.rest_url, gucs::http_limits()).ok()?;
+            let jm = self.jm(&c.rest_url).ok()?;
             self.rt
                 .block_on(jm.savepoint_status(jid, trigger))
                 .ok()
@@ -158,14 +158,14 @@ impl Worker<'_> {
 
     /// Cancels a job; the text to record.
     fn cancel_in(&self, rest: &str, jid: &str) -> String {
-        match JobManager::new(rest, gucs::http_limits()) {
+        match self.jm(rest) {
             Ok(jm) => match self.rt.block_on(jm.cancel(jid)) {
                 Ok(()) => format!("cancelled Flink job {jid}"),
                 Err(e) => {
                     super::actions::remote_error(&format!("cancel of Flink job {jid} failed"), &e)
                 }
             },
-            Err(e) => e.to_string(),
+            Err(e) => e,
         }
     }
 }

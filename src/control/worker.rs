@@ -200,6 +200,8 @@ pub fn system_identifier() -> u64 {
 pub struct Worker<'a> {
     pub(super) rt: &'a tokio::runtime::Runtime,
     pub(super) database: &'a Database,
+    /// One JobManager client per cluster for the whole tick (a client owns a connection pool).
+    pub(super) clients: BTreeMap<String, JobManager>,
     pub(super) overviews: BTreeMap<String, Result<Vec<OverviewJob>, RestError>>,
 }
 
@@ -222,23 +224,29 @@ thread_local! {
     static LAST_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
-/// One `/jobs/overview` per cluster.
-fn overviews(
-    rt: &tokio::runtime::Runtime,
-    urls: impl Iterator<Item = String>,
-) -> BTreeMap<String, Result<Vec<OverviewJob>, RestError>> {
-    let mut out = BTreeMap::new();
+/// A JobManager client and one `/jobs/overview` per cluster.
+type Clusters = (
+    BTreeMap<String, JobManager>,
+    BTreeMap<String, Result<Vec<OverviewJob>, RestError>>,
+);
+
+fn overviews(rt: &tokio::runtime::Runtime, urls: impl Iterator<Item = String>) -> Clusters {
+    let (mut clients, mut out) = (BTreeMap::new(), BTreeMap::new());
     for rest in urls {
         if out.contains_key(&rest) {
             continue;
         }
         let jobs = match JobManager::new(&rest, gucs::http_limits()) {
-            Ok(jm) => rt.block_on(jm.jobs_overview()),
+            Ok(jm) => {
+                let jobs = rt.block_on(jm.jobs_overview());
+                clients.insert(rest.clone(), jm);
+                jobs
+            }
             Err(e) => Err(e),
         };
         out.insert(rest, jobs);
     }
-    out
+    (clients, out)
 }
 
 /// One reconcile pass. Returns the clusters this database uses (remembered for the cleanup
@@ -262,15 +270,17 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Option<Vec<String>> {
     };
     LAST_ERROR.with(|last| last.borrow_mut().take());
     let urls: Vec<String> = snap.clusters.iter().map(|c| c.rest_url.clone()).collect();
+    let (clients, overviews) = overviews(
+        rt,
+        urls.iter()
+            .cloned()
+            .chain(snap.pipelines.iter().filter_map(|p| p.rest_url.clone())),
+    );
     let worker = Worker {
         rt,
         database: &snap.database,
-        overviews: overviews(
-            rt,
-            urls.iter()
-                .cloned()
-                .chain(snap.pipelines.iter().filter_map(|p| p.rest_url.clone())),
-        ),
+        clients,
+        overviews,
     };
     for row in &snap.pipelines {
         if stopping() {
@@ -285,6 +295,23 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Option<Vec<String>> {
 }
 
 impl Worker<'_> {
+    /// This tick's client of the JobManager at `rest`.
+    pub(super) fn jm(&self, rest: &str) -> Result<&JobManager, String> {
+        self.clients
+            .get(rest)
+            .ok_or_else(|| format!("the JobManager URL {rest} is not usable"))
+    }
+
+    /// A job as this tick's `/jobs/overview` of its cluster lists it.
+    pub(super) fn overview_job(&self, rest: Option<&str>, jid: &str) -> Option<&OverviewJob> {
+        self.overviews
+            .get(rest?)?
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|j| j.jid == jid)
+    }
+
     fn reconcile(&self, row: &PipelineRow) {
         let (Some(rest), Some(_)) = (&row.rest_url, &row.gateway_url) else {
             self.record_error(
