@@ -109,7 +109,9 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
         }
         let sysid = system_identifier();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tick(&rt))) {
-            Ok(Some(clusters)) => {
+            // Nothing can be concluded from a catalog that could not be read (it is logged).
+            Ok(Tick::Unreadable) => {}
+            Ok(Tick::Served(clusters)) => {
                 missing_since = None;
                 // Jobs left on clusters this database no longer has (for longer than a restore
                 // takes) are nobody's: stop them. Until then the registry keeps those URLs.
@@ -148,7 +150,7 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
                     served = Some(entry);
                 }
             }
-            Ok(None) => {
+            Ok(Tick::NotInstalled) => {
                 let since = *missing_since.get_or_insert_with(std::time::Instant::now);
                 if served.is_some() && since.elapsed() < EXTENSION_GRACE {
                     // Not yet: look again next poll.
@@ -249,11 +251,21 @@ fn overviews(rt: &tokio::runtime::Runtime, urls: impl Iterator<Item = String>) -
     (clients, out)
 }
 
-/// One reconcile pass. Returns the clusters this database uses (remembered for the cleanup
-/// after DROP EXTENSION), or None when the extension is not installed.
-pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Option<Vec<String>> {
+/// What one reconcile pass saw.
+pub(super) enum Tick {
+    /// pg_flink is installed; these are the REST URLs of the database's clusters (remembered
+    /// for the cleanup after DROP EXTENSION / DROP DATABASE).
+    Served(Vec<String>),
+    /// The catalog could not be read this time: nothing is known, nothing may be concluded.
+    Unreadable,
+    /// pg_flink is not installed in this database.
+    NotInstalled,
+}
+
+/// One reconcile pass.
+pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Tick {
     if !store::installed() {
-        return None;
+        return Tick::NotInstalled;
     }
     let snap = match store::snapshot() {
         Ok(s) => s,
@@ -265,7 +277,7 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Option<Vec<String>> {
                     *last.borrow_mut() = Some(e);
                 }
             });
-            return Some(Vec::new());
+            return Tick::Unreadable;
         }
     };
     LAST_ERROR.with(|last| last.borrow_mut().take());
@@ -284,14 +296,14 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Option<Vec<String>> {
     };
     for row in &snap.pipelines {
         if stopping() {
-            return Some(urls);
+            return Tick::Served(urls);
         }
         worker.reconcile(row);
     }
     if !stopping() {
         worker.cleanup(&snap);
     }
-    Some(urls)
+    Tick::Served(urls)
 }
 
 impl Worker<'_> {
