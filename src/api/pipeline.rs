@@ -143,9 +143,8 @@ mod flink_internal {
         }
         // Only the datasources this definition names are read (with their secrets, to describe
         // objects); the script is rendered with the secrets masked.
-        let named = Params::parse(&name, template, &params)
-            .map(|mut p| pipeline::referenced_datasources(&mut p))
-            .unwrap_or_default();
+        let mut p = Params::parse(&name, template, &params).unwrap_or_else(|e| raise_catalog(e, F));
+        let named = pipeline::referenced_datasources(&mut p);
         let catalog = stored::datasources(&named).unwrap_or_else(|e| {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -156,7 +155,6 @@ mod flink_internal {
         });
         let (cat, sources) = catalog_from_json(&catalog, F);
         let source_of = |ds: &str| sources.iter().find(|s| s.name == ds);
-        let mut p = Params::parse(&name, template, &params).unwrap_or_else(|e| raise_catalog(e, F));
 
         // Resolve missing columns from the datasources (once, at create time, so rendering
         // stays deterministic and offline).
@@ -211,10 +209,9 @@ mod flink_internal {
             version,
         };
         let script = pipeline::render(&def, &shown).unwrap_or_else(|e| raise_catalog(e, F));
-        let datasources = pipeline::referenced_datasources(&mut p);
         JsonB(json!({
             "params": normalised,
-            "datasources": datasources,
+            "datasources": named,
             "script_hash": pipeline::script_hash(&script),
         }))
     }
