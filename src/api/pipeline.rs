@@ -17,14 +17,7 @@ use serde_json::{json, Value};
 /// Catalog JSON `{name: {kind, options, secrets?}}` as the renderer takes it (secrets merged into
 /// the options; masked ones stay "***") and as `Source`s (to describe objects).
 fn catalog_from_json(v: &Value, funcname: &'static str) -> (Catalog, Vec<Source>) {
-    let (cat, _) = catalog_of(v).unwrap_or_else(|e| {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            e,
-            "Check flink.datasources.",
-            funcname,
-        )
-    });
+    let cat = catalog(v, funcname);
     let sources = v
         .as_object()
         .into_iter()
@@ -46,6 +39,18 @@ fn catalog_from_json(v: &Value, funcname: &'static str) -> (Catalog, Vec<Source>
         })
         .collect();
     (cat, sources)
+}
+
+/// The renderer's catalog of `{name: {kind, options, secrets?}}`.
+fn catalog(v: &Value, funcname: &'static str) -> Catalog {
+    catalog_of(v).map(|(cat, _)| cat).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e,
+            "Check flink.datasources.",
+            funcname,
+        )
+    })
 }
 
 /// A stored pipeline (masked unless `reveal`), or a clear error when it does not exist.
@@ -81,7 +86,7 @@ fn definition<'a>(p: &'a PipelineDef, database: &'a Database) -> Definition<'a> 
 
 /// Renders a stored pipeline from its own datasources.
 fn render_stored(p: &PipelineDef, funcname: &'static str) -> Script {
-    let (cat, _) = catalog_from_json(&p.datasources, funcname);
+    let cat = catalog(&p.datasources, funcname);
     let database = stored::this_database();
     pipeline::render_script(&definition(p, &database), &cat)
         .unwrap_or_else(|e| raise_catalog(e, funcname))
@@ -145,7 +150,7 @@ mod flink_internal {
         // objects); the script is rendered with the secrets masked.
         let mut p = Params::parse(&name, template, &params).unwrap_or_else(|e| raise_catalog(e, F));
         let named = pipeline::referenced_datasources(&mut p);
-        let catalog = stored::datasources(&named).unwrap_or_else(|e| {
+        let stored_datasources = stored::datasources(&named).unwrap_or_else(|e| {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 e,
@@ -153,7 +158,7 @@ mod flink_internal {
                 F,
             )
         });
-        let (cat, sources) = catalog_from_json(&catalog, F);
+        let (cat, sources) = catalog_from_json(&stored_datasources, F);
         let source_of = |ds: &str| sources.iter().find(|s| s.name == ds);
 
         // Resolve missing columns from the datasources (once, at create time, so rendering
@@ -244,7 +249,7 @@ mod flink {
     fn pipeline_sink(name: &str) -> Option<JsonB> {
         const F: &str = "flink.pipeline_sink";
         let p = stored_pipeline(name, false, F);
-        let (cat, _) = catalog_from_json(&p.datasources, F);
+        let cat = catalog(&p.datasources, F);
         let database = stored::this_database();
         let (sink, cols) = pipeline::sink(&definition(&p, &database), &cat)
             .unwrap_or_else(|e| raise_catalog(e, F))?;
