@@ -244,6 +244,9 @@ impl Source {
     /// A consumer that reads by assignment only: no group join, no offset commits.
     pub(crate) fn kafka_config(&self) -> rdkafka::ClientConfig {
         let mut c = self.kafka_base_config();
+        // assign() needs a group.id (librdkafka's consumer group handle), though nothing
+        // joins the group or commits to it. Closing such a consumer costs ~100 ms, which is
+        // why scans keep theirs in a per-backend pool (fdw/kafka/pool.rs).
         c.set("group.id", "pg_flink-metadata")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");

@@ -766,7 +766,12 @@ mod tests {
     #[test]
     fn values_back_to_json() {
         assert_eq!(Val::Ts(0).to_json(), json!("1970-01-01T00:00:00Z"));
-        assert_eq!(Val::Numeric("1.50".into()).to_json().to_string(), "1.5");
+        // Numbers keep their digits (serde_json arbitrary_precision): 1.50 stays 1.50.
+        assert_eq!(Val::Numeric("1.50".into()).to_json().to_string(), "1.50");
+        assert_eq!(
+            Val::Numeric("123456789012345678901234567890".into()).to_json().to_string(),
+            "123456789012345678901234567890"
+        );
         assert_eq!(Val::Float(f64::NAN).to_json(), Value::Null);
         assert_eq!(
             Val::Json(json!({"a": [1]})).to_text().unwrap(),

@@ -16,6 +16,7 @@
 mod batch;
 pub mod codec;
 pub mod plan;
+mod pool;
 mod scan;
 mod write;
 

@@ -3,6 +3,7 @@
 //! timestamp bounds, and the high watermark at that moment) and assigns those partitions to a
 //! consumer (no group join, no commits); it then decodes messages with [`codec`] until every
 //! range is done, failing if no message arrives within `timeout_ms`.
+use super::pool;
 use super::batch::Batch;
 use super::codec::{self, ColKind, Format, Msg, OnError};
 use super::plan::{self, Bounds, MetaCols};
@@ -46,6 +47,8 @@ pub struct KafkaScan {
     /// dropped first.
     batch: Option<Batch>,
     consumer: Option<BaseConsumer>,
+    /// The consumer's configuration as a [`pool`] key: it goes back to the pool at the end.
+    pool_key: String,
     ranges: Vec<Range>,
     open: usize,
     last_progress: Instant,
@@ -125,6 +128,7 @@ impl KafkaScan {
             req,
             cols,
             consumer: None,
+            pool_key: String::new(),
             ranges: vec![],
             open: 0,
             last_progress: Instant::now(),
@@ -139,9 +143,6 @@ impl KafkaScan {
     /// responsive.
     fn open(&mut self) -> Result<(), ErrorReport> {
         self.batch = None;
-        // A rescan reuses the consumer (a new one costs a connection, and closing one ~100 ms):
-        // the new assignment replaces the old, and librdkafka drops messages fetched for it.
-        let existing = self.consumer.take();
         let mut cfg = self.src.kafka_config();
         cfg.set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
@@ -155,6 +156,11 @@ impl KafkaScan {
                 "fetch.message.max.bytes",
                 (int_opt(&self.table, "batch_size", 1_048_576)).to_string(),
             );
+        // A rescan reuses the consumer, and a new scan takes an idle one of the backend's if
+        // it was built the same way (a new one costs threads, a connection and metadata): the
+        // new assignment replaces the old, and librdkafka drops messages fetched for it.
+        self.pool_key = pool::key(&cfg);
+        let existing = self.consumer.take().or_else(|| pool::take(&self.pool_key));
         let src = self.src.clone();
         let topic = self.topic.clone();
         let conds = self.req.conds.clone();
@@ -309,6 +315,16 @@ fn start_blocking(
             .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
     }
     Ok(Started { consumer, ranges })
+}
+
+impl Drop for KafkaScan {
+    fn drop(&mut self) {
+        // The batch holds a reference to the consumer's queue: release it first.
+        self.batch = None;
+        if let Some(c) = self.consumer.take() {
+            pool::give(std::mem::take(&mut self.pool_key), c);
+        }
+    }
 }
 
 impl Scan for KafkaScan {

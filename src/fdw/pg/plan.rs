@@ -313,7 +313,10 @@ unsafe fn plan_rel<W: Wrapper>(
         && (*parse).distinctClause.is_null()
         && (*parse).setOperations.is_null()
         && (*parse).havingQual.is_null()
-        && (*parse).rowMarks.is_null();
+        && (*parse).rowMarks.is_null()
+        // FETCH FIRST n ROWS WITH TIES returns more than n rows: the remote side cannot stop
+        // at n.
+        && (*parse).limitOption != pg_sys::LimitOption::LIMIT_OPTION_WITH_TIES;
     if single && plain && all_exact && sort_exact {
         let konst = |n: *mut pg_sys::Node| -> Option<Option<i64>> {
             if n.is_null() {
