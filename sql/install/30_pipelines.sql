@@ -106,10 +106,11 @@ BEGIN
   END IF;
   SELECT * INTO j FROM flink.job x WHERE x.pipeline = drop_pipeline.name ORDER BY x.id DESC LIMIT 1;
   IF NOT drop_pipeline.keep_results THEN
-    FOR t IN SELECT r.relid FROM flink.result_table r WHERE r.pipeline = drop_pipeline.name LOOP
-      IF EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = t.relid AND k.relkind = 'f') THEN
-        EXECUTE format('DROP FOREIGN TABLE %s', t.relid::regclass);
-      END IF;
+    -- Views (with_view => true) first: they depend on the foreign tables.
+    FOR t IN SELECT r.relid, k.relkind FROM flink.result_table r JOIN pg_class k ON k.oid = r.relid
+              WHERE r.pipeline = drop_pipeline.name AND k.relkind IN ('v', 'f')
+              ORDER BY k.relkind DESC LOOP
+      EXECUTE format(CASE t.relkind WHEN 'v' THEN 'DROP VIEW %s' ELSE 'DROP FOREIGN TABLE %s' END, t.relid::regclass);
     END LOOP;
   END IF;
   DELETE FROM flink.pipeline p WHERE p.name = drop_pipeline.name;
@@ -121,7 +122,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION flink.drop_pipeline(text, boolean, boolean, boolean) IS
-  'Removes a pipeline. A job still running is stopped by the worker after commit (cancelled, or with a savepoint when with_savepoint => true) and recorded in flink.dropped_pipelines; a rolled-back drop stops nothing. Results tables made by flink.expose_results are dropped too unless keep_results => true.';
+  'Removes a pipeline. A job still running is stopped by the worker after commit (cancelled, or with a savepoint when with_savepoint => true) and recorded in flink.dropped_pipelines; a rolled-back drop stops nothing. Results tables made by flink.expose_results (and their views made with with_view => true) are dropped too unless keep_results => true.';
 
 COMMENT ON TABLE flink.pipeline_datasource IS 'Which datasources each pipeline uses (flink.drop_datasource refuses while a pipeline uses one).';
 COMMENT ON FUNCTION flink.render(text, boolean) IS

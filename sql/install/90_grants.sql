@@ -27,7 +27,7 @@ GRANT EXECUTE ON FUNCTION
   flink.start(text, text),
   flink.stop(text, boolean, boolean, boolean),
   flink.restart(text),
-  flink.expose_results(text, text)
+  flink.expose_results(text, text, boolean)
 TO flink_admin;
 GRANT EXECUTE ON FUNCTION flink.wait(text, text, interval) TO flink_reader;
 GRANT SELECT ON flink.job TO flink_reader;

@@ -256,7 +256,7 @@ mod flink {
         let kind = cat.get(&sink.datasource).map(|d| d.kind.as_str());
         let columns: Vec<Value> = cols
             .iter()
-            .map(|(n, t)| json!({"name": n, "flink_type": t, "pg_type": crate::fdw::value::pg_type_for_flink(t)}))
+            .map(|(n, t)| json!({"name": n, "flink_type": t, "pg_type": crate::fdw::value::pg_type_for_declared_flink(t)}))
             .collect();
         Some(JsonB(json!({
             "datasource": sink.datasource,

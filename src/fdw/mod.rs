@@ -59,6 +59,8 @@ pub struct ColDef {
     pub ty: Option<PgType>,
     pub type_name: String,
     pub type_oid: u32,
+    /// The column's `atttypmod` (-1: none), e.g. `numeric(10,2)`, `timestamp(3)`.
+    pub typmod: i32,
     pub opts: Opts,
 }
 

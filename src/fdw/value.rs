@@ -25,6 +25,8 @@ pub enum PgType {
     Timestamptz,
     Timestamp,
     Date,
+    /// `time` (without time zone): microseconds since midnight.
+    Time,
     Bytea,
     Array(Box<PgType>),
 }
@@ -45,13 +47,16 @@ impl PgType {
             PgType::Timestamptz => "timestamptz".into(),
             PgType::Timestamp => "timestamp".into(),
             PgType::Date => "date".into(),
+            PgType::Time => "time".into(),
             PgType::Bytea => "bytea".into(),
             PgType::Array(e) => format!("{}[]", e.sql()),
         }
     }
 }
 
-/// A typed value. Timestamps are microseconds since the Unix epoch (UTC), dates days since it.
+/// A typed value. Timestamps are microseconds since the Unix epoch (UTC; for `timestamp`
+/// without time zone, the wall-clock time read as if it were UTC), dates days since it, times
+/// of day microseconds since midnight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Val {
     Null,
@@ -63,6 +68,7 @@ pub enum Val {
     Json(Value),
     Ts(i64),
     Date(i32),
+    Time(i64),
     Bytes(Vec<u8>),
     Array(Vec<Val>),
 }
@@ -84,6 +90,7 @@ impl Val {
             Val::Json(v) => v.clone(),
             Val::Ts(us) => Value::String(format_ts(*us)),
             Val::Date(d) => Value::String(format_date(*d)),
+            Val::Time(us) => Value::String(format_time(*us)),
             Val::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
             Val::Array(a) => Value::Array(a.iter().map(Val::to_json).collect()),
         }
@@ -235,6 +242,10 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
             }
             _ => return Err(bad()),
         },
+        PgType::Time => match v {
+            Value::String(s) => Val::Time(parse_time(s).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        },
         PgType::Bytea => match v {
             Value::String(s) => Val::Bytes(s.as_bytes().to_vec()),
             other => Val::Bytes(other.to_string().into_bytes()),
@@ -331,7 +342,9 @@ pub fn from_text(s: &str, ty: &PgType) -> Result<Val, Mismatch> {
 }
 
 /// The Postgres type for a Flink SQL type inferred from samples or mappings (IMPORT FOREIGN
-/// SCHEMA): scalars map one to one, structured types become jsonb.
+/// SCHEMA): scalars map one to one, structured types become jsonb. An inferred `TIMESTAMP(3)`
+/// stands for ISO-8601 strings or Elasticsearch dates, which carry (or mean) UTC: timestamptz.
+/// For the declared type of a pipeline's output, use [`pg_type_for_declared_flink`].
 pub fn pg_type_for_flink(flink: &str) -> String {
     let f = flink.trim().to_ascii_uppercase();
     let base = f.split(['(', '<', ' ']).next().unwrap_or("");
@@ -350,6 +363,181 @@ pub fn pg_type_for_flink(flink: &str) -> String {
         _ => "text",
     }
     .to_string()
+}
+
+/// The Postgres column type that holds exactly what Flink writes for a value of the declared
+/// Flink type `flink` (a pipeline's sink column, what `flink.expose_results` builds), spelled
+/// as Postgres' `format_type` spells it, so that it compares equal to the type of an existing
+/// column:
+///
+/// - `TIMESTAMP(p)` / `TIMESTAMP(p) WITHOUT TIME ZONE` (a wall-clock time, no zone) →
+///   `timestamp without time zone`; `TIMESTAMP_LTZ(p)` / `TIMESTAMP(p) WITH LOCAL TIME ZONE`
+///   (an instant) → `timestamp with time zone`; `TIME(p)` → `time without time zone`;
+/// - `DECIMAL(p, s)` → `numeric(p,s)` (`DECIMAL` alone is Flink's `DECIMAL(10, 0)`, `DECIMAL(p)`
+///   is `DECIMAL(p, 0)`);
+/// - `CHAR(n)`, `VARCHAR(n)`, `STRING` → `text` (Flink pads nothing it writes as JSON);
+/// - `ROW`, `MAP`, `ARRAY`, `MULTISET` → `jsonb`; an unknown type → `text`.
+///
+/// `NOT NULL` / `NULL` suffixes are ignored (the results table is a view of what was written).
+pub fn pg_type_for_declared_flink(flink: &str) -> String {
+    let f = flink.trim().to_ascii_uppercase();
+    // Structured types first: their parameters may hold anything (`ROW<a TIMESTAMP(3)>`).
+    let base_end = f
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(f.len());
+    let base = &f[..base_end];
+    let mut rest = f[base_end..].trim_start();
+    let mut args: Vec<u32> = Vec::new();
+    let mut args_ok = true;
+    if let Some(inner) = rest.strip_prefix('(') {
+        match inner.split_once(')') {
+            Some((a, after)) => {
+                for x in a.split(',') {
+                    match x.trim().parse::<u32>() {
+                        Ok(n) => args.push(n),
+                        Err(_) => args_ok = false,
+                    }
+                }
+                rest = after.trim_start();
+            }
+            None => args_ok = false,
+        }
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let words: &[&str] = match words.as_slice() {
+        [w @ .., "NOT", "NULL"] | [w @ .., "NULL"] => w,
+        w => w,
+    };
+    let with_zone = matches!(
+        words,
+        ["WITH", "LOCAL", "TIME", "ZONE"] | ["WITH", "TIME", "ZONE"]
+    );
+    match base {
+        "BOOLEAN" | "BOOL" => "boolean".into(),
+        "TINYINT" | "SMALLINT" => "smallint".into(),
+        "INT" | "INTEGER" => "integer".into(),
+        "BIGINT" => "bigint".into(),
+        "FLOAT" | "REAL" => "real".into(),
+        "DOUBLE" => "double precision".into(),
+        "DECIMAL" | "DEC" | "NUMERIC" => match (args_ok, args.as_slice()) {
+            (true, []) => "numeric(10,0)".into(),
+            (true, [p]) if (1..=1000).contains(p) => format!("numeric({p},0)"),
+            (true, [p, s]) if (1..=1000).contains(p) && s <= p => format!("numeric({p},{s})"),
+            _ => "numeric".into(),
+        },
+        "TIMESTAMP" if with_zone => "timestamp with time zone".into(),
+        "TIMESTAMP" => "timestamp without time zone".into(),
+        "TIMESTAMP_LTZ" => "timestamp with time zone".into(),
+        "TIME" => "time without time zone".into(),
+        "DATE" => "date".into(),
+        "BYTES" | "VARBINARY" | "BINARY" => "bytea".into(),
+        "ROW" | "MAP" | "ARRAY" | "MULTISET" => "jsonb".into(),
+        _ => "text".into(),
+    }
+}
+
+/// Precision and scale of a `numeric` typmod (`atttypmod`), None for an unconstrained one
+/// (Postgres' `numeric_typmod_precision`/`_scale`: the scale is an 11-bit signed field).
+pub fn numeric_typmod(typmod: i32) -> Option<(i32, i32)> {
+    const VARHDRSZ: i32 = 4;
+    if typmod < VARHDRSZ {
+        return None;
+    }
+    let t = typmod - VARHDRSZ;
+    Some(((t >> 16) & 0xffff, ((t & 0x7ff) ^ 1024) - 1024))
+}
+
+/// Whether number text `s` fits `numeric(precision, scale)` as Postgres' typmod coercion
+/// decides: the value is rounded (half away from zero) to `scale` fraction digits, and must
+/// then be less than 10^(precision - scale) in absolute value; NaN fits, infinities do not.
+/// Text that is not a number is left for the conversion to refuse (Ok).
+pub fn check_numeric_fits(s: &str, precision: i32, scale: i32) -> Result<(), Mismatch> {
+    let ty = format!("numeric({precision},{scale})");
+    let t = s.trim();
+    let unsigned = t.trim_start_matches(['+', '-']);
+    let lower = unsigned.to_ascii_lowercase();
+    if lower == "nan" {
+        return Ok(());
+    }
+    if lower == "inf" || lower == "infinity" {
+        return Err(Mismatch(format!(
+            "value {t} does not fit type {ty}: it cannot hold an infinite value"
+        )));
+    }
+    // digits × 10^exp
+    let (mantissa, exp) = match unsigned.find(['e', 'E']) {
+        Some(i) => match unsigned[i + 1..].parse::<i64>() {
+            Ok(e) => (&unsigned[..i], e),
+            Err(_) => return Ok(()),
+        },
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Ok(());
+    }
+    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|b| b - b'0').collect();
+    let mut exp = exp - frac.len() as i64;
+    // Round to `scale` fraction digits: drop the digits below 10^-scale.
+    let drop = -(scale as i64) - exp;
+    if drop > 0 {
+        let n = digits.len() as i64;
+        if drop > n {
+            digits.clear();
+        } else {
+            let keep = (n - drop) as usize;
+            let up = digits[keep] >= 5;
+            digits.truncate(keep);
+            if up {
+                let mut i = digits.len();
+                loop {
+                    if i == 0 {
+                        digits.insert(0, 1);
+                        break;
+                    }
+                    i -= 1;
+                    if digits[i] == 9 {
+                        digits[i] = 0;
+                    } else {
+                        digits[i] += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        exp = -(scale as i64);
+    }
+    let first = digits.iter().position(|d| *d != 0);
+    let Some(first) = first else {
+        return Ok(()); // zero fits any numeric
+    };
+    // value < 10^(significant digits + exp), and ≥ 10^(that - 1).
+    let magnitude = (digits.len() - first) as i64 + exp;
+    let max = precision as i64 - scale as i64;
+    if magnitude > max {
+        return Err(Mismatch(format!(
+            "value {t} does not fit type {ty}: it must round to an absolute value less than 10^{max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Rounds microseconds (Postgres' epoch for timestamps, midnight for times) to the precision
+/// of a `timestamp(p)`/`time(p)` typmod as Postgres' input does (half away from zero); any
+/// typmod outside 0..6 leaves the value as is.
+pub fn round_to_typmod(us: i64, typmod: i32) -> i64 {
+    if !(0..6).contains(&typmod) {
+        return us;
+    }
+    let scale = 10i64.pow((6 - typmod) as u32);
+    let offset = scale / 2;
+    if us >= 0 {
+        us.saturating_add(offset) / scale * scale
+    } else {
+        -((us.saturating_neg().saturating_add(offset)) / scale * scale)
+    }
 }
 
 /// The top-level fields of a JSON object as (key, raw JSON text), borrowed from the document:
@@ -599,6 +787,70 @@ pub fn format_date(days: i32) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Parses a time of day as Flink writes `TIME` in JSON (`10:00:00`, `10:00:00.123`) or as
+/// Postgres takes it (`10:00`, up to `24:00:00`). Fractions beyond microseconds round half away
+/// from zero. Returns microseconds since midnight.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |from: usize| -> Option<i64> {
+        let part = s.get(from..from + 2)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.get(2) != Some(&b':') {
+        return None;
+    }
+    let (h, mi) = (num(0)?, num(3)?);
+    let mut us = 0i64;
+    let mut i = 5;
+    if b.get(i) == Some(&b':') {
+        let sec = num(i + 1)?;
+        if sec > 60 {
+            return None;
+        }
+        us += sec * 1_000_000;
+        i += 3;
+        if matches!(b.get(i), Some(b'.') | Some(b',')) {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let frac = &s[start..i];
+            if frac.is_empty() {
+                return None;
+            }
+            let mut digits: String = frac.chars().take(6).collect();
+            while digits.len() < 6 {
+                digits.push('0');
+            }
+            let round_up = frac.as_bytes().get(6).is_some_and(|c| *c >= b'5');
+            us += digits.parse::<i64>().ok()? + i64::from(round_up);
+        }
+    }
+    if i != b.len() || h > 24 || mi > 59 {
+        return None;
+    }
+    us += (h * 3600 + mi * 60) * 1_000_000;
+    (us <= 86_400_000_000).then_some(us)
+}
+
+/// `10:00:00`, `10:00:00.123` or `10:00:00.123456` (as Flink's JSON format writes `TIME`).
+pub fn format_time(us: i64) -> String {
+    let secs = us / 1_000_000;
+    let frac = us % 1_000_000;
+    let base = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if frac == 0 {
+        base
+    } else if frac % 1000 == 0 {
+        format!("{base}.{:03}", frac / 1000)
+    } else {
+        format!("{base}.{frac:06}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,6 +1013,195 @@ mod tests {
             let v: Value = serde_json::from_str(t).unwrap();
             assert_eq!(from_json_text(t, &ty), from_json(&v, &ty), "{t} as {ty:?}");
         }
+    }
+
+    #[test]
+    fn declared_flink_types_map_to_exact_postgres_types() {
+        for (flink, pg) in [
+            // Zone-less timestamps stay zone-less (a TimeZone setting must not shift them).
+            ("TIMESTAMP(3)", "timestamp without time zone"),
+            ("TIMESTAMP", "timestamp without time zone"),
+            ("timestamp(9)", "timestamp without time zone"),
+            (
+                "TIMESTAMP(3) WITHOUT TIME ZONE",
+                "timestamp without time zone",
+            ),
+            ("TIMESTAMP(3) NOT NULL", "timestamp without time zone"),
+            (
+                "TIMESTAMP(3) WITHOUT TIME ZONE NOT NULL",
+                "timestamp without time zone",
+            ),
+            // Instants.
+            ("TIMESTAMP_LTZ(3)", "timestamp with time zone"),
+            ("TIMESTAMP_LTZ(3) NOT NULL", "timestamp with time zone"),
+            (
+                "TIMESTAMP(3) WITH LOCAL TIME ZONE",
+                "timestamp with time zone",
+            ),
+            ("timestamp with local time zone", "timestamp with time zone"),
+            ("TIME", "time without time zone"),
+            ("TIME(3)", "time without time zone"),
+            ("TIME(0) WITHOUT TIME ZONE", "time without time zone"),
+            // Precision and scale kept; Flink's defaults spelled out.
+            ("DECIMAL(10, 2)", "numeric(10,2)"),
+            ("DECIMAL(38, 2)", "numeric(38,2)"),
+            ("decimal(10,2) not null", "numeric(10,2)"),
+            ("DECIMAL", "numeric(10,0)"),
+            ("DECIMAL(5)", "numeric(5,0)"),
+            ("NUMERIC(12, 4)", "numeric(12,4)"),
+            ("DEC(3, 1)", "numeric(3,1)"),
+            ("DECIMAL(x, 2)", "numeric"),
+            ("DECIMAL(2, 5)", "numeric"),
+            ("CHAR(3)", "text"),
+            ("VARCHAR(20)", "text"),
+            ("STRING", "text"),
+            ("STRING NOT NULL", "text"),
+            ("BOOLEAN", "boolean"),
+            ("TINYINT", "smallint"),
+            ("SMALLINT", "smallint"),
+            ("INT", "integer"),
+            ("INTEGER NOT NULL", "integer"),
+            ("BIGINT", "bigint"),
+            ("FLOAT", "real"),
+            ("DOUBLE", "double precision"),
+            ("DOUBLE PRECISION", "double precision"),
+            ("DATE", "date"),
+            ("BYTES", "bytea"),
+            ("VARBINARY(10)", "bytea"),
+            ("ARRAY<INT>", "jsonb"),
+            ("ROW<`a` TIMESTAMP(3)>", "jsonb"),
+            ("MAP<STRING, BIGINT>", "jsonb"),
+            ("INTERVAL DAY", "text"),
+        ] {
+            assert_eq!(pg_type_for_declared_flink(flink), pg, "{flink}");
+        }
+        // Inferred types (IMPORT FOREIGN SCHEMA) keep their meaning: ISO strings are instants.
+        assert_eq!(pg_type_for_flink("TIMESTAMP(3)"), "timestamptz");
+    }
+
+    #[test]
+    fn what_flink_writes_for_a_timestamp_is_read_as_written() {
+        // 2024-05-01 10:00:00 as a wall-clock time: the same microseconds as UTC 10:00, so
+        // the datum (no zone applied) reads back as 10:00 whatever the session's TimeZone.
+        let base = 1_714_557_600_000_000i64;
+        for written in [
+            "\"2024-05-01 10:00:00\"", // json.timestamp-format.standard = SQL (default)
+            "\"2024-05-01T10:00:00\"", // ISO-8601
+            "\"2024-05-01 10:00:00Z\"", // TIMESTAMP_LTZ, SQL
+            "\"2024-05-01T10:00:00Z\"", // TIMESTAMP_LTZ, ISO-8601
+        ] {
+            assert_eq!(
+                from_json_text(written, &PgType::Timestamp),
+                Ok(Val::Ts(base)),
+                "{written}"
+            );
+            assert_eq!(
+                from_json_text(written, &PgType::Timestamptz),
+                Ok(Val::Ts(base)),
+                "{written}"
+            );
+        }
+        assert_eq!(
+            from_json_text("\"2024-05-01 10:00:00.123\"", &PgType::Timestamp),
+            Ok(Val::Ts(base + 123_000))
+        );
+        // TIMESTAMP(9): nanoseconds round to microseconds as Postgres' input does.
+        assert_eq!(
+            from_json_text("\"2024-05-01 10:00:00.123456789\"", &PgType::Timestamp),
+            Ok(Val::Ts(base + 123_457))
+        );
+        assert_eq!(
+            from_text("2024-05-01 10:00:00", &PgType::Timestamp),
+            Ok(Val::Ts(base))
+        );
+        // timestamp(p) columns round to p digits, half away from zero (Postgres' epoch).
+        let pg = base - PG_EPOCH_MICROS + 123_456;
+        assert_eq!(round_to_typmod(pg, 3), pg - 456);
+        assert_eq!(round_to_typmod(pg + 43, 3), pg - 456);
+        assert_eq!(round_to_typmod(pg + 44, 3), pg + 544);
+        assert_eq!(round_to_typmod(pg + 44, 4), pg - 56 + 100);
+        assert_eq!(round_to_typmod(pg, 0), pg - 123_456);
+        assert_eq!(round_to_typmod(pg, -1), pg);
+        assert_eq!(round_to_typmod(pg, 6), pg);
+        assert_eq!(round_to_typmod(-1_500_000, 0), -2_000_000);
+        assert_eq!(round_to_typmod(-1_499_999, 0), -1_000_000);
+    }
+
+    #[test]
+    fn times_of_day() {
+        assert_eq!(parse_time("10:00:00"), Some(36_000_000_000));
+        assert_eq!(parse_time("10:00"), Some(36_000_000_000));
+        assert_eq!(parse_time("10:00:00.123"), Some(36_000_123_000));
+        assert_eq!(parse_time("23:59:59.9999999"), Some(86_400_000_000));
+        assert_eq!(parse_time("24:00:00"), Some(86_400_000_000));
+        for bad in [
+            "",
+            "10",
+            "25:00",
+            "24:00:01",
+            "10:60",
+            "10:00:00.",
+            "10:00:00Z",
+            "1:00",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(
+            from_json_text("\"10:00:00.5\"", &PgType::Time),
+            Ok(Val::Time(36_000_500_000))
+        );
+        assert!(from_json_text("36000", &PgType::Time).is_err());
+        for us in [0, 36_000_123_000, 36_000_123_456, 86_399_999_999] {
+            assert_eq!(
+                parse_time(&format_time(us)),
+                Some(us),
+                "{}",
+                format_time(us)
+            );
+        }
+        assert_eq!(Val::Time(36_000_000_000).to_json(), json!("10:00:00"));
+    }
+
+    #[test]
+    fn numerics_fit_their_typmod_as_postgres_decides() {
+        const VARHDRSZ: i32 = 4;
+        let typmod = |p: i32, s: i32| ((p << 16) | (s & 0x7ff)) + VARHDRSZ;
+        assert_eq!(numeric_typmod(typmod(10, 2)), Some((10, 2)));
+        assert_eq!(numeric_typmod(typmod(5, -2)), Some((5, -2)));
+        assert_eq!(numeric_typmod(-1), None);
+        let fits = |v: &str, p, s| check_numeric_fits(v, p, s).is_ok();
+        assert!(fits("12345678.99", 10, 2));
+        assert!(fits("-12345678.99", 10, 2));
+        // More fraction digits round (Postgres stores 12345678.99 → ok, 99999999.995 → 10^8).
+        assert!(fits("12345678.994", 10, 2));
+        assert!(!fits("99999999.995", 10, 2));
+        assert!(fits("99999999.994999", 10, 2));
+        assert!(!fits("123456789", 10, 2));
+        assert!(!fits("123456789.1", 10, 2));
+        assert!(fits("1.5e3", 10, 2));
+        assert!(!fits("1e8", 10, 2));
+        assert!(fits("9.9999999E7", 10, 2));
+        assert!(fits("0.001", 3, 2));
+        assert!(fits("0", 1, 0));
+        assert!(fits("0.4", 1, 0));
+        assert!(!fits("9.5", 1, 0));
+        assert!(fits("NaN", 10, 2));
+        assert!(!fits("Infinity", 10, 2));
+        assert!(!fits("-inf", 10, 2));
+        // numeric(3,5): less than 10^-2.
+        assert!(fits("0.00999", 3, 5));
+        assert!(fits("0.009994", 3, 5));
+        assert!(!fits("0.009995", 3, 5));
+        assert!(!fits("0.01", 3, 5));
+        // Negative scale: numeric(3,-2) rounds to hundreds, less than 10^5.
+        assert!(fits("99949", 3, -2));
+        assert!(!fits("99950", 3, -2));
+        // Not a number: left for the conversion to refuse.
+        assert!(fits("abc", 10, 2));
+        assert_eq!(
+            check_numeric_fits("123456789", 10, 2).unwrap_err().0,
+            "value 123456789 does not fit type numeric(10,2): it must round to an absolute value less than 10^8"
+        );
     }
 
     #[test]

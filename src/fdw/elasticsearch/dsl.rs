@@ -102,11 +102,27 @@ pub fn fields(table: &TableDef, mapping: Option<MappingLookup<'_>>) -> Vec<(i16,
                         .cloned()
                         .unwrap_or_else(|| name.to_string());
                     let from_map = mapping.and_then(|m| m(&path));
-                    let (kind, keyword_sub) = match (&from_map, c.opts.get("es_type")) {
+                    let (mut kind, keyword_sub) = match (&from_map, c.opts.get("es_type")) {
                         (Some((t, sub)), _) => (FieldKind::from_es(t), sub.clone()),
                         (None, Some(t)) => (FieldKind::from_es(t), None),
                         (None, None) => (FieldKind::guess(c.ty.as_ref()), None),
                     };
+                    // A date or time column over a string field (Flink's JSON writes
+                    // `2024-05-01 10:00:00`, which Elasticsearch maps as text): a condition
+                    // would compare our ISO-8601 text with theirs as strings. Postgres filters.
+                    if matches!(kind, FieldKind::Text | FieldKind::Keyword)
+                        && matches!(
+                            c.ty,
+                            Some(
+                                PgType::Timestamp
+                                    | PgType::Timestamptz
+                                    | PgType::Date
+                                    | PgType::Time
+                            )
+                        )
+                    {
+                        kind = FieldKind::Other;
+                    }
                     Field {
                         path,
                         kind,
@@ -472,6 +488,7 @@ mod tests {
             ty: Some(ty),
             type_name: String::new(),
             type_oid: 0,
+            typmod: -1,
             opts: es
                 .map(|t| Opts::from([("es_type".to_string(), t.to_string())]))
                 .unwrap_or_default(),
@@ -491,6 +508,7 @@ mod tests {
                     ty: Some(PgType::Text),
                     type_name: String::new(),
                     type_oid: 0,
+                    typmod: -1,
                     opts: Opts::from([
                         ("field".to_string(), "addr.zip".to_string()),
                         ("es_type".to_string(), "keyword".to_string()),
@@ -649,6 +667,37 @@ mod tests {
             ),
             json!({"bool": {"filter": [{"term": {"kind": "a"}}, {"term": {"n": 1}}]}})
         );
+    }
+
+    #[test]
+    fn dates_over_string_fields_stay_in_postgres() {
+        // Flink's JSON writes TIMESTAMP as `2024-05-01 10:00:00`: Elasticsearch maps it as
+        // text (keyword sub-field). Comparing our ISO-8601 text with it would miss rows.
+        let mut t = table();
+        t.columns.push(ColDef {
+            name: "window_start".into(),
+            attnum: 8,
+            ty: Some(PgType::Timestamp),
+            type_name: String::new(),
+            type_oid: 0,
+            typmod: -1,
+            opts: Opts::default(),
+        });
+        let mapping = |p: &str| {
+            (p == "window_start")
+                .then(|| ("text".to_string(), Some("window_start.keyword".to_string())))
+        };
+        let f = fields(&t, Some(&mapping));
+        let c = Cond::Cmp {
+            col: 8,
+            op: CmpOp::Eq,
+            arg: V(Val::Ts(1_714_557_600_000_000)),
+        };
+        assert_eq!(ship_with(&f, &c), Ship::No);
+        // Mapped as a date (ISO-8601 text), it ships as a range.
+        let mapping = |p: &str| (p == "window_start").then(|| ("date".to_string(), None));
+        let f = fields(&t, Some(&mapping));
+        assert_ne!(ship_with(&f, &c), Ship::No);
     }
 
     #[test]

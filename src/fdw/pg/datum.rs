@@ -3,7 +3,10 @@
 //! ([`datum_to_val`]), and values the wrappers produce into datums of the column's type
 //! ([`val_to_datum`], allocated in the current memory context).
 use super::util::cstr;
-use crate::fdw::value::{PgType, Val, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
+use crate::fdw::value::{
+    check_numeric_fits, numeric_typmod, round_to_typmod, PgType, Val, PG_EPOCH_DAYS,
+    PG_EPOCH_MICROS,
+};
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::{AnyNumeric, FromDatum, IntoDatum, JsonB};
 use std::ffi::CString;
@@ -38,6 +41,8 @@ pub(super) fn pg_type(oid: Oid) -> Option<PgType> {
         PgType::Timestamp
     } else if is(B::DATEOID) {
         PgType::Date
+    } else if is(B::TIMEOID) {
+        PgType::Time
     } else if is(B::BYTEAOID) {
         PgType::Bytea
     } else if is(B::TEXTARRAYOID) || is(B::VARCHARARRAYOID) {
@@ -113,6 +118,8 @@ pub(super) unsafe fn datum_to_val(d: Datum, isnull: bool, oid: Oid) -> Val {
         Val::Ts((d.value() as i64).saturating_add(PG_EPOCH_MICROS))
     } else if is(B::DATEOID) {
         Val::Date((d.value() as i32).saturating_add(PG_EPOCH_DAYS))
+    } else if is(B::TIMEOID) {
+        Val::Time(d.value() as i64)
     } else if is(B::BYTEAOID) {
         Val::Bytes(Vec::<u8>::from_datum(d, false).unwrap_or_default())
     } else if is(B::TEXTARRAYOID) || is(B::VARCHARARRAYOID) {
@@ -168,41 +175,56 @@ unsafe fn output_text(d: Datum, oid: Oid) -> String {
 }
 
 /// A `numeric` datum from number text, built by `numeric_in` straight into the current memory
-/// context. Text that is not a plain decimal number goes through `AnyNumeric`, which turns a
-/// `numeric_in` error into a message instead of an ERROR.
-fn numeric_datum(s: &str) -> Result<Option<Datum>, String> {
+/// context with the column's typmod (`numeric(p,s)`: rounded to `s` digits, as Postgres'
+/// input does; -1: as written). A value the typmod cannot hold is refused with a message
+/// before `numeric_in` is called (which would raise "numeric field overflow"). Text that is
+/// not a plain decimal number goes through `AnyNumeric` first, which turns a `numeric_in`
+/// error into a message instead of an ERROR.
+fn numeric_datum(s: &str, typmod: i32) -> Result<Option<Datum>, String> {
+    if let Some((precision, scale)) = numeric_typmod(typmod) {
+        check_numeric_fits(s, precision, scale).map_err(|m| m.0)?;
+    }
     let plain = !s.is_empty()
         && s.len() < 40
         && s.bytes()
             .enumerate()
             .all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
-    if plain {
-        if let Ok(c) = CString::new(s) {
-            // SAFETY: numeric_in(cstring, oid, typmod) gets the arguments its fmgr signature
-            // declares; `c` outlives the call, and the result is a new Numeric palloc'd in the
-            // current memory context (nothing points into `c`). On a short plain decimal it
-            // cannot fail; pgrx's FFI boundary would turn an ERROR into a Rust panic anyway.
-            let d = unsafe {
-                pgrx::direct_function_call_as_datum(
-                    pg_sys::numeric_in,
-                    &[
-                        Some(Datum::from(c.as_ptr())),
-                        Some(Datum::from(pg_sys::InvalidOid)),
-                        Some(Datum::from(-1i32)),
-                    ],
-                )
-            };
-            return Ok(d);
+    let text = if plain {
+        s.to_string()
+    } else {
+        let n = AnyNumeric::try_from(s).map_err(|e| format!("value {s} is not a number: {e}"))?;
+        if typmod < 0 {
+            return Ok(n.into_datum());
         }
-    }
-    AnyNumeric::try_from(s)
-        .map(|n| n.into_datum())
-        .map_err(|e| format!("value {s} is not a number: {e}"))
+        // numeric_out's text: plain decimal, NaN (which any typmod takes); an infinity was
+        // refused above.
+        n.to_string()
+    };
+    let c = CString::new(text).map_err(|_| format!("value {s} is not a number"))?;
+    // SAFETY: numeric_in(cstring, oid, typmod) gets the arguments its fmgr signature declares;
+    // `c` outlives the call, and the result is a new Numeric palloc'd in the current memory
+    // context (nothing points into `c`). `c` is a valid number (plain decimal text, or
+    // numeric_out's text) and the typmod check above passed, so it cannot fail; pgrx's FFI
+    // boundary would turn an ERROR into a Rust panic anyway.
+    let d = unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(Datum::from(c.as_ptr())),
+                Some(Datum::from(pg_sys::InvalidOid)),
+                Some(Datum::from(typmod)),
+            ],
+        )
+    };
+    Ok(d)
 }
 
 /// Converts a value produced by a wrapper into a datum of the column's type (in the current
-/// memory context).
-pub(super) fn val_to_datum(v: Val, ty: &PgType) -> Result<Option<Datum>, String> {
+/// memory context), applying the column's typmod (`atttypmod`, -1 for none) as Postgres'
+/// input would: `numeric(p,s)` rounds to `s` digits and refuses what does not fit,
+/// `timestamp(p)`/`timestamptz(p)`/`time(p)` round to `p` fraction digits. (A foreign scan's
+/// rows are not coerced by Postgres: what the wrapper builds is what queries see.)
+pub(super) fn val_to_datum(v: Val, ty: &PgType, typmod: i32) -> Result<Option<Datum>, String> {
     let wrong = |v: &Val| format!("internal: value {v:?} for a {} column", ty.sql());
     Ok(match (v, ty) {
         (Val::Null, _) => None,
@@ -213,13 +235,14 @@ pub(super) fn val_to_datum(v: Val, ty: &PgType) -> Result<Option<Datum>, String>
         (Val::Float(f), PgType::Float4) => (f as f32).into_datum(),
         (Val::Float(f), PgType::Float8) => f.into_datum(),
         (Val::Int(i), PgType::Float8) => (i as f64).into_datum(),
-        (Val::Numeric(s), PgType::Numeric) => numeric_datum(&s)?,
+        (Val::Numeric(s), PgType::Numeric) => numeric_datum(&s, typmod)?,
         (Val::Text(s), PgType::Text) => s.into_datum(),
         (Val::Json(j), PgType::Jsonb) => JsonB(j).into_datum(),
         (Val::Json(j), PgType::Json) => pgrx::Json(j).into_datum(),
-        (Val::Ts(us), PgType::Timestamptz | PgType::Timestamp) => {
-            Some(Datum::from(us.saturating_sub(PG_EPOCH_MICROS)))
-        }
+        (Val::Ts(us), PgType::Timestamptz | PgType::Timestamp) => Some(Datum::from(
+            round_to_typmod(us.saturating_sub(PG_EPOCH_MICROS), typmod),
+        )),
+        (Val::Time(us), PgType::Time) => Some(Datum::from(round_to_typmod(us, typmod))),
         (Val::Date(d), PgType::Date) => Some(Datum::from(d.saturating_sub(PG_EPOCH_DAYS))),
         (Val::Bytes(b), PgType::Bytea) => b.into_datum(),
         (Val::Array(items), PgType::Array(elem)) => {

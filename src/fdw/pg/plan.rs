@@ -263,7 +263,7 @@ unsafe fn plan_rel<W: Wrapper>(
                     c.type_name,
                     W::LABEL
                 ),
-                "Use text, jsonb, a number, boolean, date, timestamp(tz), bytea, or an array of those.",
+                "Use text, jsonb, a number, boolean, date, time, timestamp(tz), bytea, or an array of those.",
             )
             .report_error();
         }

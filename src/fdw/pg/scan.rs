@@ -36,7 +36,8 @@ use std::ptr;
 struct ScanState {
     table: TableDef,
     req: Request,
-    types: Vec<Option<PgType>>,
+    /// Type and typmod of each wanted column (None: a type the wrappers do not fill).
+    types: Vec<Option<(PgType, i32)>>,
     /// `ExprState`s of the plan's `fdw_exprs`, in the executor's query memory context.
     exprs: *mut pg_sys::List,
     scan: Option<Box<dyn Scan>>,
@@ -106,7 +107,11 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
     let types = req
         .wanted
         .iter()
-        .map(|a| table.col(*a).and_then(|c| c.ty.clone()))
+        .map(|a| {
+            table
+                .col(*a)
+                .and_then(|c| c.ty.clone().map(|t| (t, c.typmod)))
+        })
         .collect();
     // Compiling the expressions reads no parameter value (EXPLAIN-only runs do it too).
     let exprs = pg_sys::ExecInitExprList((*plan).fdw_exprs, node as *mut pg_sys::PlanState);
@@ -184,8 +189,10 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
         if idx >= natts {
             continue;
         }
-        let Some(ty) = &st.types[i] else { continue };
-        match val_to_datum(v, ty) {
+        let Some((ty, typmod)) = &st.types[i] else {
+            continue;
+        };
+        match val_to_datum(v, ty, *typmod) {
             Ok(Some(d)) => {
                 values[idx] = d;
                 nulls[idx] = false;

@@ -54,6 +54,7 @@ pub(crate) fn table_def(relid: Oid) -> TableDef {
                 ty: pg_type((*att).atttypid),
                 type_name: cstr(pg_sys::format_type_be((*att).atttypid)),
                 type_oid: (*att).atttypid.to_u32(),
+                typmod: (*att).atttypmod,
                 opts: options(pg_sys::GetForeignColumnOptions(relid, attnum)),
             });
         }
