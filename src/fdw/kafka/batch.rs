@@ -30,7 +30,8 @@ const BATCH: usize = 1000;
 
 /// One message of a batch; destroyed (returned to librdkafka) when dropped.
 ///
-/// Invariant: the pointer is a message returned by `rd_kafka_consume_batch_queue`, not yet
+/// Invariant: the pointer is a message returned by `rd_kafka_consume_batch_queue` (or
+/// `rd_kafka_consume_queue`), not yet
 /// destroyed, owned by this value alone. Only [`Batch::next`] constructs one (the field is
 /// private to this file).
 pub(super) struct RawMsg(*mut rdsys::rd_kafka_message_t);
@@ -150,7 +151,10 @@ impl Batch {
         None
     }
 
-    /// Waits up to `wait` for messages; returns how many arrived.
+    /// Waits up to `wait` for messages; returns how many arrived. What is queued is taken at
+    /// once; only an empty queue is waited on, and only until its first message:
+    /// `rd_kafka_consume_batch_queue` itself would wait for a *full* batch (or the whole
+    /// `wait`), which a short range or a partition at its end never fills.
     pub(super) fn fill(&mut self, wait: Duration) -> usize {
         if self.queue.is_null() {
             return 0;
@@ -162,14 +166,29 @@ impl Batch {
         // holds BATCH pointers and librdkafka writes at most BATCH (the size passed). Clearing
         // `msgs` above could at worst leak messages not handed out (none: fill runs only after
         // next() returned None).
-        let n = unsafe {
-            rdsys::rd_kafka_consume_batch_queue(
-                self.queue,
-                wait.as_millis() as i32,
-                self.msgs.as_mut_ptr(),
-                BATCH,
-            )
+        let mut n = unsafe {
+            rdsys::rd_kafka_consume_batch_queue(self.queue, 0, self.msgs.as_mut_ptr(), BATCH)
         };
+        if n <= 0 {
+            // SAFETY: as above; rd_kafka_consume_queue returns one message we now own (stored
+            // in msgs[0], so handed out or destroyed exactly once like the others) or NULL.
+            let first = unsafe { rdsys::rd_kafka_consume_queue(self.queue, wait.as_millis() as i32) };
+            if first.is_null() {
+                n = 0;
+            } else {
+                self.msgs[0] = first;
+                // SAFETY: as above, writing at most BATCH - 1 pointers after the first.
+                let more = unsafe {
+                    rdsys::rd_kafka_consume_batch_queue(
+                        self.queue,
+                        0,
+                        self.msgs.as_mut_ptr().add(1),
+                        BATCH - 1,
+                    )
+                };
+                n = 1 + more.max(0);
+            }
+        }
         let n = n.max(0) as usize;
         self.msgs.truncate(n);
         if n > 0 {

@@ -146,7 +146,10 @@ impl KafkaScan {
         let mut cfg = self.src.kafka_config();
         cfg.set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "50")
+            // The broker holds a fetch at the end of the log this long; a scan never waits for
+            // new messages (it stops at the watermark), and a stale long-poll fetch of a
+            // reused consumer delays the first fetch of its next assignment.
+            .set("fetch.wait.max.ms", "5")
             .set("queued.max.messages.kbytes", "16384")
             // librdkafka postpones a partition's next fetch by this much once its queue is
             // over the thresholds (default 1000 ms): a consumer that also runs the executor
