@@ -77,6 +77,23 @@ fn not_eq(fd: &Field, eq: Q) -> Q {
 
 /// One condition (resolved values; parameters give the plan-time estimate and placeholders).
 pub(super) fn build(f: &[(i16, Field)], c: &Cond) -> Q {
+    let q = build_one(f, c);
+    match c {
+        // A document whose value does not convert reads as NULL (`on_error 'null'`) but still
+        // matches remotely: a superset at best.
+        Cond::Cmp { col, .. }
+        | Cond::In { col, .. }
+        | Cond::IsNull { col, .. }
+        | Cond::Like { col, .. }
+            if field_of(f, *col).is_some_and(|fd| fd.lenient) =>
+        {
+            q.superset()
+        }
+        _ => q,
+    }
+}
+
+fn build_one(f: &[(i16, Field)], c: &Cond) -> Q {
     match c {
         Cond::And(v) => {
             let (mut parts, mut all_exact) = (vec![], true);
@@ -129,6 +146,8 @@ pub(super) fn build(f: &[(i16, Field)], c: &Cond) -> Q {
                 FieldKind::Other | FieldKind::Score => Q::No,
                 _ if *negated => exists(fd),
                 FieldKind::Id | FieldKind::Index => Q::None,
+                // A value that does not convert reads as NULL, yet exists.
+                _ if fd.lenient => Q::No,
                 _ => exact(json!({"bool": {"must_not": [{"exists": {"field": fd.path}}]}})),
             }
         }

@@ -190,6 +190,9 @@ pub struct Field {
     pub phrase: bool,
     /// The column's Postgres type.
     pub col: Option<PgType>,
+    /// A value that does not fit the column reads as NULL (`on_error 'null'`): IS NULL is
+    /// then true where the field exists.
+    pub lenient: bool,
 }
 
 impl Field {
@@ -201,6 +204,7 @@ impl Field {
             sub_ignore_above: None,
             phrase: false,
             col,
+            lenient: false,
         }
     }
 }
@@ -209,6 +213,7 @@ impl Field {
 /// option or the column name; the index mapping (`mapping`), else `es_type` (set by IMPORT
 /// FOREIGN SCHEMA), else the column type tells how it is indexed.
 pub fn fields(table: &TableDef, mapping: Option<MappingLookup<'_>>) -> Vec<(i16, Field)> {
+    let lenient = table.opt("on_error") == Some("null");
     table
         .columns
         .iter()
@@ -251,6 +256,7 @@ pub fn fields(table: &TableDef, mapping: Option<MappingLookup<'_>>) -> Vec<(i16,
                         sub_ignore_above,
                         phrase: kind == FieldKind::Text && !from_map.is_some_and(|m| m.altered),
                         col: c.ty.clone(),
+                        lenient,
                     }
                 }
             };

@@ -29,7 +29,9 @@ use serde_json::{json, Value};
 /// Can the remote side sort by this column like Postgres does, up to the ties the scan
 /// fetches (text also needs the C collation, which `pg/plan.rs` checks)?
 pub fn sort_exact(f: &[(i16, Field)], attnum: i16) -> bool {
-    match field_of(f, attnum).map(|x| x.kind) {
+    // With `on_error 'null'`, a value that does not convert is NULL here but sorted by value
+    // remotely.
+    match field_of(f, attnum).filter(|x| !x.lenient).map(|x| x.kind) {
         Some(FieldKind::Number(n)) => n != Num::UnsignedLong,
         Some(FieldKind::Keyword | FieldKind::Date { .. } | FieldKind::Bool) => true,
         _ => false,

@@ -591,3 +591,36 @@ fn or_and_and_keep_the_weakest_exactness() {
     let or = Cond::Or(vec![in_(4, vec![], true), cmp(4, CmpOp::Eq, Val::Int(2))]);
     assert_eq!(q(or), all());
 }
+
+#[test]
+fn is_null_stays_local_when_unconvertible_values_read_as_null() {
+    let mut t = TableDef {
+        columns: vec![col("n", 1, PgType::Int8)],
+        ..Default::default()
+    };
+    t.table_opts.insert("on_error".into(), "null".into());
+    let f = fields(&t, None);
+    let is_null = |negated| Cond::IsNull { col: 1, negated };
+    assert_eq!(ship_with(&f, &is_null(false)), Ship::No);
+    // Other conditions stay supersets: Postgres drops what did not convert.
+    assert_eq!(ship_with(&f, &is_null(true)), Ship::Superset);
+    assert_eq!(
+        ship_with(&f, &cmp(1, CmpOp::Eq, Val::Int(5))),
+        Ship::Superset
+    );
+    assert_eq!(ship_with(&f, &cmp(1, CmpOp::Eq, Val::Null)), Ship::Exact);
+    assert!(!sort_exact(&f, 1));
+    assert_eq!(
+        ship_with(
+            &fields(
+                &TableDef {
+                    columns: vec![col("n", 1, PgType::Int8)],
+                    ..Default::default()
+                },
+                None
+            ),
+            &is_null(false)
+        ),
+        Ship::Exact
+    );
+}
