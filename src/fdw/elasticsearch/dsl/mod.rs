@@ -244,7 +244,15 @@ pub fn fields(table: &TableDef, mapping: Option<MappingLookup<'_>>) -> Vec<(i16,
                         (None, Some(t)) => (FieldKind::from_es(t), None),
                         (None, None) => (FieldKind::guess(c.ty.as_ref()), None),
                     };
-                    let kind = kind.for_column(c.ty.as_ref(), c.type_oid);
+                    let kind = match kind.for_column(c.ty.as_ref(), c.type_oid) {
+                        // A nested value is read through serde_json's `Value`, whose float
+                        // parsing can be one ULP off (no `float_roundtrip` feature); top-level
+                        // fields are parsed exactly (`value::from_json_text`).
+                        FieldKind::Number(Num::Double) if path.contains('.') => {
+                            FieldKind::LossyNumber
+                        }
+                        k => k,
+                    };
                     let (keyword_sub, sub_ignore_above) = match sub {
                         Some((s, ia)) if kind == FieldKind::Text => (Some(s), ia),
                         _ => (None, None),

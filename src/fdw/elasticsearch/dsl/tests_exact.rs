@@ -624,3 +624,22 @@ fn is_null_stays_local_when_unconvertible_values_read_as_null() {
         Ship::Exact
     );
 }
+
+#[test]
+fn nested_doubles_stay_local() {
+    // A nested value is read through serde_json's Value, whose float parsing (without the
+    // float_roundtrip feature) can be one ULP off what Elasticsearch indexed.
+    let mut c = col("x", 1, PgType::Float8);
+    c.opts.insert("field".into(), "a.b".into());
+    c.opts.insert("es_type".into(), "double".into());
+    let t = TableDef {
+        columns: vec![c],
+        ..Default::default()
+    };
+    let f = fields(&t, None);
+    assert_eq!(f[0].1.kind, FieldKind::LossyNumber);
+    assert_eq!(ship_with(&f, &cmp(1, CmpOp::Eq, Val::Float(0.5))), Ship::No);
+    // The reason; if this starts failing, float_roundtrip is on and nested doubles can ship.
+    let v: Value = serde_json::from_str("0.0010698585149948765").unwrap_or_default();
+    assert_ne!(v.as_f64(), "0.0010698585149948765".parse::<f64>().ok());
+}
