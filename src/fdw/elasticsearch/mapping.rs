@@ -32,6 +32,18 @@ fn altered(f: &Value) -> bool {
         || is("index_options", "freqs")
         // Values computed at index time are not in `_source`.
         || has("script")
+        // A date format other than the default may read `_source` unlike Postgres does
+        // (`yyyy-dd-MM`, `epoch_second`…).
+        || f.get("format").is_some_and(|x| {
+            !matches!(
+                x.as_str(),
+                Some(
+                    "strict_date_optional_time||epoch_millis"
+                        | "strict_date_optional_time_nanos||epoch_millis"
+                        | "date_optional_time||epoch_millis"
+                )
+            )
+        })
 }
 
 /// What the mapping says about one field (see [`MappedField`]).
@@ -221,6 +233,8 @@ mod tests {
             "n": {"type": "long", "null_value": 0},
             "hidden": {"type": "keyword", "index": false},
             "ts": {"type": "date", "ignore_malformed": true},
+            "sec": {"type": "date", "format": "epoch_second"},
+            "iso": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
             "obj": {"properties": {"k": {"type": "keyword"}}}
         }));
         assert_eq!(
@@ -234,6 +248,7 @@ mod tests {
         assert_eq!(get(&f, "lower").keyword_sub, None);
         assert!(get(&f, "code").altered && get(&f, "n").altered && get(&f, "ts").altered);
         assert!(!get(&f, "plain").altered && !get(&f, "obj.k").altered);
+        assert!(get(&f, "sec").altered && !get(&f, "iso").altered);
         assert_eq!(get(&f, "all").ty, "copy_to target");
         assert_eq!(get(&f, "hidden").ty, "not indexed");
     }
