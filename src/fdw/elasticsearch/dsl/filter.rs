@@ -60,6 +60,15 @@ fn exists(fd: &Field) -> Q {
     }
 }
 
+/// A superset of some non-NULL rows: every non-NULL row, or (for fields never NULL, where
+/// that is every row and would read as exact) nothing shipped.
+fn some_rows(fd: &Field) -> Q {
+    match exists(fd) {
+        Q::All => Q::No,
+        e => e.superset(),
+    }
+}
+
 /// `col <> v` from `col = v`: a non-NULL value that is not `v`. Only an exact equality can be
 /// excluded; otherwise every non-NULL row is the superset.
 fn not_eq(fd: &Field, eq: Q) -> Q {
@@ -70,7 +79,7 @@ fn not_eq(fd: &Field, eq: Q) -> Q {
             Q::Clause(e, _) => exact(json!({"bool": {"filter": [e], "must_not": [c]}})),
             _ => exact(json!({"bool": {"must_not": [c]}})),
         },
-        Q::Clause(_, false) => exists(fd).superset(),
+        Q::Clause(_, false) => some_rows(fd),
         Q::No => Q::No,
     }
 }
@@ -241,7 +250,7 @@ fn in_list(fd: &Field, items: &[Val], negated: bool) -> Q {
         }
         return match excluded.len() {
             0 if all_exact => exists(fd),
-            0 => exists(fd).superset(),
+            0 => some_rows(fd),
             _ => match not_eq(fd, exact(any_of(excluded))) {
                 Q::Clause(c, _) => Q::Clause(c, all_exact),
                 q => q,
@@ -317,7 +326,14 @@ fn cmp(fd: &Field, op: CmpOp, v: &Val) -> Q {
             (CmpOp::Ne, Val::Text(_)) => not_eq(fd, cmp(fd, CmpOp::Eq, v)),
             _ => Q::No,
         },
-        FieldKind::Keyword | FieldKind::Index => match (op, v) {
+        // `_index` terms also match wildcard patterns (and remote `cluster:index` names):
+        // a superset, and never excluded.
+        FieldKind::Index => match (op, v) {
+            (CmpOp::Eq, Val::Text(s)) => Q::Clause(json!({"term": {"_index": s}}), false),
+            (CmpOp::Ne, Val::Text(_)) => not_eq(fd, cmp(fd, CmpOp::Eq, v)),
+            _ => Q::No,
+        },
+        FieldKind::Keyword => match (op, v) {
             (CmpOp::Eq, Val::Text(s)) => exact(json!({"term": {fd.path.clone(): s}})),
             (CmpOp::Ne, Val::Text(_)) => not_eq(fd, cmp(fd, CmpOp::Eq, v)),
             _ => Q::No,
@@ -574,7 +590,7 @@ fn date_cmp(fd: &Field, nanos: bool, op: CmpOp, v: &Val) -> Q {
         body.insert("lte".into(), ms_text(h));
     }
     if body.is_empty() {
-        return exists(fd).superset();
+        return some_rows(fd);
     }
     body.insert("format".into(), json!(DATE_FORMAT));
     Q::Clause(json!({"range": {fd.path.clone(): body}}), false)
@@ -627,7 +643,8 @@ fn param_cmp(fd: &Field, op: CmpOp, i: usize) -> Q {
             Q::No
         }
         FieldKind::Id => eq_or_ne(exact(json!({"ids": {"values": [ph]}}))),
-        FieldKind::Keyword | FieldKind::Index => eq_or_ne(shape(true)),
+        FieldKind::Keyword => eq_or_ne(shape(true)),
+        FieldKind::Index => eq_or_ne(shape(false)),
         FieldKind::Text => match op {
             CmpOp::Eq | CmpOp::Ne if fd.keyword_sub.is_some() || fd.phrase => {
                 // Exact through the keyword sub-field only if the value fits in it.

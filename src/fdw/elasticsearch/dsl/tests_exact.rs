@@ -643,3 +643,30 @@ fn nested_doubles_stay_local() {
     let v: Value = serde_json::from_str("0.0010698585149948765").unwrap_or_default();
     assert_ne!(v.as_f64(), "0.0010698585149948765".parse::<f64>().ok());
 }
+
+#[test]
+fn index_names_are_patterns_remotely() {
+    let t = TableDef {
+        columns: vec![col("_index", 1, PgType::Text)],
+        ..Default::default()
+    };
+    let f = fields(&t, None);
+    let c = |op| cmp(1, op, Val::Text("it_*".into()));
+    // `_index: it_*` matches every index named so; Postgres compares the text.
+    assert_eq!(ship_with(&f, &c(CmpOp::Eq)), Ship::Superset);
+    assert_eq!(ship_with(&f, &c(CmpOp::Ne)), Ship::No);
+    assert_eq!(
+        ship_with(&f, &in_(1, vec![Val::Text("a".into())], true)),
+        Ship::No
+    );
+    assert_eq!(
+        ship_with(
+            &f,
+            &Cond::IsNull {
+                col: 1,
+                negated: false
+            }
+        ),
+        Ship::Exact
+    );
+}
