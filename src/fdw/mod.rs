@@ -20,7 +20,7 @@
 //!   all of the wrappers' Postgres `unsafe`.
 //! - Each wrapper lives in its own folder and implements [`Wrapper`]: `mod.rs` (errors,
 //!   options, connection, IMPORT), pure planning (`kafka/plan.rs` partition/offset bounds,
-//!   `elasticsearch/dsl.rs` query DSL) with unit tests, the message/document codec
+//!   `elasticsearch/dsl/` query DSL) with unit tests, the message/document codec
 //!   (`kafka/codec.rs`; Elasticsearch documents go through [`value::JsonFields`] and `dsl`),
 //!   the remote client where there is one (`elasticsearch/client.rs`, `mapping.rs`;
 //!   `kafka/batch.rs` for librdkafka's batch API), `scan.rs` (reads) and `write.rs` (writes).

@@ -9,7 +9,7 @@ use super::mapping::{fields_with, load_flat_mapping};
 use super::{base_query, index, source, EsFdwError};
 use crate::fdw::cond::Request;
 use crate::fdw::value::{JsonFields, PgType, Val};
-use crate::fdw::{int_opt, Scan, TableDef};
+use crate::fdw::{int_opt, Scan, Ship, TableDef};
 use pgrx::pg_sys::panic::ErrorReport;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,6 +66,11 @@ pub struct EsScan {
     prefetch: Option<(PageRequest, usize)>,
     done: bool,
     remaining: Option<u64>,
+    /// Past LIMIT: the `sort` values of the last row within it and how many of them a row
+    /// must share to be a tie Postgres may still pick (see [`dsl::tie_prefix`]).
+    boundary: Option<(Vec<Value>, usize)>,
+    /// Ask one row more than LIMIT (the sort may have ties to fetch past it).
+    peek: bool,
     mapped: bool,
     requests: u64,
     fetched: u64,
@@ -95,6 +100,8 @@ impl EsScan {
             prefetch: None,
             done: false,
             remaining: None,
+            boundary: None,
+            peek: false,
             mapped: false,
             requests: 0,
             fetched: 0,
@@ -145,7 +152,23 @@ impl EsScan {
             dsl::sort(&self.fields, &self.req.sort)
         };
         // A sort that cannot be shipped means Postgres sorts: LIMIT must not be shipped either.
-        let limit = if sort.is_some() { self.req.limit } else { None };
+        // Nor when a condition is no longer exact now that the mapping (and the parameter
+        // values, after `start`) are known: the planner decided on what it knew then.
+        let exact = self
+            .req
+            .conds
+            .iter()
+            .all(|c| c.has_params() || dsl::ship_with(&self.fields, c) == Ship::Exact);
+        let limit = if sort.is_some() && exact {
+            self.req.limit
+        } else {
+            None
+        };
+        self.peek = self.req.sort.iter().any(|k| {
+            self.fields.iter().any(|(a, f)| {
+                *a == k.col && !matches!(f.kind, FieldKind::Keyword | FieldKind::Bool)
+            })
+        });
         let mut keys = sort.take().unwrap_or_default();
         let scores = self.wanted.iter().any(|w| w.3 == FieldKind::Score)
             || keys.iter().any(|k| k.get("_score").is_some());
@@ -198,6 +221,7 @@ impl EsScan {
         self.search_after = None;
         self.page = Vec::new().into_iter();
         self.done = self.remaining == Some(0);
+        self.boundary = None;
         self.requests = 0;
         self.fetched = 0;
         let (st, v) = crate::interruptible::run(self.es.json(
@@ -254,13 +278,18 @@ impl EsScan {
         }
     }
 
+    /// Documents to ask for when `left` rows are still wanted (None: all): one more with
+    /// `peek`, and a whole batch when only ties past LIMIT are left.
+    fn page_size(&self, left: Option<u64>) -> usize {
+        match left {
+            Some(0) | None => self.batch,
+            Some(r) => (r as usize + usize::from(self.peek)).clamp(1, self.batch),
+        }
+    }
+
     fn fetch_page(&mut self) -> Result<(), ErrorReport> {
         if self.prefetch.is_none() {
-            let size = match self.remaining {
-                Some(r) => (r as usize).clamp(1, self.batch),
-                None => self.batch,
-            };
-            self.spawn_page(size);
+            self.spawn_page(self.page_size(self.remaining));
         }
         let Some((handle, size)) = self.prefetch.take() else {
             return Err(
@@ -299,10 +328,7 @@ impl EsScan {
         // The rows still wanted after this page (LIMIT): the previous page is consumed.
         let left = self.remaining.map(|r| r.saturating_sub(n as u64));
         if !self.done && left != Some(0) {
-            let next = left
-                .map(|l| (l as usize).clamp(1, self.batch))
-                .unwrap_or(self.batch);
-            self.spawn_page(next);
+            self.spawn_page(self.page_size(left));
         }
         self.page = resp.hits.hits.into_iter();
         Ok(())
@@ -342,7 +368,7 @@ impl Scan for EsScan {
     }
 
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
-        if self.remaining == Some(0) {
+        if self.remaining == Some(0) && self.boundary.is_none() {
             return Ok(false);
         }
         let hit = loop {
@@ -354,10 +380,34 @@ impl Scan for EsScan {
             }
             self.fetch_page()?;
         };
-        self.fetched += 1;
-        if let Some(r) = self.remaining.as_mut() {
-            *r -= 1;
+        let sort_values = hit.sort.as_ref().and_then(Value::as_array);
+        match self.remaining {
+            Some(0) => {
+                // Past LIMIT: only rows tied with the last one within it.
+                let tied = match (&self.boundary, sort_values) {
+                    (Some((b, n)), Some(s)) => dsl::ties(b, s, *n),
+                    _ => false,
+                };
+                if !tied {
+                    self.boundary = None;
+                    self.done = true;
+                    self.page = Vec::new().into_iter();
+                    self.cancel_prefetch();
+                    return Ok(false);
+                }
+            }
+            Some(r) => {
+                self.remaining = Some(r - 1);
+                if r == 1 {
+                    self.boundary = sort_values.and_then(|s| {
+                        let n = dsl::tie_prefix(&self.fields, &self.req.sort, s);
+                        (n > 0).then(|| (s.clone(), n))
+                    });
+                }
+            }
+            None => {}
         }
+        self.fetched += 1;
         // `_source` stays raw JSON: each wanted field is converted from its text.
         let src: Option<JsonFields> = hit
             .source

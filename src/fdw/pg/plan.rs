@@ -43,6 +43,25 @@ unsafe fn strip(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
     node
 }
 
+/// Can a comparison of our column (type `col`) with an operand of type `other`, under
+/// collation `coll`, be shipped? Not when Postgres converts between date, timestamp and
+/// timestamptz to compare (through the session TimeZone, or to midnight): the wrapper's values
+/// carry no zone. Not under a nondeterministic collation either: it makes strings equal that
+/// are not byte for byte.
+///
+/// # Safety
+/// Reads the syscache (collation lookup): call during planning, in a transaction.
+unsafe fn comparable(col: Oid, other: Oid, coll: Oid) -> bool {
+    use pg_sys::BuiltinOid as B;
+    let time = |o: Oid| {
+        [B::DATEOID, B::TIMESTAMPOID, B::TIMESTAMPTZOID]
+            .iter()
+            .any(|t| t.value() == o)
+    };
+    let same_time = !(time(col) || time(other)) || col == other;
+    same_time && (coll == Oid::INVALID || pg_sys::get_collation_isdeterministic(coll))
+}
+
 impl PlanCtx {
     /// Our column, if `node` is a plain Var of this relation.
     ///
@@ -107,6 +126,14 @@ impl PlanCtx {
                     (None, Some(c)) => (c, l, true),
                     _ => return None,
                 };
+                let col_node = if commuted { r } else { l };
+                if !comparable(
+                    pg_sys::exprType(strip(col_node)),
+                    pg_sys::exprType(strip(other)),
+                    (*e).inputcollid,
+                ) {
+                    return None;
+                }
                 if name == "~~" && !commuted {
                     let pattern = self.operand(other)?;
                     return Some(Cond::Like { col, pattern });
@@ -132,6 +159,14 @@ impl PlanCtx {
                     _ => return None,
                 };
                 let col = self.our_col(args[0] as _)?;
+                let elem = pg_sys::get_element_type(pg_sys::exprType(strip(args[1] as _)));
+                if !comparable(
+                    pg_sys::exprType(strip(args[0] as _)),
+                    elem,
+                    (*e).inputcollid,
+                ) {
+                    return None;
+                }
                 let list = self.operand(args[1] as _)?;
                 Some(Cond::In { col, list, negated })
             }
