@@ -467,8 +467,8 @@ class Gen:
 # Running and comparing
 
 def norm(v):
-    if isinstance(v, float):
-        return ("f", v if not math.isnan(v) else "nan")
+    if isinstance(v, float):  # -0.0 = 0.0 (DISTINCT keeps either)
+        return ("f", v + 0.0 if not math.isnan(v) else "nan")
     if isinstance(v, decimal.Decimal):
         return ("n", v.normalize() if v.is_finite() else str(v))
     if isinstance(v, (list, tuple)):

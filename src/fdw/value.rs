@@ -62,7 +62,8 @@ pub enum Val {
     Null,
     Bool(bool),
     Int(i64),
-    Float(f64),
+    /// Stored in plans by its bits: JSON has no NaN or ±Infinity, and a plan must carry them.
+    Float(#[serde(with = "f64_bits")] f64),
     Numeric(String),
     Text(String),
     Json(Value),
@@ -71,6 +72,17 @@ pub enum Val {
     Time(i64),
     Bytes(Vec<u8>),
     Array(Vec<Val>),
+}
+
+/// Serde for f64 as its IEEE bits (exact, and NaN/±Infinity included).
+mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.to_bits())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        u64::deserialize(d).map(f64::from_bits)
+    }
 }
 
 impl Val {
@@ -1202,6 +1214,17 @@ mod tests {
             check_numeric_fits("123456789", 10, 2).unwrap_err().0,
             "value 123456789 does not fit type numeric(10,2): it must round to an absolute value less than 10^8"
         );
+    }
+
+    #[test]
+    fn non_finite_floats_survive_a_plan() {
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.1, f64::MIN_POSITIVE] {
+            let json = serde_json::to_string(&Val::Float(f)).unwrap();
+            match serde_json::from_str::<Val>(&json).unwrap() {
+                Val::Float(g) => assert_eq!(g.to_bits(), f.to_bits(), "{json}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -386,7 +386,16 @@ unsafe fn plan_rel<W: Wrapper>(
     }
     (*baserel).rows = rows.max(1.0);
 
-    let json = serde_json::to_string(&req).unwrap_or_default();
+    // A request that cannot be written (it cannot happen: values serialise exactly, see
+    // value::f64_bits) falls back to reading every column with nothing pushed down, which is
+    // always correct, rather than to an empty request.
+    let json = serde_json::to_string(&req).unwrap_or_else(|_| {
+        let all = Request {
+            wanted: table.columns.iter().map(|c| c.attnum).collect(),
+            ..Default::default()
+        };
+        serde_json::to_string(&all).unwrap_or_default()
+    });
     let json = CString::new(json).unwrap_or_default();
     let mut exprs: *mut pg_sys::List = ptr::null_mut();
     for e in ctx.exprs {
