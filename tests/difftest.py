@@ -35,6 +35,7 @@ COLS = [  # (column, Postgres type, kind used by the query generator)
     ("n", "numeric", "numeric"),
     ("t", "text", "text"),
     ("tx", "text", "text"),
+    ("k", "text", "text"),
     ("b", "boolean", "bool"),
     ("d", "date", "date"),
     ("ts", "timestamp", "ts"),
@@ -50,6 +51,7 @@ ES_MAPPING = {"properties": {
     "f8": {"type": "double"}, "n": {"type": "double"},
     "t": {"type": "keyword", "ignore_above": 24},
     "tx": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 40}}},
+    "k": {"type": "keyword"},
     "b": {"type": "boolean"}, "d": {"type": "date"},
     "ts": {"type": "date", "format": "strict_date_optional_time_nanos"},
     "tz": {"type": "date", "format": "strict_date_optional_time_nanos"},
@@ -99,6 +101,7 @@ def gen_rows(seed, n):
         row["n"] = pick(NUMS, gen=lambda: str(decimal.Decimal(r.randint(-99999, 99999)) / 100))
         row["t"] = pick(TEXTS, gen=lambda: r.choice(TEXTS[:8]) + r.choice(["", "a", "b", "z"]))
         row["tx"] = pick([" ".join(r.sample(WORDS, 3))], gen=lambda: " ".join(r.sample(WORDS, r.randint(1, 4))))
+        row["k"] = pick(["", "a", "A", "b", "Århus", "z z", "it's", "日本"])
         row["b"] = pick([True, False])
         d = r.choice(DATES)
         row["d"] = pick([d])
@@ -406,7 +409,7 @@ class Gen:
         r = self.r
         self.params = []
         shape = r.choice(["select", "select", "order", "order", "ties", "agg", "group", "distinct", "join",
-                          "lateral", "exists", "prepare"])
+                          "lateral", "exists", "prepare", "pushagg", "pushagg"])
         if shape == "prepare":
             return self.prepared()
         self.params = None
@@ -436,6 +439,16 @@ class Gen:
                             "_partition" if self.w == "kafka" else "_id"])
             having = r.choice(["", " HAVING count(*) > 1"])
             return f"SELECT {key} AS g, count(*), max(id), sum(i8) FROM {{T}}{self.where()} GROUP BY 1{having}", False
+        if shape == "pushagg":  # aggregates Elasticsearch can compute (exact WHERE or none)
+            aggs = r.sample(["count(*)", "count(i4)", "count(k)", "min(i4)", "max(i4)", "sum(i4)", "max(f8)",
+                             "min(f8)", "count(tz)", "count(b)"], r.randint(1, 4))
+            keys = r.sample(["k", "b", "i4", "i8", "date_trunc('hour', tz)", "date_trunc('day', tz)",
+                             "date_trunc('month', ts)", "date_trunc('week', tz)"], r.choice([0, 1, 1, 2]))
+            where = r.choice(["", "", f" WHERE {self.atom()}", f" WHERE i4 > {r.randint(-50, 50)}",
+                              f" WHERE k = {lit(r.choice(['a', 'b', '']))}", " WHERE b", " WHERE k IS NULL"])
+            sel = ", ".join(keys + aggs)
+            group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+            return f"SELECT {sel} FROM {{T}}{where}{group}", False
         if shape == "distinct":
             c = r.choice([c for c in self.columns() if self.kind_of(c) != "json"])
             return f"SELECT DISTINCT {c} FROM {{T}}{self.where()}", False

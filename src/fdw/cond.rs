@@ -146,6 +146,13 @@ pub struct Request {
     /// Rows the query needs at most (LIMIT + OFFSET), only when it is safe to stop early
     /// remotely: one table, every clause shipped exactly, ORDER BY (if any) shipped too.
     pub limit: Option<u64>,
+    /// Every WHERE clause of the table is in `conds` and shipped exactly (so the remote side
+    /// alone decides which rows count: what an aggregate pushdown needs).
+    #[serde(default)]
+    pub all_exact: bool,
+    /// An aggregation computed remotely instead of rows (an upper-relation scan).
+    #[serde(default)]
+    pub agg: Option<crate::fdw::agg::AggRequest>,
 }
 
 impl Request {

@@ -34,10 +34,12 @@
 // statement and raised as they are; boxing them would only add noise to every signature.
 #![allow(clippy::result_large_err)]
 
+pub mod agg;
 pub mod cond;
 pub mod elasticsearch;
 pub mod kafka;
 pub mod pg;
+pub mod sqlstate;
 pub mod value;
 
 use crate::datasource::schema::{check_value, OptSpec, OptType};
@@ -174,6 +176,11 @@ pub trait Planner {
     fn ship(&self, cond: &Cond) -> Ship;
     /// Can the remote side sort by this column exactly like Postgres?
     fn sort_exact(&self, col: &ColDef) -> bool;
+    /// Can the remote side compute this aggregation exactly like Postgres (given that every
+    /// WHERE clause is shipped exactly)? None of them can by default.
+    fn aggregate(&self, _agg: &agg::AggRequest) -> bool {
+        false
+    }
 }
 
 /// A foreign-data wrapper of pg_flink.

@@ -201,7 +201,20 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
         }
         PgType::Float4 | PgType::Float8 => {
             let f = match v {
-                Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+                // as_f64 refuses what overflows; parsed, it is ±inf and refused below as out
+                // of range (like 1e-400, which would read as 0), as Postgres' input does.
+                Value::Number(n) => {
+                    let t = n.to_string();
+                    if underflows(&t, ty) {
+                        return Err(Mismatch(format!(
+                            "value is out of range for type {}",
+                            ty.sql()
+                        )));
+                    }
+                    n.as_f64()
+                        .or_else(|| t.parse::<f64>().ok())
+                        .ok_or_else(bad)?
+                }
                 // Postgres' own input accepts NaN and ±Infinity spelled out.
                 Value::String(s) => s.trim().parse::<f64>().map_err(|_| bad())?,
                 _ => return Err(bad()),
@@ -276,6 +289,20 @@ pub fn from_json(v: &Value, ty: &PgType) -> Result<Val, Mismatch> {
     })
 }
 
+/// Does the number `t` (JSON text) read as zero in `ty` though it is not zero? Postgres'
+/// float input refuses that as out of range (`1e-400` for double, `1e-50` for real).
+fn underflows(t: &str, ty: &PgType) -> bool {
+    let mantissa = t.split(['e', 'E']).next().unwrap_or(t);
+    if !mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return false;
+    }
+    match t.parse::<f64>() {
+        Ok(f) if *ty == PgType::Float4 => (f as f32) == 0.0,
+        Ok(f) => f == 0.0,
+        Err(_) => false,
+    }
+}
+
 /// A float that fits `ty` as Postgres' input would take it: a JSON number must be finite (JSON
 /// has no infinities; 1e400 overflows) and, for `real`, within its range.
 fn float_in_range(f: f64, ty: &PgType, spelled: bool) -> Result<Val, Mismatch> {
@@ -308,12 +335,12 @@ pub fn from_json_text(t: &str, ty: &PgType) -> Result<Val, Mismatch> {
         (PgType::Float8, _) if number => t
             .parse::<f64>()
             .ok()
-            .filter(|f| f.is_finite())
+            .filter(|f| f.is_finite() && !underflows(t, ty))
             .map(Val::Float),
         (PgType::Float4, _) if number => t
             .parse::<f64>()
             .ok()
-            .filter(|f| f.is_finite() && f.abs() <= f32::MAX as f64)
+            .filter(|f| f.is_finite() && f.abs() <= f32::MAX as f64 && !underflows(t, ty))
             .map(Val::Float),
         (PgType::Numeric, _) if number => Some(Val::Numeric(t.to_string())),
         (PgType::Timestamptz | PgType::Timestamp, Some(b'"'))
@@ -1218,7 +1245,14 @@ mod tests {
 
     #[test]
     fn non_finite_floats_survive_a_plan() {
-        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.1, f64::MIN_POSITIVE] {
+        for f in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            0.1,
+            f64::MIN_POSITIVE,
+        ] {
             let json = serde_json::to_string(&Val::Float(f)).unwrap();
             match serde_json::from_str::<Val>(&json).unwrap() {
                 Val::Float(g) => assert_eq!(g.to_bits(), f.to_bits(), "{json}"),
@@ -1233,7 +1267,9 @@ mod tests {
         // Numbers keep their digits (serde_json arbitrary_precision): 1.50 stays 1.50.
         assert_eq!(Val::Numeric("1.50".into()).to_json().to_string(), "1.50");
         assert_eq!(
-            Val::Numeric("123456789012345678901234567890".into()).to_json().to_string(),
+            Val::Numeric("123456789012345678901234567890".into())
+                .to_json()
+                .to_string(),
             "123456789012345678901234567890"
         );
         assert_eq!(Val::Float(f64::NAN).to_json(), Value::Null);

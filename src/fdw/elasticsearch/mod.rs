@@ -12,6 +12,7 @@
 //! | `mapping.rs` | flattened mappings, their per-backend cache, fields for planning |
 //! | `scan.rs` | point-in-time + `search_after` scans |
 //! | `write.rs` | INSERT / UPDATE / DELETE through the bulk API |
+mod agg;
 mod client;
 pub mod dsl;
 mod mapping;
@@ -73,8 +74,8 @@ impl From<EsFdwError> for ErrorReport {
                 PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
                 "Elasticsearch did not answer in time; check its health, or raise the timeout_ms option.",
             ),
-            EsFdwError::Conversion { .. } => (
-                PgSqlErrorCode::ERRCODE_FDW_INVALID_DATA_TYPE,
+            EsFdwError::Conversion { message, .. } => (
+                crate::fdw::sqlstate::of_conversion(message),
                 "Declare the column with a type that fits (text or jsonb take anything), or set the table option on_error 'null' to read such values as NULL.",
             ),
             EsFdwError::Rejected(_) => (
@@ -102,6 +103,9 @@ impl Planner for EsPlanner {
     }
     fn sort_exact(&self, col: &ColDef) -> bool {
         dsl::sort_exact(&self.0, col.attnum)
+    }
+    fn aggregate(&self, a: &crate::fdw::agg::AggRequest) -> bool {
+        agg::exact(&self.0, a)
     }
 }
 
@@ -223,6 +227,9 @@ impl Wrapper for EsFdw {
     }
 
     fn begin_scan(table: TableDef, req: Request) -> Result<Box<dyn Scan>, ErrorReport> {
+        if let Some(a) = req.agg.clone() {
+            return Ok(Box::new(agg::EsAggScan::new(table, req, a)?));
+        }
         Ok(Box::new(EsScan::new(table, req)?))
     }
 

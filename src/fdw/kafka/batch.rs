@@ -172,7 +172,8 @@ impl Batch {
         if n <= 0 {
             // SAFETY: as above; rd_kafka_consume_queue returns one message we now own (stored
             // in msgs[0], so handed out or destroyed exactly once like the others) or NULL.
-            let first = unsafe { rdsys::rd_kafka_consume_queue(self.queue, wait.as_millis() as i32) };
+            let first =
+                unsafe { rdsys::rd_kafka_consume_queue(self.queue, wait.as_millis() as i32) };
             if first.is_null() {
                 n = 0;
             } else {

@@ -77,8 +77,8 @@ impl From<KafkaFdwError> for ErrorReport {
                 PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
                 "The brokers stopped answering; check them, or raise the timeout_ms option.",
             ),
-            KafkaFdwError::Decode { .. } => (
-                PgSqlErrorCode::ERRCODE_FDW_INVALID_DATA_TYPE,
+            KafkaFdwError::Decode { message, .. } => (
+                crate::fdw::sqlstate::of_conversion(message),
                 "The table has on_error 'error'; use on_error 'null' (default) to read such messages with _error set, or 'skip' to leave them out.",
             ),
             KafkaFdwError::Delivery(_) => (

@@ -3,10 +3,10 @@
 //! timestamp bounds, and the high watermark at that moment) and assigns those partitions to a
 //! consumer (no group join, no commits); it then decodes messages with [`codec`] until every
 //! range is done, failing if no message arrives within `timeout_ms`.
-use super::pool;
 use super::batch::Batch;
 use super::codec::{self, ColKind, Format, Msg, OnError};
 use super::plan::{self, Bounds, MetaCols};
+use super::pool;
 use super::{decode_error, source, topic, KafkaFdwError};
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};

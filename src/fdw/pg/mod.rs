@@ -14,6 +14,7 @@
 //! | [`plan`] | GetForeignRelSize/Paths/Plan: WHERE → [`Cond`](crate::fdw::cond::Cond), ORDER BY, LIMIT |
 //! | [`scan`] | Begin/Iterate/ReScan/End/ExplainForeignScan |
 //! | [`modify`] | INSERT/UPDATE/DELETE callbacks |
+//! | [`upper`] | aggregate pushdown (GetForeignUpperPaths, the grouped relation's plan) |
 //! | [`import`] | IMPORT FOREIGN SCHEMA |
 //! | [`datum`] | Postgres datums ↔ [`Val`](crate::fdw::value::Val), supported column types |
 //! | [`table_def`] | catalog → [`TableDef`](crate::fdw::TableDef) (server, user mapping, table, columns) |
@@ -40,6 +41,7 @@ mod plan;
 pub mod routine;
 mod scan;
 mod table_def;
+mod upper;
 mod util;
 
 pub use credentials::{datasource, server_source};

@@ -373,6 +373,7 @@ unsafe fn plan_rel<W: Wrapper>(
         }
     }
 
+    req.all_exact = all_exact;
     let mut rows = match req.limit {
         Some(l) => l as f64,
         None => 1000.0,
@@ -462,11 +463,15 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_plan(
     _root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
     _relid: Oid,
-    _best_path: *mut pg_sys::ForeignPath,
+    best_path: *mut pg_sys::ForeignPath,
     tlist: *mut pg_sys::List,
     scan_clauses: *mut pg_sys::List,
     outer_plan: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
+    if (*baserel).reloptkind == pg_sys::RelOptKind::RELOPT_UPPER_REL {
+        // A remote aggregation (upper.rs made the path).
+        return super::upper::upper_plan(baserel, best_path, tlist, outer_plan);
+    }
     let private = list_ptrs((*baserel).fdw_private as *mut pg_sys::List);
     let json = private.first().copied().unwrap_or(ptr::null_mut());
     let exprs = private.get(1).copied().unwrap_or(ptr::null_mut()) as *mut pg_sys::List;

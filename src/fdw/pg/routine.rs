@@ -1,7 +1,7 @@
 //! The FdwRoutine of a wrapper (what its `*_fdw_handler` SQL function returns) and its
 //! option validator (what its `*_fdw_validator` SQL function runs): the two entry points
 //! `src/api/fdw.rs` exposes for each [`Wrapper`].
-use super::{import, modify, plan, scan};
+use super::{import, modify, plan, scan, upper};
 use crate::fdw::{OptClass, Wrapper};
 use crate::interruptible::ReportError;
 use pgrx::pg_sys::{self, Oid};
@@ -21,6 +21,7 @@ pub fn routine<W: Wrapper>() -> supabase_wrappers::FdwRoutine {
         r.GetForeignRelSize = Some(plan::get_foreign_rel_size::<W>);
         r.GetForeignPaths = Some(plan::get_foreign_paths);
         r.GetForeignPlan = Some(plan::get_foreign_plan);
+        r.GetForeignUpperPaths = Some(upper::get_foreign_upper_paths::<W>);
         r.BeginForeignScan = Some(scan::begin_foreign_scan::<W>);
         r.IterateForeignScan = Some(scan::iterate_foreign_scan);
         r.ReScanForeignScan = Some(scan::rescan_foreign_scan);

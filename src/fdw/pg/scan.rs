@@ -28,7 +28,6 @@ use crate::fdw::{fdw_error, Scan, TableDef, Wrapper};
 use crate::interruptible::ReportError;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode;
 use std::ffi::{c_void, CString};
 use std::ptr;
 
@@ -38,6 +37,8 @@ struct ScanState {
     req: Request,
     /// Type and typmod of each wanted column (None: a type the wrappers do not fill).
     types: Vec<Option<(PgType, i32)>>,
+    /// The scan-slot position of each value of `row` (attnum - 1 for a row scan).
+    slots: Vec<usize>,
     /// `ExprState`s of the plan's `fdw_exprs`, in the executor's query memory context.
     exprs: *mut pg_sys::List,
     scan: Option<Box<dyn Scan>>,
@@ -102,24 +103,44 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
         .map(|s| cstr((*(*s as *mut pg_sys::String)).sval))
         .unwrap_or_default();
     let req: Request = serde_json::from_str(&json).unwrap_or_default();
-    let relid = (*(*node).ss.ss_currentRelation).rd_id;
-    let table = table_def(relid);
-    let types = req
-        .wanted
-        .iter()
-        .map(|a| {
-            table
-                .col(*a)
-                .and_then(|c| c.ty.clone().map(|t| (t, c.typmod)))
-        })
-        .collect();
+    // An aggregate scan (upper.rs) has no scan relation: its request names the table, and its
+    // tuples are the aggregation's outputs in order. A row scan fills the wanted columns.
+    let (table, types, slots): (_, Vec<_>, Vec<usize>) = match &req.agg {
+        Some(agg) => (
+            table_def(pg_sys::Oid::from(agg.relid)),
+            agg.outputs
+                .iter()
+                .map(|(_, t)| Some((t.clone(), -1)))
+                .collect(),
+            (0..agg.outputs.len()).collect(),
+        ),
+        None => {
+            let table = table_def((*(*node).ss.ss_currentRelation).rd_id);
+            let types = req
+                .wanted
+                .iter()
+                .map(|a| {
+                    table
+                        .col(*a)
+                        .and_then(|c| c.ty.clone().map(|t| (t, c.typmod)))
+                })
+                .collect();
+            let slots = req
+                .wanted
+                .iter()
+                .map(|a| (*a as usize).wrapping_sub(1))
+                .collect();
+            (table, types, slots)
+        }
+    };
     // Compiling the expressions reads no parameter value (EXPLAIN-only runs do it too).
     let exprs = pg_sys::ExecInitExprList((*plan).fdw_exprs, node as *mut pg_sys::PlanState);
-    let row = vec![Val::Null; req.wanted.len()];
+    let row = vec![Val::Null; slots.len()];
     let state = Box::into_raw(Box::new(ScanState {
         table,
         req,
         types,
+        slots,
         exprs,
         scan: None,
         started: false,
@@ -183,9 +204,8 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
     nulls.fill(true);
     let econtext = (*node).ss.ps.ps_ExprContext;
     let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-    for (i, attnum) in st.req.wanted.iter().enumerate() {
+    for (i, &idx) in st.slots.iter().enumerate() {
         let v = std::mem::replace(&mut st.row[i], Val::Null);
-        let idx = *attnum as usize - 1;
         if idx >= natts {
             continue;
         }
@@ -200,13 +220,18 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
             Ok(None) => {}
             Err(msg) => {
                 pg_sys::MemoryContextSwitchTo(old);
-                let col = st
-                    .table
-                    .col(*attnum)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
+                let col = match st.req.agg {
+                    Some(_) => format!("output {}", i + 1),
+                    None => st
+                        .req
+                        .wanted
+                        .get(i)
+                        .and_then(|a| st.table.col(*a))
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
+                };
                 fdw_error(
-                    PgSqlErrorCode::ERRCODE_FDW_INVALID_DATA_TYPE,
+                    crate::fdw::sqlstate::of_conversion(&msg),
                     format!("foreign table {}, column \"{col}\": {msg}", st.table.name),
                     "Declare the column with a type that fits the data (text and jsonb take anything).",
                 )
