@@ -54,8 +54,9 @@ thread_local! {
 }
 
 /// How long Kafka keeps a transaction open before the broker aborts it (librdkafka's
-/// `transaction.timeout.ms`, which the broker caps at `transaction.max.timeout.ms`).
-const TXN_TIMEOUT_MS: &str = "60000";
+/// `transaction.timeout.ms`, which the broker caps at `transaction.max.timeout.ms`); raised to
+/// `timeout_ms` when that is longer (librdkafka wants it at least `message.timeout.ms`).
+const TXN_TIMEOUT_MS: u64 = 60_000;
 
 /// The `transactional.id` of this backend for a table's connection.
 pub(super) fn transactional_id(table: &TableDef) -> String {
@@ -76,8 +77,14 @@ pub(super) fn producer(
 ) -> Result<Rc<TxnProducer>, ErrorReport> {
     xact::enlist("Kafka", 1, hook);
     let id = transactional_id(table);
+    // librdkafka refuses a message.timeout.ms above transaction.timeout.ms.
+    let msg_ms: u64 = cfg
+        .get("message.timeout.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let txn_ms = msg_ms.max(TXN_TIMEOUT_MS);
     cfg.set("transactional.id", &id)
-        .set("transaction.timeout.ms", TXN_TIMEOUT_MS);
+        .set("transaction.timeout.ms", txn_ms.to_string());
     let config_key = super::pool::key(&cfg);
     let found = PRODUCERS.with(|ps| {
         let mut ps = ps.borrow_mut();
