@@ -214,11 +214,14 @@ impl Modify for KafkaModify {
                     }
                 }
                 Err((e, _)) => {
+                    let part = partition
+                        .map(|p| format!(" partition {p}"))
+                        .unwrap_or_default();
                     return Err(KafkaFdwError::Delivery(format!(
-                        "foreign table {}: cannot produce to topic \"{}\": {e}",
+                        "foreign table {}: cannot produce to topic \"{}\"{part}: {e}",
                         self.table.name, self.topic
                     ))
-                    .into())
+                    .into());
                 }
             }
         }
