@@ -95,7 +95,10 @@ impl DatasourceKind for Kafka {
         topic: &str,
         sample_size: usize,
     ) -> Result<Described, SourceError> {
-        let cfg = src.kafka_config();
+        let mut cfg = src.kafka_config();
+        // A partition may end with offsets that hold no message (transaction markers): the
+        // end-of-partition event says it was read to the end.
+        cfg.set("enable.partition.eof", "true");
         let me = src.clone();
         let topic = topic.to_string();
         src.blocking(move || {
@@ -129,8 +132,8 @@ impl DatasourceKind for Kafka {
             let mut read = 0usize;
             if remaining > 0 {
                 consumer.assign(&tpl).map_err(|e| me.err(SourceErrorKind::Remote, e))?;
-                let mut done_parts = 0usize;
-                while read < sample_size && done_parts < highs.len() && (read as i64) < remaining {
+                let mut done_parts: Vec<i32> = Vec::new();
+                while read < sample_size && done_parts.len() < highs.len() && (read as i64) < remaining {
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -140,10 +143,17 @@ impl DatasourceKind for Kafka {
                             if let Some(Ok(v)) = m.payload().map(serde_json::from_slice::<Value>) {
                                 inf.add(&v);
                             }
-                            if highs.iter().any(|&(p, hi)| p == m.partition() && m.offset() + 1 >= hi) {
-                                done_parts += 1;
+                            let p = m.partition();
+                            if highs.iter().any(|&(hp, hi)| hp == p && m.offset() + 1 >= hi) && !done_parts.contains(&p) {
+                                done_parts.push(p);
                             }
                         }
+                        Some(Err(rdkafka::error::KafkaError::PartitionEOF(p)))
+                            if highs.iter().any(|&(hp, _)| hp == p) && !done_parts.contains(&p) =>
+                        {
+                            done_parts.push(p);
+                        }
+                        Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
                         Some(Err(e)) => return Err(me.err(SourceErrorKind::Remote, e)),
                         None => {}
                     }

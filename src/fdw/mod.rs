@@ -13,7 +13,8 @@
 //! Layout:
 //!
 //! - [`value`] and [`cond`] are pure (no pgrx): the values that cross the planner/executor
-//!   boundary and the conditions/request a scan carries in its plan.
+//!   boundary and the conditions/request a scan carries in its plan. [`txn`] (pure too) is
+//!   the subtransaction bookkeeping of writes that follow the Postgres transaction.
 //! - [`pg`] is the Postgres side, one file per phase (planning, scans, modifications,
 //!   IMPORT FOREIGN SCHEMA, the FdwRoutine and validators, datum conversion, catalog reads,
 //!   and the datasource-credentials security switch alone in `pg/credentials.rs`). It holds
@@ -40,6 +41,7 @@ pub mod elasticsearch;
 pub mod kafka;
 pub mod pg;
 pub mod sqlstate;
+pub mod txn;
 pub mod value;
 
 use crate::datasource::schema::{check_value, OptSpec, OptType};
@@ -151,6 +153,9 @@ pub trait Scan {
 }
 
 /// An open INSERT/UPDATE/DELETE; rows are buffered and sent in batches, `finish` flushes.
+/// Writes that follow the Postgres transaction also enlist a hook with
+/// [`pg::xact::enlist`] (Kafka: one Kafka transaction per Postgres transaction; Elasticsearch:
+/// actions buffered until COMMIT), fed by the pure bookkeeping of [`txn`].
 pub trait Modify {
     fn insert(&mut self, row: &[(i16, Val)]) -> Result<(), ErrorReport>;
     fn update(&mut self, _id: &Val, _row: &[(i16, Val)]) -> Result<(), ErrorReport> {

@@ -2,7 +2,8 @@
 //!
 //! Scans page with a point in time + `search_after` (bounded memory whatever the result size,
 //! no deep from/size, no scroll); WHERE / ORDER BY / LIMIT become query DSL ([`dsl`]);
-//! INSERT / UPDATE / DELETE go through the bulk API, batched per statement.
+//! INSERT / UPDATE / DELETE go through the bulk API, buffered until COMMIT (or batched per
+//! statement with `transactional 'false'`).
 //!
 //! | file | holds |
 //! | --- | --- |
@@ -12,11 +13,13 @@
 //! | `mapping.rs` | flattened mappings, their per-backend cache, fields for planning |
 //! | `scan.rs` | point-in-time + `search_after` scans |
 //! | `write.rs` | INSERT / UPDATE / DELETE through the bulk API |
+//! | `txn.rs` | the transaction's buffered bulk actions, sent at COMMIT |
 mod agg;
 mod client;
 pub mod dsl;
 mod mapping;
 mod scan;
+mod txn;
 mod write;
 
 use crate::datasource::schema::{opt, OptSpec, OptType, POSITIVE};
@@ -126,6 +129,16 @@ const SERVER_OPTS: &[OptSpec] = &[
         "the bound of requests in milliseconds",
     ),
     opt("batch_size", POSITIVE, "documents per page"),
+    opt(
+        "transactional",
+        OptType::Bool,
+        "writes are buffered and sent at COMMIT (default true); false: sent during the statement",
+    ),
+    opt(
+        "max_buffered_bytes",
+        POSITIVE,
+        "the bound of a transaction's buffered writes in bytes (default 64 MB)",
+    ),
 ];
 const USER_OPTS: &[OptSpec] = &[
     opt("username", OptType::Str, "the user name (basic auth)"),
@@ -154,6 +167,16 @@ const TABLE_OPTS: &[OptSpec] = &[
         "refresh",
         OptType::Exact(&["true", "false", "wait_for"]),
         "the refresh policy of writes",
+    ),
+    opt(
+        "transactional",
+        OptType::Bool,
+        "writes are buffered and sent at COMMIT (default true); false: sent during the statement",
+    ),
+    opt(
+        "max_buffered_bytes",
+        POSITIVE,
+        "the bound of a transaction's buffered writes in bytes (default 64 MB)",
     ),
 ];
 const COLUMN_OPTS: &[OptSpec] = &[

@@ -24,6 +24,10 @@ pub(super) struct Batch {
     pub(super) filled_at: Instant,
     /// The last error event seen in the queue (for the timeout message).
     pub(super) last_error: Option<String>,
+    /// End-of-partition events seen (partition, offset the consumer reached), in queue order:
+    /// a partition can end with offsets that carry no message (transaction markers, messages
+    /// of aborted transactions), so the scan cannot wait for a message at `end - 1`.
+    pub(super) eofs: Vec<(i32, i64)>,
 }
 
 const BATCH: usize = 1000;
@@ -124,10 +128,12 @@ impl Batch {
             pos: 0,
             filled_at: Instant::now(),
             last_error: None,
+            eofs: Vec::new(),
         }
     }
 
-    /// The next buffered message that is not an error event.
+    /// The next buffered message that is not an error event (end-of-partition events are
+    /// collected in `eofs`; take them after each message, as they follow it in the queue).
     pub(super) fn next(&mut self) -> Option<RawMsg> {
         while self.pos < self.msgs.len() {
             // RawMsg's invariant: `msgs` holds exactly the messages the last fill() received
@@ -135,6 +141,10 @@ impl Batch {
             // every message is wrapped, and so destroyed, exactly once.
             let m = RawMsg(self.msgs[self.pos]);
             self.pos += 1;
+            if m.m().err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                self.eofs.push((m.partition(), m.offset()));
+                continue;
+            }
             if m.m().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 // Transport trouble is retried by librdkafka; remember it for the timeout message.
                 self.last_error = Some(

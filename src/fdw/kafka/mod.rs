@@ -3,7 +3,8 @@
 //! A scan is a bounded snapshot: every partition is read from its lower bound to the high
 //! watermark taken when the scan starts, by assignment (no consumer-group join, no offset
 //! commits). `_partition`, `_offset` and `_timestamp` conditions narrow the ranges (timestamps
-//! through offsets-for-times). INSERT produces messages and waits for their delivery.
+//! through offsets-for-times). INSERT produces messages and waits for their delivery, inside a
+//! Kafka transaction committed with the Postgres transaction (unless `transactional 'false'`).
 //!
 //! | file | holds |
 //! | --- | --- |
@@ -13,11 +14,13 @@
 //! | `scan.rs` | the bounded-snapshot scan |
 //! | `batch.rs` | batch consumption through librdkafka's C API (the wrapper's only `unsafe`) |
 //! | `write.rs` | INSERT: produce and confirm delivery |
+//! | `txn.rs` | the transactional producers: one Kafka transaction per Postgres transaction |
 mod batch;
 pub mod codec;
 pub mod plan;
 mod pool;
 mod scan;
+mod txn;
 mod write;
 
 use crate::datasource::schema::{opt, OptSpec, OptType, POSITIVE};
@@ -145,6 +148,11 @@ const SERVER_OPTS: &[OptSpec] = &[
         "the bound of broker calls in milliseconds",
     ),
     opt("batch_size", POSITIVE, "messages per batch"),
+    opt(
+        "transactional",
+        OptType::Bool,
+        "INSERTs go into a Kafka transaction committed with the Postgres transaction (default true)",
+    ),
 ];
 const USER_OPTS: &[OptSpec] = &[
     opt("sasl_username", OptType::Str, "the SASL user name"),
@@ -172,6 +180,11 @@ const TABLE_OPTS: &[OptSpec] = &[
         "on_error",
         OptType::Exact(&["null", "error", "skip"]),
         "what a message that cannot be decoded does",
+    ),
+    opt(
+        "transactional",
+        OptType::Bool,
+        "INSERTs go into a Kafka transaction committed with the Postgres transaction (default true)",
     ),
 ];
 const COLUMN_OPTS: &[OptSpec] = &[

@@ -144,7 +144,11 @@ impl KafkaScan {
     fn open(&mut self) -> Result<(), ErrorReport> {
         self.batch = None;
         let mut cfg = self.src.kafka_config();
-        cfg.set("enable.partition.eof", "false")
+        // End-of-partition events tell where a partition's snapshot ends even when its last
+        // offsets hold no message (see `next`). Scans read committed messages only (the
+        // default isolation), up to the last stable offset at start.
+        cfg.set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
             // The broker holds a fetch at the end of the log this long; a scan never waits for
             // new messages (it stops at the watermark), and a stale long-poll fetch of a
@@ -344,7 +348,22 @@ impl Scan for KafkaScan {
             let Some(batch) = self.batch.as_mut() else {
                 return Ok(false);
             };
-            let Some(m) = batch.next() else {
+            let m = batch.next();
+            // A partition ends where the consumer reached the end of the snapshot, whether or
+            // not a message sits at `end - 1` (transaction markers and aborted transactions'
+            // messages take offsets a read_committed consumer never sees).
+            for (p, off) in batch.eofs.drain(..) {
+                if let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) {
+                    if !r.done && off >= r.end {
+                        r.done = true;
+                        self.open -= 1;
+                    }
+                }
+            }
+            if self.open == 0 {
+                return Ok(false);
+            }
+            let Some(m) = m else {
                 // Nothing buffered: take up to BATCH messages in one go (one queue lock).
                 let got = batch.fill(POLL);
                 pgrx::check_for_interrupts!();
@@ -372,7 +391,13 @@ impl Scan for KafkaScan {
             let Some(r) = self.ranges.iter_mut().find(|r| r.partition == p) else {
                 continue;
             };
-            if r.done || o >= r.end || o < r.start {
+            if r.done || o < r.start {
+                continue;
+            }
+            if o >= r.end {
+                // Past the end: the offsets before it carried no message.
+                r.done = true;
+                self.open -= 1;
                 continue;
             }
             self.last_progress = batch.filled_at;

@@ -2,29 +2,59 @@
 //! headers from the metadata columns, the value encoded by [`codec::encode_value`]), produced
 //! with `acks=all`; the statement ends by waiting for every delivery confirmation and fails
 //! if any message was refused or not confirmed within `timeout_ms`.
+//!
+//! By default (`transactional 'true'`) the messages go into the Kafka transaction of the
+//! Postgres transaction (`txn.rs`): confirmed at the end of the statement, visible to
+//! `read_committed` consumers only once Postgres commits. With `transactional 'false'` each
+//! statement has its own plain producer and its messages are visible once confirmed.
 use super::codec::{self, ColKind, Format};
 use super::scan::POLL;
-use super::{source, topic, KafkaFdwError};
+use super::{source, topic, txn, KafkaFdwError};
 use crate::datasource::Source;
 use crate::fdw::value::Val;
 use crate::fdw::{Modify, TableDef};
 use pgrx::pg_sys::panic::ErrorReport;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{ClientContext, Message};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
-struct Delivery {
+pub(super) struct Delivery {
     ok: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
 
 #[derive(Clone, Default)]
-struct DeliveryCtx(Arc<Delivery>);
+pub(super) struct DeliveryCtx(Arc<Delivery>);
+
+impl DeliveryCtx {
+    /// Starts counting for a new statement (a transactional producer outlives statements;
+    /// the previous statement waited for its deliveries).
+    fn reset(&self) {
+        self.0.ok.store(0, Ordering::Relaxed);
+        self.0.failed.store(0, Ordering::Relaxed);
+        if let Ok(mut f) = self.0.first_error.lock() {
+            *f = None;
+        }
+    }
+}
+
+/// A producer and its delivery counters.
+pub(super) struct Producer {
+    pub(super) inner: BaseProducer<DeliveryCtx>,
+    pub(super) ctx: DeliveryCtx,
+}
+
+/// A statement's own producer, or the backend's transactional one.
+enum Mode {
+    Plain(Producer),
+    Txn(Rc<txn::TxnProducer>),
+}
 
 impl ClientContext for DeliveryCtx {}
 
@@ -51,9 +81,13 @@ pub struct KafkaModify {
     src: Source,
     format: Format,
     kinds: Vec<(i16, ColKind)>,
-    producer: BaseProducer<DeliveryCtx>,
-    ctx: DeliveryCtx,
+    mode: Mode,
     sent: u64,
+}
+
+/// Is the table (else its server) transactional? (default true)
+pub(super) fn transactional(table: &TableDef) -> bool {
+    !matches!(table.opt("transactional"), Some("false" | "off"))
 }
 
 impl KafkaModify {
@@ -67,20 +101,33 @@ impl KafkaModify {
         )
         .set("linger.ms", "5")
         .set("acks", "all");
-        let ctx = DeliveryCtx::default();
-        let producer: BaseProducer<DeliveryCtx> = cfg
-            .create_with_context(ctx.clone())
-            .map_err(|e| KafkaFdwError::Config(format!("Kafka producer: {e}")))?;
+        let mode = if transactional(&table) {
+            let tp = txn::producer(&table, &src, cfg)?;
+            tp.p.ctx.reset();
+            Mode::Txn(tp)
+        } else {
+            let ctx = DeliveryCtx::default();
+            let inner: BaseProducer<DeliveryCtx> = cfg
+                .create_with_context(ctx.clone())
+                .map_err(|e| KafkaFdwError::Config(format!("Kafka producer: {e}")))?;
+            Mode::Plain(Producer { inner, ctx })
+        };
         Ok(KafkaModify {
             format: Format::of(&table),
             kinds: codec::col_kinds(&table),
             table,
             topic,
             src,
-            producer,
-            ctx,
+            mode,
             sent: 0,
         })
+    }
+
+    fn producer(&self) -> &Producer {
+        match &self.mode {
+            Mode::Plain(p) => p,
+            Mode::Txn(tp) => &tp.p,
+        }
     }
 }
 
@@ -139,8 +186,14 @@ impl Modify for KafkaModify {
             rec = rec.timestamp(t);
         }
         let deadline = Instant::now() + self.src.timeout();
+        if let Mode::Txn(tp) = &self.mode {
+            // Before sending: a message of a statement that fails half-way is still in the
+            // transaction.
+            txn::wrote(tp, &self.table.name, &self.topic);
+        }
+        let producer = &self.producer().inner;
         loop {
-            match self.producer.send(rec) {
+            match producer.send(rec) {
                 Ok(()) => break,
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(
@@ -149,7 +202,7 @@ impl Modify for KafkaModify {
                     r,
                 )) => {
                     rec = r;
-                    self.producer.poll(POLL);
+                    producer.poll(POLL);
                     pgrx::check_for_interrupts!();
                     if Instant::now() > deadline {
                         return Err(KafkaFdwError::Timeout(format!(
@@ -161,29 +214,33 @@ impl Modify for KafkaModify {
                     }
                 }
                 Err((e, _)) => {
+                    let part = partition
+                        .map(|p| format!(" partition {p}"))
+                        .unwrap_or_default();
                     return Err(KafkaFdwError::Delivery(format!(
-                        "foreign table {}: cannot produce to topic \"{}\": {e}",
+                        "foreign table {}: cannot produce to topic \"{}\"{part}: {e}",
                         self.table.name, self.topic
                     ))
-                    .into())
+                    .into());
                 }
             }
         }
+        producer.poll(Duration::ZERO);
         self.sent += 1;
-        self.producer.poll(Duration::ZERO);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), ErrorReport> {
         let deadline = Instant::now() + self.src.timeout() + Duration::from_secs(1);
-        while self.producer.in_flight_count() > 0 {
-            self.producer.poll(POLL);
+        let p = self.producer();
+        while p.inner.in_flight_count() > 0 {
+            p.inner.poll(POLL);
             pgrx::check_for_interrupts!();
             if Instant::now() > deadline {
                 break;
             }
         }
-        let d = &self.ctx.0;
+        let d = &p.ctx.0;
         let ok = d.ok.load(Ordering::Relaxed);
         let failed = d.failed.load(Ordering::Relaxed);
         let pending = self.sent.saturating_sub(ok + failed);

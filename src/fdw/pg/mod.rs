@@ -20,6 +20,7 @@
 //! | [`table_def`] | catalog → [`TableDef`](crate::fdw::TableDef) (server, user mapping, table, columns) |
 //! | [`credentials`] | datasource secrets for a server (the security-context switch; see its doc) |
 //! | [`util`] | `List`/C-string/option helpers, the memory-context reset callback |
+//! | [`xact`] | transaction and subtransaction callbacks forwarded to the wrappers' hooks |
 //!
 //! Planning stores a JSON [`Request`] in `fdw_private` and the parameter expressions in
 //! `fdw_exprs`; every clause also stays a local recheck, so results are always what Postgres
@@ -43,6 +44,7 @@ mod scan;
 mod table_def;
 mod upper;
 mod util;
+pub mod xact;
 
 pub use credentials::{datasource, server_source};
 pub use routine::{routine, validate};

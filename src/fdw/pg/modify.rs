@@ -2,7 +2,9 @@
 //! ExecForeignInsert/Update/Delete, EndForeignModify and IsForeignRelUpdatable.
 //!
 //! Rows are handed to the wrapper's [`Modify`](crate::fdw::Modify), which buffers and sends
-//! them in batches; EndForeignModify flushes and reports delivery errors. UPDATE and DELETE
+//! them in batches; EndForeignModify flushes and reports delivery errors. What is sent may
+//! still belong to the Postgres transaction: the wrappers enlist transaction hooks
+//! ([`super::xact`]) that commit or discard it with the transaction. UPDATE and DELETE
 //! address rows by an `_id` column, carried as a junk column of the subplan. As for scans,
 //! the [`ModifyState`] is a `Box` owned by `ResultRelInfo.ri_FdwState`, freed by
 //! EndForeignModify or, if the statement fails first, by a reset callback on `es_query_cxt`.
