@@ -15,6 +15,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// The first page of a scan without a `batch_size` option, and the largest page.
+const FIRST_PAGE: usize = 1000;
+const MAX_PAGE: usize = 10_000;
+const FILTER_PATH: &str =
+    "pit_id,hits.hits._id,hits.hits._index,hits.hits._score,hits.hits._source,hits.hits.sort";
+
 /// How long Elasticsearch keeps a point in time between page requests.
 const KEEP_ALIVE: &str = "2m";
 
@@ -55,6 +61,10 @@ pub struct EsScan {
     fields: Vec<(i16, Field)>,
     base: Option<Value>,
     batch: usize,
+    /// No `batch_size` option: pages start at [`FIRST_PAGE`] documents and double while
+    /// they come back full, up to [`MAX_PAGE`] (few requests for big scans, little waste
+    /// for small ones).
+    adaptive: bool,
     null_on_error: bool,
     /// (field path, its dotted parts, type, kind) of each wanted column, in `req.wanted` order.
     wanted: Vec<(String, Vec<String>, Option<PgType>, FieldKind)>,
@@ -86,7 +96,8 @@ impl EsScan {
         let mut s = EsScan {
             index: index(&table)?,
             base: base_query(&table)?,
-            batch: int_opt(&table, "batch_size", 1000).clamp(1, 10_000) as usize,
+            batch: int_opt(&table, "batch_size", FIRST_PAGE as i64).clamp(1, MAX_PAGE as i64) as usize,
+            adaptive: table.opt("batch_size").is_none(),
             null_on_error: table.opt("on_error") == Some("null"),
             fields: dsl::fields(&table, None),
             table,
@@ -170,8 +181,12 @@ impl EsScan {
             })
         });
         let mut keys = sort.take().unwrap_or_default();
-        let scores = self.wanted.iter().any(|w| w.3 == FieldKind::Score)
-            || keys.iter().any(|k| k.get("_score").is_some());
+        // Pushed conditions are filters and do not score: only the table's `query` option
+        // does. Tracking scores costs Elasticsearch about 3x on a full scan, so it is asked
+        // for only when that query exists and `_score` is read or sorted by.
+        let scores = self.base.is_some()
+            && (self.wanted.iter().any(|w| w.3 == FieldKind::Score)
+                || keys.iter().any(|k| k.get("_score").is_some()));
         keys.push(json!({"_shard_doc": "asc"}));
         let sources: Vec<&str> = self
             .wanted
@@ -224,6 +239,9 @@ impl EsScan {
         self.boundary = None;
         self.requests = 0;
         self.fetched = 0;
+        if self.remaining.is_none() && self.probe()? {
+            return Ok(());
+        }
         let (st, v) = crate::interruptible::run(self.es.json(
             reqwest::Method::POST,
             &[&self.index, "_pit"],
@@ -250,6 +268,57 @@ impl EsScan {
         Ok(())
     }
 
+    /// A scan without LIMIT first asks for one page without a point in time: when the whole
+    /// result fits in it (a selective query), that is the scan — one request, no point in
+    /// time to open and close. Otherwise the page is dropped and the scan pages through a
+    /// point in time from the start (returns false).
+    fn probe(&mut self) -> Result<bool, ErrorReport> {
+        let size = self.batch;
+        let mut body = self.body.clone();
+        body["size"] = json!(size);
+        // `_shard_doc` (the tie-breaker) exists only in a point in time; one page needs none.
+        if let Some(keys) = body.get_mut("sort").and_then(Value::as_array_mut) {
+            keys.retain(|k| k.get("_shard_doc").is_none());
+        }
+        let es = self.es.clone();
+        let index = self.index.clone();
+        let (st, bytes) = crate::interruptible::run(async move {
+            es.call(
+                reqwest::Method::POST,
+                &[&index, "_search"],
+                &[("filter_path", FILTER_PATH)],
+                Some((body.to_string(), "application/json")),
+            )
+            .await
+        })?;
+        self.requests += 1;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if st == 404 || is_index_missing(&v) {
+            return Err(EsFdwError::IndexMissing {
+                table: self.table.name.clone(),
+                index: self.index.clone(),
+            }
+            .into());
+        }
+        if st >= 400 {
+            return Err(request_failed(&self.table, &self.index, "search", st, &v));
+        }
+        // filter_path drops an empty hit list: no `hits` at all is no hit.
+        let hits = match v.get("hits") {
+            None => vec![],
+            Some(h) => serde_json::from_value::<Hits>(h.clone())
+                .map_err(|e| EsFdwError::Remote(format!("unexpected search response: {e}")))?
+                .hits,
+        };
+        if hits.len() >= size {
+            return Ok(false);
+        }
+        self.page = hits.into_iter();
+        self.done = true;
+        self.started = true;
+        Ok(true)
+    }
+
     /// Starts the request for the page after `search_after` on the background runtime, so
     /// Elasticsearch works on it while Postgres consumes the current page.
     fn spawn_page(&mut self, size: usize) {
@@ -264,7 +333,7 @@ impl EsScan {
             es.call(
                 reqwest::Method::POST,
                 &["_search"],
-                &[("filter_path", "pit_id,hits.hits._id,hits.hits._index,hits.hits._score,hits.hits._source,hits.hits.sort")],
+                &[("filter_path", FILTER_PATH)],
                 Some((body.to_string(), "application/json")),
             )
             .await
@@ -324,6 +393,8 @@ impl EsScan {
         self.search_after = resp.hits.hits.last().and_then(|h| h.sort.clone());
         if n < size || self.search_after.is_none() {
             self.done = true;
+        } else if self.adaptive && self.remaining.is_none() {
+            self.batch = (self.batch * 2).min(MAX_PAGE);
         }
         // The rows still wanted after this page (LIMIT): the previous page is consumed.
         let left = self.remaining.map(|r| r.saturating_sub(n as u64));

@@ -287,16 +287,19 @@ pub fn ship_with(f: &[(i16, Field)], c: &Cond) -> Ship {
 
 /// The `query` of a search: the table's base query ANDed with the shipped conditions.
 pub fn query(f: &[(i16, Field)], conds: &[Cond], base: Option<&Value>) -> Value {
-    let mut filters: Vec<Value> = base.cloned().into_iter().collect();
+    let mut filters: Vec<Value> = vec![];
     for c in conds {
         if let Some(q) = filter::build(f, c).into_json() {
             filters.push(q);
         }
     }
-    match filters.len() {
-        0 => json!({"match_all": {}}),
-        1 => filters.pop().unwrap_or_else(|| json!({"match_all": {}})),
-        _ => json!({"bool": {"filter": filters}}),
+    // The table's own query scores (`_score`); the pushed conditions only filter.
+    match (base, filters.len()) {
+        (None, 0) => json!({"match_all": {}}),
+        (None, 1) => filters.pop().unwrap_or_else(|| json!({"match_all": {}})),
+        (None, _) => json!({"bool": {"filter": filters}}),
+        (Some(b), 0) => b.clone(),
+        (Some(b), _) => json!({"bool": {"must": [b], "filter": filters}}),
     }
 }
 

@@ -192,7 +192,8 @@ fn sorts_and_base_query() {
             }],
             Some(&base)
         ),
-        json!({"bool": {"filter": [{"term": {"kind": "a"}}, {"term": {"n": 1}}]}})
+        // The table's query scores (must); pushed conditions filter.
+        json!({"bool": {"must": [{"term": {"kind": "a"}}], "filter": [{"term": {"n": 1}}]}})
     );
 }
 
