@@ -26,6 +26,10 @@ struct ModifyState {
     modify: Option<Box<dyn Modify>>,
     /// Attribute number of the `_id` junk column in the subplan's output (UPDATE/DELETE).
     id_attno: i16,
+    /// UPDATE: the columns its SET assigns. Only they are sent: the other columns of the new
+    /// row are whatever the scan read (perhaps not all of them, perhaps another column over
+    /// the same field), and writing them back would overwrite fields nobody changed.
+    updated: Vec<i16>,
     /// The reset callback that frees this state on error paths (disarmed by EndForeignModify).
     cb: *mut pg_sys::MemoryContextCallback,
 }
@@ -117,10 +121,23 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_modify<W: Wrapper>(
         let sub = (*mtstate).ps.lefttree;
         id_attno = pg_sys::ExecFindJunkAttributeInTlist((*(*sub).plan).targetlist, c"_id".as_ptr());
     }
+    let mut updated = vec![];
+    if op == pg_sys::CmdType::CMD_UPDATE {
+        let cols = pg_sys::ExecGetUpdatedCols(rinfo, (*mtstate).ps.state);
+        let mut x = -1;
+        loop {
+            x = pg_sys::bms_next_member(cols, x);
+            if x < 0 {
+                break;
+            }
+            updated.push((x + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
+        }
+    }
     let state = Box::into_raw(Box::new(ModifyState {
         table: table.clone(),
         modify: None,
         id_attno,
+        updated,
         cb: ptr::null_mut(),
     }));
     (*state).cb = arm(
@@ -193,7 +210,12 @@ unsafe fn modify_row(
 ) -> *mut pg_sys::TupleTableSlot {
     let st = modify_state(rinfo);
     let id = (op != pg_sys::CmdType::CMD_INSERT).then(|| junk_id(st, plan_slot));
-    let row = (op != pg_sys::CmdType::CMD_DELETE).then(|| slot_row(&st.table, slot));
+    let mut row = (op != pg_sys::CmdType::CMD_DELETE).then(|| slot_row(&st.table, slot));
+    if op == pg_sys::CmdType::CMD_UPDATE {
+        if let Some(r) = row.as_mut() {
+            r.retain(|(a, _)| st.updated.contains(a));
+        }
+    }
     if let Some(m) = st.modify.as_mut() {
         let r = match (id, row) {
             (None, Some(row)) => m.insert(&row),
