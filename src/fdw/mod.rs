@@ -150,6 +150,59 @@ pub trait Scan {
     /// EXPLAIN lines (label, value): the request of the last `start`, or the planned one
     /// (parameters as placeholders) if the scan never started.
     fn explain(&mut self, verbose: bool, analyze: bool) -> Vec<(String, String)>;
+
+    // Parallel scans (wrappers with `Wrapper::PARALLEL`; see `pg/parallel.rs`). The leader
+    // calls `units` once per parallel execution; then every participant (leader and workers,
+    // each with its own `Scan`) claims units one at a time and reads each with `start_unit`
+    // and `next` (false at the unit's end). `start` is not called in a parallel execution.
+
+    /// Resolves the (resolved: no parameters) `req` into work units, the snapshot all
+    /// participants share; `participants` (workers planned + the leader) is a hint for how
+    /// finely to split.
+    fn units(&mut self, _req: &Request, _participants: usize) -> Result<Vec<Unit>, ErrorReport> {
+        Err(fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_ERROR,
+            "this foreign table cannot be scanned in parallel",
+            "Plan the query without parallel workers (SET max_parallel_workers_per_gather = 0).",
+        ))
+    }
+    /// Opens the remote read of exactly `unit` (replacing the one open, if any) for `req`,
+    /// the same request `units` resolved.
+    fn start_unit(&mut self, _req: &Request, _unit: &Unit) -> Result<(), ErrorReport> {
+        Err(fdw_error(
+            PgSqlErrorCode::ERRCODE_FDW_ERROR,
+            "this foreign table cannot be scanned in parallel",
+            "Plan the query without parallel workers (SET max_parallel_workers_per_gather = 0).",
+        ))
+    }
+    /// Remote items this participant fetched so far in parallel mode (summed over units).
+    fn fetched(&self) -> u64 {
+        0
+    }
+    /// The leader's scan learns what every participant did, once the workers are done
+    /// (shown by EXPLAIN ANALYZE).
+    fn parallel_stats(&mut self, _stats: ParallelStats) {}
+}
+
+/// A piece of a parallel scan one participant reads at a time: the items of shard `part`
+/// (a Kafka partition) with positions (offsets) in `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit {
+    pub part: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// What the participants of a parallel scan did (summed over its rescans).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParallelStats {
+    /// Work units of the snapshot.
+    pub units: u32,
+    /// Units read and items fetched by the leader.
+    pub leader_units: u64,
+    pub leader_fetched: u64,
+    /// Per worker (by worker number): units read, items fetched.
+    pub workers: Vec<(u64, u64)>,
 }
 
 /// An open INSERT/UPDATE/DELETE; rows are buffered and sent in batches, `finish` flushes.
@@ -186,6 +239,11 @@ pub trait Planner {
     fn aggregate(&self, _agg: &agg::AggRequest) -> bool {
         false
     }
+    /// Rows a scan of `req` (parameters unresolved) will fetch, if the remote side can tell
+    /// quickly; None keeps the generic guess. Must neither fail nor wait long.
+    fn estimate_rows(&self, _req: &Request) -> Option<f64> {
+        None
+    }
 }
 
 /// A foreign-data wrapper of pg_flink.
@@ -194,6 +252,9 @@ pub trait Wrapper: 'static {
     const LABEL: &'static str;
     /// Can UPDATE and DELETE (by `_id`) run?
     const UPDATABLE: bool;
+    /// Can a scan be shared by parallel workers (the [`Scan`] parallel methods)? Without it
+    /// the wrapper's scans never run in a parallel worker.
+    const PARALLEL: bool = false;
     /// What the remote side can do for this table; built once per planned relation (it may
     /// read the catalog or the remote schema).
     fn planner(table: &TableDef) -> Box<dyn Planner>;
@@ -201,6 +262,11 @@ pub trait Wrapper: 'static {
     /// [`cond::Operand::Param`]) without contacting the remote side; see [`Scan`].
     fn begin_scan(table: TableDef, req: Request) -> Result<Box<dyn Scan>, ErrorReport>;
     fn begin_modify(table: TableDef) -> Result<Box<dyn Modify>, ErrorReport>;
+    /// Planner costs of a scan fetching `rows` rows and decoding `cols` columns of each:
+    /// (startup, per row). The default is a flat guess.
+    fn costs(_rows: f64, _cols: usize) -> (f64, f64) {
+        (100.0, 0.05)
+    }
     /// Tables of `remote_schema` (filtered by `keep`), for IMPORT FOREIGN SCHEMA.
     fn import(
         server: &TableDef,

@@ -96,7 +96,8 @@ impl EsScan {
         let mut s = EsScan {
             index: index(&table)?,
             base: base_query(&table)?,
-            batch: int_opt(&table, "batch_size", FIRST_PAGE as i64).clamp(1, MAX_PAGE as i64) as usize,
+            batch: int_opt(&table, "batch_size", FIRST_PAGE as i64).clamp(1, MAX_PAGE as i64)
+                as usize,
             adaptive: table.opt("batch_size").is_none(),
             null_on_error: table.opt("on_error") == Some("null"),
             fields: dsl::fields(&table, None),
@@ -306,9 +307,11 @@ impl EsScan {
         // filter_path drops an empty hit list: no `hits` at all is no hit.
         let hits = match v.get("hits") {
             None => vec![],
-            Some(h) => serde_json::from_value::<Hits>(h.clone())
-                .map_err(|e| EsFdwError::Remote(format!("unexpected search response: {e}")))?
-                .hits,
+            Some(h) => {
+                serde_json::from_value::<Hits>(h.clone())
+                    .map_err(|e| EsFdwError::Remote(format!("unexpected search response: {e}")))?
+                    .hits
+            }
         };
         if hits.len() >= size {
             return Ok(false);

@@ -3,15 +3,20 @@
 //! timestamp bounds, and the high watermark at that moment) and assigns those partitions to a
 //! consumer (no group join, no commits); it then decodes messages with [`codec`] until every
 //! range is done, failing if no message arrives within `timeout_ms`.
+//!
+//! In a parallel scan (`pg/parallel.rs`) the leader resolves the ranges once ([`Scan::units`]:
+//! the snapshot, split into work units by [`sizing::split_units`]) and every participant reads
+//! the units it claims, one partition range at a time ([`Scan::start_unit`]).
 use super::batch::Batch;
 use super::codec::{self, ColKind, Format, Msg, OnError};
 use super::plan::{self, Bounds, MetaCols};
 use super::pool;
+use super::sizing;
 use super::{decode_error, source, topic, KafkaFdwError};
 use crate::datasource::Source;
 use crate::fdw::cond::{Cond, Request};
 use crate::fdw::value::Val;
-use crate::fdw::{int_opt, Scan, TableDef};
+use crate::fdw::{int_opt, ParallelStats, Scan, TableDef, Unit};
 use pgrx::pg_sys::panic::ErrorReport;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -55,6 +60,21 @@ pub struct KafkaScan {
     fetched: u64,
     skipped: u64,
     started: bool,
+    /// Set once the scan takes part in a parallel execution.
+    parallel: Option<Parallel>,
+}
+
+/// A participant's side of a parallel scan.
+#[derive(Default)]
+struct Parallel {
+    /// The ranges of the snapshot and their work units (the leader's; empty in a worker).
+    snapshot: Vec<Range>,
+    units: usize,
+    /// Messages fetched and skipped over every unit this participant read.
+    fetched: u64,
+    skipped: u64,
+    /// Every participant's work, given to the leader at the end.
+    stats: Option<ParallelStats>,
 }
 
 fn unreachable(src: &Source, e: impl std::fmt::Display) -> KafkaFdwError {
@@ -135,39 +155,49 @@ impl KafkaScan {
             fetched: 0,
             skipped: 0,
             started: false,
+            parallel: None,
         })
+    }
+
+    /// A consumer for this scan: the open one, an idle one of the backend built the same way,
+    /// or None (the caller creates one from `cfg`).
+    fn take_consumer(&mut self, cfg: &rdkafka::ClientConfig) -> Option<BaseConsumer> {
+        self.batch = None;
+        self.pool_key = pool::key(cfg);
+        self.consumer.take().or_else(|| pool::take(&self.pool_key))
+    }
+
+    /// Counts of the read that just ended go to the parallel totals.
+    fn bank_counts(&mut self) {
+        if let Some(p) = self.parallel.as_mut() {
+            p.fetched += std::mem::take(&mut self.fetched);
+            p.skipped += std::mem::take(&mut self.skipped);
+        }
     }
 
     /// Resolves per-partition ranges of `self.req` (metadata, watermarks, offsets-for-times)
     /// and assigns the partitions to read. Runs off the backend thread so Ctrl-C stays
     /// responsive.
     fn open(&mut self) -> Result<(), ErrorReport> {
-        self.batch = None;
-        let mut cfg = self.src.kafka_config();
-        // End-of-partition events tell where a partition's snapshot ends even when its last
-        // offsets hold no message (see `next`). Scans read committed messages only (the
-        // default isolation), up to the last stable offset at start.
-        cfg.set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            // The broker holds a fetch at the end of the log this long; a scan never waits for
-            // new messages (it stops at the watermark), and a stale long-poll fetch of a
-            // reused consumer delays the first fetch of its next assignment.
-            .set("fetch.wait.max.ms", "5")
-            .set("queued.max.messages.kbytes", "16384")
-            // librdkafka postpones a partition's next fetch by this much once its queue is
-            // over the thresholds (default 1000 ms): a consumer that also runs the executor
-            // between messages hits that often, so keep the pause short.
-            .set("fetch.queue.backoff.ms", "5")
-            .set(
-                "fetch.message.max.bytes",
-                (int_opt(&self.table, "batch_size", 1_048_576)).to_string(),
-            );
+        let started = self.resolve(true)?;
+        self.open = started.ranges.iter().filter(|r| !r.done).count();
+        self.ranges = started.ranges;
+        self.batch = Some(Batch::new(&started.consumer));
+        self.consumer = Some(started.consumer);
+        self.last_progress = Instant::now();
+        self.fetched = 0;
+        self.skipped = 0;
+        self.started = true;
+        Ok(())
+    }
+
+    /// The ranges of `self.req` (and the consumer that asked), assigned if `assign`.
+    fn resolve(&mut self, assign: bool) -> Result<Started, ErrorReport> {
+        let cfg = consumer_config(&self.src, &self.table);
         // A rescan reuses the consumer, and a new scan takes an idle one of the backend's if
         // it was built the same way (a new one costs threads, a connection and metadata): the
         // new assignment replaces the old, and librdkafka drops messages fetched for it.
-        self.pool_key = pool::key(&cfg);
-        let existing = self.consumer.take().or_else(|| pool::take(&self.pool_key));
+        let existing = self.take_consumer(&cfg);
         let src = self.src.clone();
         let topic = self.topic.clone();
         let conds = self.req.conds.clone();
@@ -182,25 +212,44 @@ impl KafkaScan {
                 &table_name,
                 &conds,
                 &meta,
+                assign,
             ))
         }));
-        let started = match started {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(e) => return Err(KafkaFdwError::Timeout(e.message).into()),
-        };
-        self.open = started.ranges.iter().filter(|r| !r.done).count();
-        self.ranges = started.ranges;
-        self.batch = Some(Batch::new(&started.consumer));
-        self.consumer = Some(started.consumer);
-        self.last_progress = Instant::now();
-        self.fetched = 0;
-        self.skipped = 0;
-        self.started = true;
-        Ok(())
+        match started {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(KafkaFdwError::Timeout(e.message).into()),
+        }
     }
 }
 
+/// The configuration of a scan's consumer (also the [`pool`] key planning uses, so the
+/// consumer that asked for the watermarks at plan time is the one the scan reuses).
+pub(super) fn consumer_config(src: &Source, table: &TableDef) -> rdkafka::ClientConfig {
+    let mut cfg = src.kafka_config();
+    // End-of-partition events tell where a partition's snapshot ends even when its last
+    // offsets hold no message (transaction markers; see `next`). Scans read committed
+    // messages only, up to the last stable offset at start.
+    cfg.set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        // The broker holds a fetch at the end of the log this long; a scan never waits for
+        // new messages (it stops at the watermark), and a stale long-poll fetch of a
+        // reused consumer delays the first fetch of its next assignment.
+        .set("fetch.wait.max.ms", "5")
+        .set("queued.max.messages.kbytes", "16384")
+        // librdkafka postpones a partition's next fetch by this much once its queue is
+        // over the thresholds (default 1000 ms): a consumer that also runs the executor
+        // between messages hits that often, so keep the pause short.
+        .set("fetch.queue.backoff.ms", "5")
+        .set(
+            "fetch.message.max.bytes",
+            (int_opt(table, "batch_size", 1_048_576)).to_string(),
+        );
+    cfg
+}
+
+#[allow(clippy::too_many_arguments)]
 fn start_blocking(
     src: &Source,
     cfg: rdkafka::ClientConfig,
@@ -209,6 +258,7 @@ fn start_blocking(
     table: &str,
     conds: &[crate::fdw::cond::Cond],
     meta: &MetaCols,
+    assign: bool,
 ) -> Result<Started, KafkaFdwError> {
     let deadline = Instant::now() + src.timeout();
     let left = || {
@@ -301,7 +351,7 @@ fn start_blocking(
         let start = low.max(b.off_lo).max(lo_t[i].unwrap_or(0));
         let end = high.min(b.off_hi).min(hi_t[i].unwrap_or(i64::MAX));
         let done = start >= end;
-        if !done {
+        if !done && assign {
             tpl.add_partition_offset(topic, *p, Offset::Offset(start))
                 .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
         }
@@ -312,7 +362,9 @@ fn start_blocking(
             done,
         });
     }
-    if tpl.count() > 0 {
+    if !assign {
+        // A parallel scan's leader: participants assign the units they claim.
+    } else if tpl.count() > 0 {
         consumer
             .assign(&tpl)
             .map_err(|e| KafkaFdwError::Remote(e.to_string()))?;
@@ -329,7 +381,16 @@ impl Drop for KafkaScan {
         // The batch holds a reference to the consumer's queue: release it first.
         self.batch = None;
         if let Some(c) = self.consumer.take() {
-            pool::give(std::mem::take(&mut self.pool_key), c);
+            // SAFETY: reads a backend global Postgres sets once when a process starts
+            // (-1 outside parallel workers); this runs on the backend's thread.
+            let worker = unsafe { pgrx::pg_sys::ParallelWorkerNumber } >= 0;
+            if worker {
+                // A parallel worker runs one plan and exits: nothing would reuse the consumer,
+                // so close it now rather than at process exit.
+                drop(c);
+            } else {
+                pool::give(std::mem::take(&mut self.pool_key), c);
+            }
         }
     }
 }
@@ -338,6 +399,72 @@ impl Scan for KafkaScan {
     fn start(&mut self, req: &Request) -> Result<(), ErrorReport> {
         self.req = req.clone();
         self.open()
+    }
+
+    fn units(&mut self, req: &Request, participants: usize) -> Result<Vec<Unit>, ErrorReport> {
+        self.req = req.clone();
+        let started = self.resolve(false)?;
+        self.consumer = Some(started.consumer);
+        let ranges: Vec<(i32, i64, i64)> = started
+            .ranges
+            .iter()
+            .map(|r| (r.partition, r.start, r.end))
+            .collect();
+        let units = sizing::split_units(&ranges, participants);
+        // EXPLAIN shows the snapshot; what this participant reads is set per unit.
+        let p = self.parallel.get_or_insert_with(Parallel::default);
+        p.snapshot = started.ranges;
+        p.units = units.len();
+        self.ranges.clear();
+        self.open = 0;
+        Ok(units)
+    }
+
+    fn start_unit(&mut self, req: &Request, unit: &Unit) -> Result<(), ErrorReport> {
+        self.bank_counts();
+        self.parallel.get_or_insert_with(Parallel::default);
+        self.req = req.clone();
+        let cfg = consumer_config(&self.src, &self.table);
+        let consumer = match self.take_consumer(&cfg) {
+            Some(c) => c,
+            // Creating a client starts its threads; the brokers are contacted by the fetches.
+            None => cfg
+                .create::<BaseConsumer>()
+                .map_err(|e| KafkaFdwError::Config(format!("Kafka client: {e}")))?,
+        };
+        let mut tpl = TopicPartitionList::new();
+        let assigned = tpl
+            .add_partition_offset(&self.topic, unit.part, Offset::Offset(unit.start))
+            .and_then(|_| consumer.assign(&tpl));
+        self.batch = Some(Batch::new(&consumer));
+        self.consumer = Some(consumer);
+        assigned.map_err(|e| {
+            KafkaFdwError::Remote(format!(
+                "foreign table {}: cannot assign topic \"{}\" partition {} at offset {}: {e}",
+                self.table.name, self.topic, unit.part, unit.start
+            ))
+        })?;
+        let done = unit.start >= unit.end;
+        let range = Range {
+            partition: unit.part,
+            start: unit.start,
+            end: unit.end.max(unit.start),
+            done,
+        };
+        self.ranges = vec![range];
+        self.open = usize::from(!done);
+        self.last_progress = Instant::now();
+        Ok(())
+    }
+
+    fn fetched(&self) -> u64 {
+        self.fetched + self.parallel.as_ref().map_or(0, |p| p.fetched)
+    }
+
+    fn parallel_stats(&mut self, stats: ParallelStats) {
+        if let Some(p) = self.parallel.as_mut() {
+            p.stats = Some(stats);
+        }
     }
 
     fn next(&mut self, row: &mut [Val]) -> Result<bool, ErrorReport> {
@@ -449,7 +576,7 @@ impl Scan for KafkaScan {
             ));
         }
         let has_params = self.req.conds.iter().any(Cond::has_params);
-        if verbose && !analyze && !self.started && !has_params {
+        if verbose && !analyze && !self.started && !has_params && self.parallel.is_none() {
             // Plain EXPLAIN VERBOSE: ask the brokers which ranges the scan would read.
             if let Err(e) = self.open() {
                 out.push((
@@ -458,15 +585,19 @@ impl Scan for KafkaScan {
                 ));
             }
         }
-        if self.started {
-            let ranges: Vec<String> = self
-                .ranges
+        // A parallel scan shows the snapshot the leader resolved for every participant.
+        let shown = match &self.parallel {
+            Some(p) => Some(&p.snapshot),
+            None => self.started.then_some(&self.ranges),
+        };
+        if let Some(shown) = shown {
+            let ranges: Vec<String> = shown
                 .iter()
                 .filter(|r| r.end > r.start)
                 .map(|r| format!("{}:[{},{})", r.partition, r.start, r.end))
                 .collect();
-            let skipped_parts = self.ranges.iter().filter(|r| r.end <= r.start).count();
-            let total: i64 = self.ranges.iter().map(|r| r.end - r.start).sum();
+            let skipped_parts = shown.iter().filter(|r| r.end <= r.start).count();
+            let total: i64 = shown.iter().map(|r| r.end - r.start).sum();
             if verbose || analyze {
                 out.push((
                     "Partition Ranges".into(),
@@ -482,6 +613,10 @@ impl Scan for KafkaScan {
                 }
             }
         }
+        if let Some(p) = &self.parallel {
+            out.extend(parallel_lines(p, self.fetched(), self.skipped, analyze));
+            return out;
+        }
         if analyze {
             out.push(("Messages Fetched".into(), self.fetched.to_string()));
             if self.skipped > 0 {
@@ -493,4 +628,53 @@ impl Scan for KafkaScan {
         }
         out
     }
+}
+
+/// EXPLAIN lines of a parallel scan's leader: the work units and, with ANALYZE, the messages
+/// every participant fetched ("Messages Fetched" is their sum, as for a serial scan; the
+/// workers' counts reach the leader when the parallel part ends, see `pg/parallel.rs`).
+fn parallel_lines(
+    p: &Parallel,
+    leader_fetched: u64,
+    open_skipped: u64,
+    analyze: bool,
+) -> Vec<(String, String)> {
+    let mut out = vec![("Work Units".to_string(), p.units.to_string())];
+    if !analyze {
+        return out;
+    }
+    match &p.stats {
+        Some(st) => {
+            let workers: u64 = st.workers.iter().map(|w| w.1).sum();
+            out.push((
+                "Messages Fetched".into(),
+                (st.leader_fetched + workers).to_string(),
+            ));
+            out.push((
+                "Messages Fetched By Leader".into(),
+                format!("{} ({} units)", st.leader_fetched, st.leader_units),
+            ));
+            if !st.workers.is_empty() {
+                let per: Vec<String> = st
+                    .workers
+                    .iter()
+                    .map(|(units, fetched)| format!("{fetched} ({units} units)"))
+                    .collect();
+                out.push(("Messages Fetched By Workers".into(), per.join(", ")));
+            }
+        }
+        // The workers' counts never reached the leader (the parallel part did not end).
+        None => out.push((
+            "Messages Fetched By Leader".into(),
+            leader_fetched.to_string(),
+        )),
+    }
+    let skipped = p.skipped + open_skipped;
+    if skipped > 0 {
+        out.push((
+            "Messages Skipped By Leader (on_error skip)".into(),
+            skipped.to_string(),
+        ));
+    }
+    out
 }

@@ -12,7 +12,9 @@
 //! | --- | --- |
 //! | [`routine`] | the FdwRoutine of a wrapper and its option validator (the SQL entry points) |
 //! | [`plan`] | GetForeignRelSize/Paths/Plan: WHERE → [`Cond`](crate::fdw::cond::Cond), ORDER BY, LIMIT |
+//! | [`cost`] | row estimates, costs, the complete and partial (parallel) paths |
 //! | [`scan`] | Begin/Iterate/ReScan/End/ExplainForeignScan |
+//! | [`parallel`] | IsForeignScanParallelSafe and the DSM callbacks of parallel scans |
 //! | [`modify`] | INSERT/UPDATE/DELETE callbacks |
 //! | [`upper`] | aggregate pushdown (GetForeignUpperPaths, the grouped relation's plan) |
 //! | [`import`] | IMPORT FOREIGN SCHEMA |
@@ -34,10 +36,12 @@
 //! `unsafe` blocks (edition 2021); every explicit `unsafe` block has a `// SAFETY:` comment.
 //!
 //! [`Request`]: crate::fdw::cond::Request
+mod cost;
 pub mod credentials;
 mod datum;
 mod import;
 mod modify;
+mod parallel;
 mod plan;
 pub mod routine;
 mod scan;

@@ -235,6 +235,8 @@ unsafe fn plan_rel<W: Wrapper>(
     let planner = W::planner(&table);
     let mut req = Request::default();
     let mut all_exact = true;
+    // Clauses only Postgres evaluates (for the row estimate).
+    let mut local = vec![];
     for ri in list_ptrs((*baserel).baserestrictinfo) {
         let clause = (*(ri as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node;
         let before = ctx.exprs.len();
@@ -243,6 +245,7 @@ unsafe fn plan_rel<W: Wrapper>(
                 Ship::No => {
                     ctx.exprs.truncate(before);
                     all_exact = false;
+                    local.push(ri);
                 }
                 s => {
                     all_exact &= s == Ship::Exact;
@@ -252,6 +255,7 @@ unsafe fn plan_rel<W: Wrapper>(
             None => {
                 ctx.exprs.truncate(before);
                 all_exact = false;
+                local.push(ri);
             }
         }
     }
@@ -374,18 +378,7 @@ unsafe fn plan_rel<W: Wrapper>(
     }
 
     req.all_exact = all_exact;
-    let mut rows = match req.limit {
-        Some(l) => l as f64,
-        None => 1000.0,
-    };
-    if req
-        .conds
-        .iter()
-        .any(|c| matches!(c, Cond::Cmp { op: CmpOp::Eq, .. }))
-    {
-        rows = rows.min(10.0);
-    }
-    (*baserel).rows = rows.max(1.0);
+    super::cost::set_rows(root, baserel, planner.as_ref(), &req, &local);
 
     // A request that cannot be written (it cannot happen: values serialise exactly, see
     // value::f64_bits) falls back to reading every column with nothing pushed down, which is
@@ -424,32 +417,19 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_rel_size<W: Wrapper>(
     plan_rel::<W>(root, baserel, relid);
 }
 
-/// GetForeignPaths: one unparameterised path with a flat startup cost.
+/// GetForeignPaths: one unparameterised path, and a partial one for parallel scans (see
+/// [`super::cost::add_paths`]).
 ///
 /// # Safety
 /// Called by Postgres only, with the arguments of `GetForeignPaths_function`, after
 /// [`get_foreign_rel_size`] set `baserel->rows`.
 #[pg_guard]
-pub(super) unsafe extern "C-unwind" fn get_foreign_paths(
+pub(super) unsafe extern "C-unwind" fn get_foreign_paths<W: Wrapper>(
     root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
     _relid: Oid,
 ) {
-    let startup = 100.0;
-    let total = startup + (*baserel).rows * 0.05;
-    let path = pg_sys::create_foreignscan_path(
-        root,
-        baserel,
-        ptr::null_mut(),
-        (*baserel).rows,
-        startup,
-        total,
-        ptr::null_mut(),
-        ptr::null_mut(),
-        ptr::null_mut(),
-        ptr::null_mut(),
-    );
-    pg_sys::add_path(baserel, path as *mut pg_sys::Path);
+    super::cost::add_paths::<W>(root, baserel);
 }
 
 /// GetForeignPlan: moves the JSON request into the plan's `fdw_private` and the parameter

@@ -1,7 +1,7 @@
 //! The FdwRoutine of a wrapper (what its `*_fdw_handler` SQL function returns) and its
 //! option validator (what its `*_fdw_validator` SQL function runs): the two entry points
 //! `src/api/fdw.rs` exposes for each [`Wrapper`].
-use super::{import, modify, plan, scan, upper};
+use super::{import, modify, parallel, plan, scan, upper};
 use crate::fdw::{OptClass, Wrapper};
 use crate::interruptible::ReportError;
 use pgrx::pg_sys::{self, Oid};
@@ -19,7 +19,7 @@ pub fn routine<W: Wrapper>() -> supabase_wrappers::FdwRoutine {
             pg_sys::NodeTag::T_FdwRoutine,
         );
         r.GetForeignRelSize = Some(plan::get_foreign_rel_size::<W>);
-        r.GetForeignPaths = Some(plan::get_foreign_paths);
+        r.GetForeignPaths = Some(plan::get_foreign_paths::<W>);
         r.GetForeignPlan = Some(plan::get_foreign_plan);
         r.GetForeignUpperPaths = Some(upper::get_foreign_upper_paths::<W>);
         r.BeginForeignScan = Some(scan::begin_foreign_scan::<W>);
@@ -27,6 +27,12 @@ pub fn routine<W: Wrapper>() -> supabase_wrappers::FdwRoutine {
         r.ReScanForeignScan = Some(scan::rescan_foreign_scan);
         r.EndForeignScan = Some(scan::end_foreign_scan);
         r.ExplainForeignScan = Some(scan::explain_foreign_scan);
+        r.IsForeignScanParallelSafe = Some(parallel::is_parallel_safe::<W>);
+        r.EstimateDSMForeignScan = Some(parallel::estimate_dsm);
+        r.InitializeDSMForeignScan = Some(parallel::initialize_dsm);
+        r.ReInitializeDSMForeignScan = Some(parallel::reinitialize_dsm);
+        r.InitializeWorkerForeignScan = Some(parallel::initialize_worker);
+        r.ShutdownForeignScan = Some(parallel::shutdown);
         r.AddForeignUpdateTargets = Some(modify::add_foreign_update_targets);
         r.PlanForeignModify = Some(modify::plan_foreign_modify);
         r.BeginForeignModify = Some(modify::begin_foreign_modify::<W>);

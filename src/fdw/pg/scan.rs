@@ -19,7 +19,12 @@
 //! does), so the values are read at the next row, when they are valid whatever the caller.
 //! EXPLAIN without ANALYZE never iterates: it shows the planned request, parameters as
 //! placeholders.
+//!
+//! A parallel-aware scan (a Parallel Foreign Scan) reads the work units it claims from the
+//! shared memory instead (see [`super::parallel`]), once the DSM callbacks attached it; until
+//! then (a Gather that runs without workers, e.g. in a cursor) it is a serial scan.
 use super::datum::{datum_to_val, val_to_datum};
+use super::parallel::Participant;
 use super::table_def::table_def;
 use super::util::{arm, cstr, list_ptrs};
 use crate::fdw::cond::Request;
@@ -32,16 +37,18 @@ use std::ffi::{c_void, CString};
 use std::ptr;
 
 /// One execution of a foreign scan, owned by `ForeignScanState.fdw_state`.
-struct ScanState {
-    table: TableDef,
-    req: Request,
+pub(super) struct ScanState {
+    pub(super) table: TableDef,
+    pub(super) req: Request,
     /// Type and typmod of each wanted column (None: a type the wrappers do not fill).
     types: Vec<Option<(PgType, i32)>>,
     /// The scan-slot position of each value of `row` (attnum - 1 for a row scan).
     slots: Vec<usize>,
     /// `ExprState`s of the plan's `fdw_exprs`, in the executor's query memory context.
     exprs: *mut pg_sys::List,
-    scan: Option<Box<dyn Scan>>,
+    pub(super) scan: Option<Box<dyn Scan>>,
+    /// This process's part in a parallel scan, once the DSM callbacks attached it.
+    pub(super) par: Option<Participant>,
     /// Has `scan` been started with this execution's current parameter values? False after
     /// BeginForeignScan and after every ReScanForeignScan: the next Iterate starts it.
     started: bool,
@@ -143,6 +150,7 @@ pub(super) unsafe extern "C-unwind" fn begin_foreign_scan<W: Wrapper>(
         slots,
         exprs,
         scan: None,
+        par: None,
         started: false,
         row,
         cb: ptr::null_mut(),
@@ -178,19 +186,25 @@ pub(super) unsafe extern "C-unwind" fn iterate_foreign_scan(
     let Some(scan) = st.scan.as_mut() else {
         return slot;
     };
-    if !st.started {
-        // First row of this execution or of this rescan: the parameters are valid now (an
-        // initplan runs on demand inside ExecEvalExpr; a nested loop or SubPlan stored its
-        // outer values before ReScan). Evaluate them and open the remote scan. `st.exprs` is
-        // the list BeginForeignScan initialised for this node, as eval_params requires.
-        let req = st.req.resolve(&eval_params(node, st.exprs));
-        if let Err(e) = scan.start(&req) {
-            e.report_error();
+    // Every slot of `st.row` is Null here: the previous row's values were moved out below.
+    let more = if let Some(par) = st.par.as_mut().filter(|p| p.attached()) {
+        // A parallel scan: the rows of the units this process claims (no parameters).
+        par.next(scan.as_mut(), &st.req, &mut st.row)
+    } else {
+        if !st.started {
+            // First row of this execution or of this rescan: the parameters are valid now (an
+            // initplan runs on demand inside ExecEvalExpr; a nested loop or SubPlan stored its
+            // outer values before ReScan). Evaluate them and open the remote scan. `st.exprs`
+            // is the list BeginForeignScan initialised for this node, as eval_params requires.
+            let req = st.req.resolve(&eval_params(node, st.exprs));
+            if let Err(e) = scan.start(&req) {
+                e.report_error();
+            }
+            st.started = true;
         }
-        st.started = true;
-    }
-    // Every slot is Null here: the previous row's values were moved out below.
-    match scan.next(&mut st.row) {
+        scan.next(&mut st.row)
+    };
+    match more {
         Ok(true) => {}
         Ok(false) => return slot,
         Err(e) => e.report_error(),
@@ -255,6 +269,10 @@ pub(super) unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::Fo
     // Pointer validity: as in Iterate, fdw_state is the live ScanState BeginForeignScan stored.
     let st = &mut *((*node).fdw_state as *mut ScanState);
     st.started = false;
+    if let Some(par) = st.par.as_mut() {
+        // The leader's ReInitializeDSM resets the shared unit counter.
+        par.rescan();
+    }
 }
 
 /// EndForeignScan: disarms the reset callback and frees the state (closing the remote scan).
@@ -273,6 +291,16 @@ pub(super) unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::Forei
     (*(*state).cb).arg = ptr::null_mut();
     (*node).fdw_state = ptr::null_mut();
     drop(Box::from_raw(state));
+}
+
+/// The live `ScanState` of `node`, if BeginForeignScan stored one (the parallel callbacks'
+/// way in).
+///
+/// # Safety
+/// `node` is a ForeignScanState of one of our wrappers, between [`begin_foreign_scan`] and
+/// [`end_foreign_scan`]; the reference must not outlive the callback it is taken in.
+pub(super) unsafe fn state<'a>(node: *mut pg_sys::ForeignScanState) -> Option<&'a mut ScanState> {
+    ((*node).fdw_state as *mut ScanState).as_mut()
 }
 
 /// ExplainForeignScan: the wrapper's EXPLAIN lines as text properties.
