@@ -34,6 +34,6 @@ def test_the_oracle_can_fail(loaded):
     loaded.execute("CREATE TEMP TABLE h_es_changed AS SELECT * FROM difftest.h_es")
     loaded.execute("UPDATE h_es_changed SET i4 = i4 + 1 WHERE id = 3")
     from difftest import run
-    q = "SELECT id, i4 FROM {T} WHERE id < 10"
+    q = "SELECT id, i4 FROM {T} WHERE id < 10 ORDER BY id"
     assert run(loaded, q, "difftest.h_es", "UTC") != run(loaded, q, "h_es_changed", "UTC")
     assert run(loaded, q, "difftest.h_es", "UTC") == run(loaded, q, "difftest.f_es", "UTC")

@@ -125,15 +125,17 @@ def test_rescans_of_a_parallel_scan_are_exact(conn, big):
     # Two outer rows and an unfiltered inner: the cheapest plan is a nested loop that runs the
     # Gather (over the parallel scan) once per outer row; every run reads the same snapshot once,
     # split among fresh workers. (A correlated subquery cannot show this: its outer values make
-    # the scan parallel-restricted.)
-    sql = "SELECT v.p, kp3._offset FROM (VALUES (0), (1)) v(p) JOIN kp3 ON kp3._partition = v.p"
+    # the scan parallel-restricted.) random() (parallel restricted) keeps the outer side in the
+    # leader, so the Gather is the inner side of the nested loop.
+    outer = "(SELECT p FROM (VALUES (0), (1)) v(p) WHERE random() >= 0)"
+    sql = f"SELECT v.p, kp3._offset FROM {outer} v JOIN kp3 ON kp3._partition = v.p"
     plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").fetchone()[0]
     gathers = [n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Gather"]
     assert gathers and gathers[0]["Actual Loops"] == 2, json.dumps(plan, indent=1)
     rows = conn.execute(sql).fetchall()
     assert sorted(rows) == sorted((i % 3, i // 3) for i in range(N) if i % 3 in (0, 1))
     n = conn.execute("SELECT count(*), count(DISTINCT (kp3._partition, kp3._offset))"
-                     " FROM (VALUES (0), (1)) v(p) JOIN kp3 ON kp3._partition = v.p").fetchone()
+                     f" FROM {outer} v JOIN kp3 ON kp3._partition = v.p").fetchone()
     assert n == (2 * N // 3, 2 * N // 3)
 
 
