@@ -16,7 +16,11 @@ Elasticsearch (1M and 100k documents):
   - a selective pushed-down query on the 100k and the 1M index (time; target within 2x)
   - peak backend RSS during the 1M scan
 
-Usage: benchmarks/fdw.py [--kafka] [--es] [--runs 3]   (both when neither is given)
+Every comparison runs side by side: each round runs every contestant once, interleaved, for
+--rounds rounds (default 5); min/median/max seconds are recorded and each ratio is the
+reference's median time over the FDW's (> 1: the FDW is faster).
+
+Usage: benchmarks/fdw.py [--kafka] [--es] [--rounds 5]   (both when neither is given)
 Writes benchmarks/results/fdw.json and prints a summary.
 """
 import argparse
@@ -87,9 +91,29 @@ def best(runs, fn):
     return min(fn() for _ in range(runs))
 
 
+def side_by_side(rounds, contestants):
+    """Runs every contestant once per round, interleaved (so drift hits all alike), and
+    returns {name: {"min", "median", "max", "rounds"}} of the seconds each took."""
+    times = {name: [] for name in contestants}
+    for _ in range(rounds):
+        for name, fn in contestants.items():
+            times[name].append(fn())
+    return {n: {"min": min(t), "median": statistics.median(t), "max": max(t), "rounds": len(t)}
+            for n, t in times.items()}
+
+
+def ratio(r, fdw, ref):
+    """FDW speed relative to the reference (reference median time / FDW median time)."""
+    return r[ref]["median"] / r[fdw]["median"]
+
+
+def baseline_seconds(*args):
+    return baseline(*args)["seconds"]
+
+
 # ------------------------------------------------------------------------------ Kafka
 
-def kafka_bench(runs, n=1_000_000):
+def kafka_bench(rounds, n=1_000_000):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
     topic = "bench_kafka_1m"
@@ -129,26 +153,56 @@ def kafka_bench(runs, n=1_000_000):
     full = ("SELECT count(_partition), count(_offset), count(_timestamp), count(_key), count(id), count(user_name),"
             " count(amount), count(country), count(ts), count(_error) FROM k1m")
     r = {"messages": n}
-    log("kafka: baseline consumer (read)")
-    r["baseline_read"] = max((baseline("kafka", BROKERS, topic) for _ in range(runs)), key=lambda x: x["rows_per_s"])
-    log("kafka: baseline consumer (read + JSON parse)")
-    r["baseline_parse"] = max((baseline("kafka", BROKERS, topic, "parse") for _ in range(runs)), key=lambda x: x["rows_per_s"])
+    from confluent_kafka import Consumer, TopicPartition
+    raw = Consumer({"bootstrap.servers": BROKERS, "group.id": "bench-range", "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 5})
+
+    def raw_range():
+        """The strongest plain client for a range: a live librdkafka consumer (C), assigned."""
+        t = time.perf_counter()
+        raw.assign([TopicPartition(topic, 1, 100000)])
+        got = 0
+        while got < 1000:
+            for m in raw.consume(1000 - got, timeout=5):
+                if m.error() is None:
+                    got += 1
+        return time.perf_counter() - t
+
     with conn() as c:
         assert c.execute("SELECT count(*) FROM k1m").fetchone()[0] == n
-        log("kafka: FDW count(*)")
-        t = best(runs, lambda: timed(c, "SELECT count(*) FROM k1m"))
-        r["fdw_count"] = {"seconds": t, "rows_per_s": n / t}
-        log("kafka: FDW full-row scan")
-        t = best(runs, lambda: timed(c, full))
-        r["fdw_full_row"] = {"seconds": t, "rows_per_s": n / t}
-        sql = "SELECT * FROM k1m WHERE _partition = 1 AND _offset >= 100000 AND _offset < 101000"
-        t = statistics.median(timed(c, sql) for _ in range(max(runs, 5)))
-        plan = "\n".join(x[0] for x in c.execute(f"EXPLAIN (ANALYZE, VERBOSE) {sql}"))
-        fetched = int(plan.split("Messages Fetched: ")[1].split()[0])
-        r["offset_range_1k"] = {"rows": len(c.execute(sql).fetchall()), "messages_fetched": fetched, "seconds": t}
-    r["ratio_count_vs_read"] = r["fdw_count"]["rows_per_s"] / r["baseline_read"]["rows_per_s"]
-    r["ratio_full_row_vs_read"] = r["fdw_full_row"]["rows_per_s"] / r["baseline_read"]["rows_per_s"]
-    r["ratio_full_row_vs_parse"] = r["fdw_full_row"]["rows_per_s"] / r["baseline_parse"]["rows_per_s"]
+        rng = "SELECT * FROM k1m WHERE _partition = 1 AND _offset >= 100000 AND _offset < 101000"
+        timed(c, rng)  # the backend's consumer pool is warm, as the raw consumer is
+        log("kafka: count(*) and full rows, FDW and plain Rust consumer, side by side")
+        c.execute("SET max_parallel_workers_per_gather = 0")
+        r["serial"] = side_by_side(rounds, {
+            "baseline_read": lambda: baseline_seconds("kafka", BROKERS, topic),
+            "baseline_read_parse": lambda: baseline_seconds("kafka", BROKERS, topic, "parse"),
+            "fdw_count": lambda: timed(c, "SELECT count(*) FROM k1m"),
+            "fdw_full_row": lambda: timed(c, full),
+        })
+        log("kafka: the same with a parallel scan (2 workers)")
+        c.execute("SET max_parallel_workers_per_gather = 2")
+        r["parallel_plan"] = "\n".join(x[0] for x in c.execute(f"EXPLAIN {full}"))
+        r["parallel"] = side_by_side(rounds, {
+            "fdw_count": lambda: timed(c, "SELECT count(*) FROM k1m"),
+            "fdw_full_row": lambda: timed(c, full),
+        })
+        log("kafka: 1,000 messages by offset range, FDW and a live librdkafka consumer")
+        r["range_1k"] = side_by_side(max(rounds, 10), {
+            "raw_consumer": raw_range,
+            "fdw": lambda: timed(c, rng),
+        })
+        plan = "\n".join(x[0] for x in c.execute(f"EXPLAIN (ANALYZE, VERBOSE) {rng}"))
+        r["range_1k"]["messages_fetched"] = int(plan.split("Messages Fetched: ")[1].split()[0])
+        r["plan_rows_full_scan"] = c.execute(f"EXPLAIN (FORMAT JSON) SELECT * FROM k1m").fetchone()[0][0]["Plan"]["Plan Rows"]
+    raw.close()
+    r["ratios"] = {
+        "count_serial_vs_plain_consumer": ratio(r["serial"], "fdw_count", "baseline_read"),
+        "full_row_serial_vs_consumer_json": ratio(r["serial"], "fdw_full_row", "baseline_read_parse"),
+        "count_parallel_vs_plain_consumer": r["serial"]["baseline_read"]["median"] / r["parallel"]["fdw_count"]["median"],
+        "full_row_parallel_vs_consumer_json": r["serial"]["baseline_read_parse"]["median"] / r["parallel"]["fdw_full_row"]["median"],
+        "range_1k_vs_raw_consumer": ratio(r["range_1k"], "fdw", "raw_consumer"),
+    }
     log("kafka: peak backend RSS of the full-row scan")
     r["peak_backend_rss_mib"] = peak_rss_kb(full) / 1024
     return r
@@ -183,34 +237,91 @@ def es_load(index, n):
     requests.post(f"{ES}/{index}/_forcemerge?max_num_segments=1", timeout=600)
 
 
-def es_bench(runs, page=1000):
+def es_search(index, body):
+    """The plain client for one request: POST _search, parse the JSON (what a client does)."""
+    t = time.perf_counter()
+    r = requests.post(f"{ES}/{index}/_search", json=body, timeout=300)
+    r.raise_for_status()
+    r.json()
+    return time.perf_counter() - t
+
+
+def es_composite(index, body):
+    """A plain client paging a composite aggregation to the end."""
+    t = time.perf_counter()
+    body = json.loads(json.dumps(body))
+    while True:
+        r = requests.post(f"{ES}/{index}/_search", json=body, timeout=300).json()
+        g = r["aggregations"]["g"]
+        if len(g["buckets"]) < body["aggs"]["g"]["composite"]["size"] or "after_key" not in g:
+            break
+        body["aggs"]["g"]["composite"]["after"] = g["after_key"]
+    return time.perf_counter() - t
+
+
+def dsl_of(c, sql, label):
+    plan = "\n".join(x[0] for x in c.execute(f"EXPLAIN (VERBOSE) {sql}"))
+    return json.loads(plan.split(f"Elasticsearch {label}: ")[1].split("\n")[0])
+
+
+def es_bench(rounds, ref_page=10_000):
     big, small = "bench_es_1m", "bench_es_100k"
     es_load(big, 1_000_000)
     es_load(small, 100_000)
     with conn() as c:
-        c.execute(f"CREATE SERVER eb FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url '{ES}', batch_size '{page}')")
+        # No batch_size: the wrapper sizes its pages itself.
+        c.execute(f"CREATE SERVER eb FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url '{ES}')")
         for t, idx in (("e1m", big), ("e100k", small)):
             c.execute(f"""IMPORT FOREIGN SCHEMA "{idx}" FROM SERVER eb INTO public""")
             c.execute(f'ALTER FOREIGN TABLE "{idx}" RENAME TO {t}')
     full = "SELECT count(_id), count(k), count(v), count(price), count(ok), count(at), count(note) FROM e1m"
-    r = {"documents": 1_000_000, "page_size": page}
-    log("es: baseline PIT + search_after reader")
-    r["baseline"] = max((baseline("es", ES, big, str(page)) for _ in range(runs)), key=lambda x: x["rows_per_s"])
+    star = "SELECT * FROM e1m"  # _score included: scores are not tracked without a query option
+    sel = "SELECT _id, v FROM e1m WHERE k = 'k42' AND v >= 50000 AND v < 60000"
+    group = "SELECT k, count(*), max(price), min(price) FROM e1m GROUP BY k"
+    hourly = "SELECT date_trunc('hour', at), count(*) FROM e1m GROUP BY 1"
+    r = {"documents": 1_000_000, "reference_page_size": ref_page}
     with conn() as c:
+        c.execute("SET TimeZone = 'UTC'")
         assert c.execute("SELECT count(*) FROM e1m").fetchone()[0] == 1_000_000
-        log("es: FDW full-row scan")
-        t = best(runs, lambda: timed(c, full))
-        r["fdw_full_row"] = {"seconds": t, "rows_per_s": 1_000_000 / t}
-        sel = "SELECT _id, v FROM {t} WHERE k = 'k42' AND v >= 50000 AND v < 60000"
-        for t_name, label in (("e100k", "selective_100k"), ("e1m", "selective_1m")):
-            q = sel.format(t=t_name)
-            c.execute(q).fetchall()  # warm
-            r[label] = {"rows": len(c.execute(q).fetchall()),
-                        "seconds_median": statistics.median(timed(c, q) for _ in range(max(runs, 10)))}
-        plan = "\n".join(x[0] for x in c.execute("EXPLAIN (ANALYZE, VERBOSE) " + sel.format(t="e1m")))
-        r["selective_dsl"] = plan.split("Elasticsearch Query: ")[1].split("\n")[0]
-    r["ratio_full_row_vs_baseline"] = r["fdw_full_row"]["rows_per_s"] / r["baseline"]["rows_per_s"]
-    r["selective_1m_vs_100k"] = r["selective_1m"]["seconds_median"] / r["selective_100k"]["seconds_median"]
+        sel_body = dsl_of(c, sel, "Query")
+        sel_body["size"] = 1000
+        sel_body.pop("sort", None)
+        group_body = dsl_of(c, group, "Aggregation")
+        hourly_body = dsl_of(c, hourly, "Aggregation")
+        r["dsl"] = {"selective": sel_body, "group_by": group_body, "hourly": hourly_body}
+        log("es: full rows, FDW and a plain Rust point-in-time + search_after reader (10k pages)")
+        r["full_row"] = side_by_side(rounds, {
+            "baseline_pit_10k": lambda: baseline_seconds("es", ES, big, str(ref_page)),
+            "fdw_full_row": lambda: timed(c, full),
+            "fdw_select_star": lambda: timed(c, star),
+        })
+        log("es: count(*), selective query, GROUP BY, FDW and the same requests from a plain client")
+        r["count"] = side_by_side(rounds, {
+            "plain_count_api": lambda: (lambda t: (requests.get(f"{ES}/{big}/_count", timeout=60).json(),
+                                                   time.perf_counter() - t)[1])(time.perf_counter()),
+            "fdw": lambda: timed(c, "SELECT count(*) FROM e1m"),
+        })
+        r["selective_100_hits"] = side_by_side(max(rounds, 10), {
+            "plain_client": lambda: es_search(big, sel_body),
+            "fdw": lambda: timed(c, sel),
+        })
+        r["group_by_keyword"] = side_by_side(rounds, {
+            "plain_client": lambda: es_composite(big, group_body),
+            "fdw": lambda: timed(c, group),
+        })
+        r["group_by_hour"] = side_by_side(rounds, {
+            "plain_client": lambda: es_composite(big, hourly_body),
+            "fdw": lambda: timed(c, hourly),
+        })
+        c.execute("SET enable_partitionwise_aggregate = off")
+    r["ratios"] = {
+        "full_row_vs_pit_reader": ratio(r["full_row"], "fdw_full_row", "baseline_pit_10k"),
+        "select_star_vs_pit_reader": ratio(r["full_row"], "fdw_select_star", "baseline_pit_10k"),
+        "count_vs_count_api": ratio(r["count"], "fdw", "plain_count_api"),
+        "selective_vs_plain_client": ratio(r["selective_100_hits"], "fdw", "plain_client"),
+        "group_by_keyword_vs_plain_client": ratio(r["group_by_keyword"], "fdw", "plain_client"),
+        "group_by_hour_vs_plain_client": ratio(r["group_by_hour"], "fdw", "plain_client"),
+    }
     log("es: peak backend RSS of the 1M scan")
     r["peak_backend_rss_mib"] = peak_rss_kb(full) / 1024
     return r
@@ -220,16 +331,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kafka", action="store_true")
     ap.add_argument("--es", action="store_true")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of every side-by-side comparison (>= 5)")
     a = ap.parse_args()
     both = not a.kafka and not a.es
     setup()
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-           "build": "release (PG_FLINK_PROFILE=release)", "runs": a.runs}
+           "build": "release (PG_FLINK_PROFILE=release)", "rounds": a.rounds}
     if a.kafka or both:
-        out["kafka"] = kafka_bench(a.runs)
+        out["kafka"] = kafka_bench(a.rounds)
     if a.es or both:
-        out["elasticsearch"] = es_bench(a.runs)
+        out["elasticsearch"] = es_bench(a.rounds)
     path = REPO / "benchmarks" / "results" / "fdw.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update(out)
