@@ -156,10 +156,11 @@ def kafka_doc(row):
 # Loading
 
 class Stack:
-    def __init__(self, conn, env, seed, rows):
+    def __init__(self, conn, env, seed, rows, schema="difftest"):
         self.c, self.env, self.seed, self.rows = conn, env, seed, rows
+        self.schema = schema  # also the prefix of the servers (runs in other schemas coexist)
         self.suffix = f"{seed}_{len(rows)}"
-        self.index = f"difftest_{self.suffix}_{int(time.time())}"
+        self.index = f"{schema}_{self.suffix}_{int(time.time())}"
         self.topic = self.index
 
     def heap_columns(self):
@@ -167,11 +168,11 @@ class Stack:
 
     def load(self, wrappers):
         c = self.c
-        c.execute("DROP SCHEMA IF EXISTS difftest CASCADE")
-        c.execute("DROP SERVER IF EXISTS difftest_es CASCADE")
-        c.execute("DROP SERVER IF EXISTS difftest_k CASCADE")
-        c.execute("CREATE SCHEMA difftest")
-        c.execute("SET search_path = difftest, public")
+        c.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        c.execute(f"DROP SERVER IF EXISTS {self.schema}_es CASCADE")
+        c.execute(f"DROP SERVER IF EXISTS {self.schema}_k CASCADE")
+        c.execute(f"CREATE SCHEMA {self.schema}")
+        c.execute(f"SET search_path = {self.schema}, public")
         values = [f"({', '.join(sql_value(col, row[col]) for col, _, _ in COLS)})" for row in self.rows]
         c.execute(f"CREATE TABLE h_es ({self.heap_columns()}, _id text)")
         for i in range(0, len(values), 500):
@@ -199,8 +200,8 @@ class Stack:
                           headers={"Content-Type": "application/x-ndjson"}, timeout=300)
         r.raise_for_status()
         assert not r.json()["errors"], [i for i in r.json()["items"] if i["index"].get("error")][:3]
-        self.c.execute(f"CREATE SERVER difftest_es FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url '{es}')")
-        self.c.execute(f"CREATE FOREIGN TABLE f_es ({self.heap_columns()}, _id text) SERVER difftest_es"
+        self.c.execute(f"CREATE SERVER {self.schema}_es FOREIGN DATA WRAPPER pg_flink_elasticsearch OPTIONS (url '{es}')")
+        self.c.execute(f"CREATE FOREIGN TABLE f_es ({self.heap_columns()}, _id text) SERVER {self.schema}_es"
                        f" OPTIONS (index '{self.index}')")
 
     def load_kafka(self, values):
@@ -239,9 +240,9 @@ class Stack:
         tuples = [f"({vals[1:-1] if vals else nulls}, {p}, {o}, {str(err).lower()})" for p, o, vals, err in heap]
         for i in range(0, len(tuples), 500):
             c.execute(f"INSERT INTO h_k VALUES {', '.join(tuples[i:i + 500])}")
-        c.execute(f"CREATE SERVER difftest_k FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (brokers '{brokers}')")
+        c.execute(f"CREATE SERVER {self.schema}_k FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (brokers '{brokers}')")
         c.execute(f"CREATE FOREIGN TABLE f_k_raw ({self.heap_columns()}, _partition integer, _offset bigint,"
-                  f" _error text) SERVER difftest_k OPTIONS (topic '{self.topic}', on_error 'null')")
+                  f" _error text) SERVER {self.schema}_k OPTIONS (topic '{self.topic}', on_error 'null')")
         cols = ", ".join(c for c, _, _ in COLS)
         c.execute(f"CREATE VIEW f_k AS SELECT {cols}, _partition, _offset, _error IS NOT NULL AS err FROM f_k_raw")
 
@@ -254,9 +255,9 @@ class Stack:
                 f.result()
         except Exception:  # the topic may not exist (ES-only run)
             pass
-        self.c.execute("DROP SCHEMA IF EXISTS difftest CASCADE")
-        self.c.execute("DROP SERVER IF EXISTS difftest_es CASCADE")
-        self.c.execute("DROP SERVER IF EXISTS difftest_k CASCADE")
+        self.c.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        self.c.execute(f"DROP SERVER IF EXISTS {self.schema}_es CASCADE")
+        self.c.execute(f"DROP SERVER IF EXISTS {self.schema}_k CASCADE")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,10 +556,11 @@ def main():
     ap.add_argument("--wrapper", choices=["es", "kafka", "both"], default="both")
     ap.add_argument("--only", type=int, help="run only query number N (to reproduce a difference)")
     ap.add_argument("--keep", action="store_true", help="keep the tables, index and topic")
+    ap.add_argument("--schema", default="difftest", help="schema (and server prefix) of this run's tables")
     a = ap.parse_args()
     wrappers = ["es", "kafka"] if a.wrapper == "both" else [a.wrapper]
     with connect("pg_flink_test") as c:
-        st = Stack(c, ENV, a.seed, gen_rows(a.seed, a.rows))
+        st = Stack(c, ENV, a.seed, gen_rows(a.seed, a.rows), a.schema)
         st.load(wrappers)
         total = 0
         try:

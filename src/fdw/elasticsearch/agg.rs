@@ -282,7 +282,9 @@ impl EsAggScan {
         let fields = dsl::fields(&table, None);
         let base = base_query(&table)?;
         let query = dsl::query(&fields, &req.conds, base.as_ref());
-        let body = body(&fields, &agg, query, "<session TimeZone>", None);
+        // What EXPLAIN shows before the scan starts: the session's zone as of now.
+        let zone = session_zone().unwrap_or_else(|| "<session TimeZone>".into());
+        let body = body(&fields, &agg, query, &zone, None);
         Ok(EsAggScan {
             index: index(&table)?,
             table,
