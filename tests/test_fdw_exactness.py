@@ -3,6 +3,8 @@ query shape"), each as a query whose foreign answer must equal the answer of a h
 holding the same rows. The randomised search for more is tests/test_differential.py."""
 import json
 
+import psycopg
+
 import pytest
 import requests
 from confluent_kafka import Producer
@@ -164,3 +166,44 @@ def test_conversion_errors_use_the_sqlstate_of_postgres_input(tables, value, ty,
     assert e.value.sqlstate == state, str(e.value)
     assert topic in str(e.value)
     admin.delete_topics([topic])
+
+
+def test_text_formats_convert_as_postgres_input_does(tables):
+    """CSV and text messages (and keys) are converted by the column type's input function under
+    the session's DateStyle and TimeZone: each value reads as `'<text>'::<type>` would."""
+    c = tables
+    topic = unique("exact_csv")
+    admin = AdminClient({"bootstrap.servers": ENV["PG_FLINK_KAFKA"]})
+    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result()
+    lines = ["01-01-2015,Thu Jan 01 01:31:00 2015,1.5e3, yes ,2015-01-01 10:00+02",
+             "2024-02-29,January 8 1999 04:05:06,  42  ,off,epoch",
+             "2024-02-30,soon,x,maybe,2015-01-01",
+             "J2451187,allballs,-0,1,2015-01-01 10:00:00 PST"]
+    p = Producer({"bootstrap.servers": ENV["PG_FLINK_KAFKA"]})
+    for i, line in enumerate(lines):
+        p.produce(topic, line.encode(), key=lines[i].split(",")[0].encode())
+    assert p.flush(30) == 0
+    c.execute(f"CREATE FOREIGN TABLE exact.{topic} (_key date, d date, ts timestamp, n numeric, b boolean,"
+              f" tz timestamptz, _error text) SERVER exact_k OPTIONS (topic '{topic}', format 'csv')")
+    for style, zone in (("ISO, MDY", "UTC"), ("ISO, DMY", "Asia/Kolkata"), ("SQL, DMY", "America/New_York")):
+        c.execute(f"SET DateStyle = '{style}'")
+        c.execute(f"SET TimeZone = '{zone}'")
+        # Compared as text in the session's DateStyle (psycopg cannot read every output style).
+        got = c.execute(f"SELECT _key::text, d::text, ts::text, n::text, b::text, tz::text, _error IS NOT NULL"
+                        f" FROM exact.{topic}").fetchall()
+        want = []
+        for line in lines:
+            vals = [v for v in line.split(",")]
+            row, bad = [], False
+            for text, ty in zip([vals[0]] + vals, ["date", "date", "timestamp", "numeric", "boolean", "timestamptz"]):
+                try:
+                    with c.transaction():
+                        row.append(c.execute(f"SELECT %s::{ty}::text", (text,)).fetchone()[0])
+                except psycopg.Error:
+                    row.append(None)
+                    bad = True
+            want.append(tuple(row) + (bad,))
+        assert got == want, (style, zone)
+    c.execute("RESET DateStyle")
+    c.execute("RESET TimeZone")

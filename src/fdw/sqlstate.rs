@@ -11,7 +11,12 @@ pub fn of_conversion(message: &str) -> PgSqlErrorCode {
     let time = ["type date", "type timestamp", "type time"]
         .iter()
         .any(|t| first.contains(t));
-    if first.contains("out of range") {
+    if first.contains("date/time field value out of range")
+        || first.starts_with("date out of range")
+        || first.starts_with("timestamp out of range")
+    {
+        PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW // 22008, as Postgres' input says
+    } else if first.contains("out of range") {
         if time {
             PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW // 22008
         } else {

@@ -7,6 +7,9 @@ use crate::fdw::value::{self, JsonFields, PgType, Val};
 use crate::fdw::{ColDef, TableDef};
 use serde_json::Value;
 
+/// A conversion of text to a column type.
+pub type TextInput<'a> = &'a dyn Fn(&str, &PgType) -> Result<Val, value::Mismatch>;
+
 /// What a column of a Kafka table holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColKind {
@@ -138,7 +141,15 @@ pub struct Msg<'a> {
 
 /// Fills `row` (one slot per entry of `cols`) from `m`. Returns the decoding problem, if
 /// any; affected slots are left NULL.
-pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Option<String> {
+/// `input` converts text (keys, `text`/`csv` values) to a column type: the type's Postgres
+/// input function in a scan (`pg::input::text_input`), [`value::from_text`] in unit tests.
+pub fn decode(
+    m: &Msg,
+    cols: &[ColKind],
+    format: Format,
+    row: &mut [Val],
+    input: TextInput<'_>,
+) -> Option<String> {
     let mut errors: Vec<String> = vec![];
     let mut err_slot = None;
     let text = |b: &[u8], what: &str, errors: &mut Vec<String>| match std::str::from_utf8(b) {
@@ -183,7 +194,7 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
             ColKind::Key(ty) => match m.key {
                 None => Val::Null,
                 Some(k) if *ty == PgType::Bytea => Val::Bytes(k.to_vec()),
-                Some(k) => match text(k, "key", &mut errors).map(|s| value::from_text(&s, ty)) {
+                Some(k) => match text(k, "key", &mut errors).map(|s| input(&s, ty)) {
                     Some(Ok(v)) => v,
                     Some(Err(e)) => {
                         errors.push(format!("key: {}", e.0));
@@ -210,7 +221,7 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
             ColKind::Value(ty) => match m.payload {
                 None => Val::Null,
                 Some(p) if *ty == PgType::Bytea => Val::Bytes(p.to_vec()),
-                Some(p) => match text(p, "value", &mut errors).map(|s| value::from_text(&s, ty)) {
+                Some(p) => match text(p, "value", &mut errors).map(|s| input(&s, ty)) {
                     Some(Ok(v)) => v,
                     Some(Err(e)) => {
                         errors.push(format!("value: {}", e.0));
@@ -232,7 +243,7 @@ pub fn decode(m: &Msg, cols: &[ColKind], format: Format, row: &mut [Val]) -> Opt
             ColKind::Csv(idx, ty) => match csv.as_ref().and_then(|f| f.get(*idx)) {
                 None => Val::Null,
                 Some(s) if s.is_empty() && *ty != PgType::Text => Val::Null,
-                Some(s) => match value::from_text(s, ty) {
+                Some(s) => match input(s, ty) {
                     Ok(v) => v,
                     Err(e) => {
                         errors.push(format!("field {}: {}", idx + 1, e.0));
@@ -383,7 +394,14 @@ mod tests {
         assert_eq!(row[2], Val::Text("x".into()));
         assert_eq!(row[3], Val::Null);
         assert_eq!(row[5], Val::Text("k1".into()));
-        let e = decode(&msg(b"not json"), &cols, Format::Json, &mut row).unwrap();
+        let e = decode(
+            &msg(b"not json"),
+            &cols,
+            Format::Json,
+            &mut row,
+            &value::from_text,
+        )
+        .unwrap();
         assert!(
             e.starts_with("partition 1 offset 42: value is not JSON"),
             "{e}"
@@ -391,7 +409,14 @@ mod tests {
         assert_eq!(row[0], Val::Int(1));
         assert_eq!(row[1], Val::Null);
         assert_eq!(row[3], Val::Text(e));
-        let e = decode(&msg(br#"{"a": "many"}"#), &cols, Format::Json, &mut row).unwrap();
+        let e = decode(
+            &msg(br#"{"a": "many"}"#),
+            &cols,
+            Format::Json,
+            &mut row,
+            &value::from_text,
+        )
+        .unwrap();
         assert_eq!(
             e,
             "partition 1 offset 42: field a: value \"many\" does not fit type integer"
@@ -423,7 +448,13 @@ mod tests {
         let cols = vec![ColKind::Csv(0, PgType::Int8), ColKind::Csv(1, PgType::Text)];
         let mut row = vec![Val::Null; 2];
         assert_eq!(
-            decode(&msg(b"7,\"x,y\""), &cols, Format::Csv(','), &mut row),
+            decode(
+                &msg(b"7,\"x,y\""),
+                &cols,
+                Format::Csv(','),
+                &mut row,
+                &value::from_text
+            ),
             None
         );
         assert_eq!(row, vec![Val::Int(7), Val::Text("x,y".into())]);

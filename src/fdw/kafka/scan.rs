@@ -548,7 +548,13 @@ impl Scan for KafkaScan {
                 },
                 payload: m.payload(),
             };
-            if let Some(err) = codec::decode(&msg, &self.cols, self.format, &mut self.buf) {
+            if let Some(err) = codec::decode(
+                &msg,
+                &self.cols,
+                self.format,
+                &mut self.buf,
+                &crate::fdw::pg::input::text_input,
+            ) {
                 match self.on_error {
                     OnError::Null => {}
                     OnError::Skip => {

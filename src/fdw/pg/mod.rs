@@ -40,6 +40,7 @@ mod cost;
 pub mod credentials;
 mod datum;
 mod import;
+pub mod input;
 mod modify;
 mod parallel;
 mod plan;
