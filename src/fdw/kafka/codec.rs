@@ -386,7 +386,8 @@ mod tests {
                 &msg(br#"{"a": 5, "b": {"c": "x"}}"#),
                 &cols,
                 Format::Json,
-                &mut row
+                &mut row,
+                &value::from_text
             ),
             None
         );
