@@ -249,13 +249,7 @@ impl EsScan {
             &[("keep_alive", KEEP_ALIVE)],
             None,
         ))?;
-        if st == 404 || is_index_missing(&v) {
-            return Err(EsFdwError::IndexMissing {
-                table: self.table.name.clone(),
-                index: self.index.clone(),
-            }
-            .into());
-        }
+        self.index_missing(st, &v)?;
         if st >= 400 {
             return Err(EsFdwError::Remote(format!(
                 "index \"{}\": opening a point in time: HTTP {st}: {}",
@@ -266,6 +260,18 @@ impl EsScan {
         }
         self.pit = v.get("id").and_then(Value::as_str).map(str::to_string);
         self.started = true;
+        Ok(())
+    }
+
+    /// The error for a response saying the index does not exist.
+    fn index_missing(&self, status: u16, body: &Value) -> Result<(), ErrorReport> {
+        if status == 404 || is_index_missing(body) {
+            return Err(EsFdwError::IndexMissing {
+                table: self.table.name.clone(),
+                index: self.index.clone(),
+            }
+            .into());
+        }
         Ok(())
     }
 
@@ -294,13 +300,7 @@ impl EsScan {
         })?;
         self.requests += 1;
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if st == 404 || is_index_missing(&v) {
-            return Err(EsFdwError::IndexMissing {
-                table: self.table.name.clone(),
-                index: self.index.clone(),
-            }
-            .into());
-        }
+        self.index_missing(st, &v)?;
         if st >= 400 {
             return Err(request_failed(&self.table, &self.index, "search", st, &v));
         }

@@ -24,6 +24,40 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Two-digit seconds at `at` (at most 60, a leap second) and an optional `.`/`,` fraction, as
+/// microseconds rounded half away from zero as Postgres rounds input; and where they end.
+fn seconds(s: &str, at: usize) -> Option<(i64, usize)> {
+    let b = s.as_bytes();
+    let two = b.get(at..at + 2)?;
+    if !two.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let sec = i64::from(two[0] - b'0') * 10 + i64::from(two[1] - b'0');
+    if sec > 60 {
+        return None;
+    }
+    let mut us = sec * 1_000_000;
+    let mut i = at + 2;
+    if matches!(b.get(i), Some(b'.') | Some(b',')) {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &s[start..i];
+        if frac.is_empty() {
+            return None;
+        }
+        let mut digits: String = frac.chars().take(6).collect();
+        while digits.len() < 6 {
+            digits.push('0');
+        }
+        let round_up = frac.as_bytes().get(6).is_some_and(|c| *c >= b'5');
+        us += digits.parse::<i64>().ok()? + i64::from(round_up);
+    }
+    Some((us, i))
+}
+
 /// Parses ISO 8601 dates and date-times as Elasticsearch's `strict_date_optional_time` writes
 /// them: `2024-05-01`, `2024-05-01T10:00`, `2024-05-01T10:00:00.123Z`, `…+02:00`, `…+0200`,
 /// with a space allowed instead of `T`. No zone means UTC. Returns microseconds since 1970.
@@ -65,30 +99,9 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
         us += (h * 3600 + mi * 60) * 1_000_000;
         i += 5;
         if b.get(i) == Some(&b':') {
-            let sec = num(i + 1, 2)?;
-            if sec > 60 {
-                return None;
-            }
-            us += sec * 1_000_000;
-            i += 3;
-            if matches!(b.get(i), Some(b'.') | Some(b',')) {
-                i += 1;
-                let start = i;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let frac = &s[start..i];
-                if frac.is_empty() {
-                    return None;
-                }
-                // Microseconds, rounded half away from zero as Postgres rounds input.
-                let mut digits: String = frac.chars().take(6).collect();
-                while digits.len() < 6 {
-                    digits.push('0');
-                }
-                let round_up = frac.as_bytes().get(6).is_some_and(|c| *c >= b'5');
-                us += digits.parse::<i64>().ok()? + i64::from(round_up);
-            }
+            let (sec_us, next) = seconds(s, i + 1)?;
+            us += sec_us;
+            i = next;
         }
         match b.get(i) {
             None => {}
@@ -159,29 +172,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let mut us = 0i64;
     let mut i = 5;
     if b.get(i) == Some(&b':') {
-        let sec = num(i + 1)?;
-        if sec > 60 {
-            return None;
-        }
-        us += sec * 1_000_000;
-        i += 3;
-        if matches!(b.get(i), Some(b'.') | Some(b',')) {
-            i += 1;
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let frac = &s[start..i];
-            if frac.is_empty() {
-                return None;
-            }
-            let mut digits: String = frac.chars().take(6).collect();
-            while digits.len() < 6 {
-                digits.push('0');
-            }
-            let round_up = frac.as_bytes().get(6).is_some_and(|c| *c >= b'5');
-            us += digits.parse::<i64>().ok()? + i64::from(round_up);
-        }
+        let (sec_us, next) = seconds(s, i + 1)?;
+        us += sec_us;
+        i = next;
     }
     if i != b.len() || h > 24 || mi > 59 {
         return None;
