@@ -449,6 +449,9 @@ class Gen:
                               f" WHERE k = {lit(r.choice(['a', 'b', '']))}", " WHERE b", " WHERE k IS NULL"])
             sel = ", ".join(keys + aggs)
             group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+            if keys and r.random() < 0.4:  # HAVING stays local over the remote aggregation
+                group += r.choice([" HAVING count(*) > 1", " HAVING max(i4) > 0", " HAVING sum(i4) IS NULL",
+                                   " HAVING count(k) < count(*) OR min(f8) < 0"])
             return f"SELECT {sel} FROM {{T}}{where}{group}", False
         if shape == "distinct":
             c = r.choice([c for c in self.columns() if self.kind_of(c) != "json"])

@@ -440,7 +440,7 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_paths<W: Wrapper>(
 /// whose `fdw_private` [`get_foreign_rel_size`] filled.
 #[pg_guard]
 pub(super) unsafe extern "C-unwind" fn get_foreign_plan(
-    _root: *mut pg_sys::PlannerInfo,
+    root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
     _relid: Oid,
     best_path: *mut pg_sys::ForeignPath,
@@ -450,7 +450,7 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_plan(
 ) -> *mut pg_sys::ForeignScan {
     if (*baserel).reloptkind == pg_sys::RelOptKind::RELOPT_UPPER_REL {
         // A remote aggregation (upper.rs made the path).
-        return super::upper::upper_plan(baserel, best_path, tlist, outer_plan);
+        return super::upper::upper_plan(root, best_path, tlist, outer_plan);
     }
     let private = list_ptrs((*baserel).fdw_private as *mut pg_sys::List);
     let json = private.first().copied().unwrap_or(ptr::null_mut());

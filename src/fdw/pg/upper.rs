@@ -5,7 +5,8 @@
 //! are the grouping target's expressions; the request travels in the plan like a scan's, with
 //! [`AggRequest`] set.
 //!
-//! Not pushed (Postgres aggregates the rows as before): grouping sets, HAVING, DISTINCT /
+//! HAVING stays a qual Postgres evaluates on the scan's rows (the aggregates it needs are
+//! computed remotely too). Not pushed (Postgres aggregates the rows as before): grouping sets, DISTINCT /
 //! ORDER BY / FILTER inside aggregates, expressions other than plain columns and
 //! `date_trunc('<unit>', column)`, parameters in the WHERE clauses, and anything the wrapper
 //! does not call exact.
@@ -14,6 +15,7 @@ use super::table_def::table_def;
 use super::util::{cstr, list_ptrs};
 use crate::fdw::agg::{AggFn, AggRequest, GroupKey, Output, TruncUnit};
 use crate::fdw::cond::Request;
+use crate::fdw::value::PgType;
 use crate::fdw::Wrapper;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -103,6 +105,31 @@ unsafe fn agg_fn(a: *mut pg_sys::Aggref, varno: u32) -> Option<AggFn> {
     })
 }
 
+/// The Vars and aggregates HAVING reads that are not expressions of the grouping target
+/// `exprs` (a Var there is a column that is no group key: the caller gives up). Deterministic,
+/// so the plan (`upper_plan`) finds the same list as the path did.
+unsafe fn having_extras(
+    root: *mut pg_sys::PlannerInfo,
+    exprs: &[*mut c_void],
+) -> Vec<*mut pg_sys::Node> {
+    let having = (*(*root).parse).havingQual;
+    if having.is_null() {
+        return vec![];
+    }
+    let mut out: Vec<*mut pg_sys::Node> = vec![];
+    let found = pg_sys::pull_var_clause(having, pg_sys::PVC_INCLUDE_AGGREGATES as i32);
+    for n in list_ptrs(found) {
+        let n = n as *mut pg_sys::Node;
+        let same = |e: *const c_void| pg_sys::equal(e, n as *const c_void);
+        let known = exprs.iter().any(|e| same(*e as *const c_void))
+            || out.iter().any(|e| same(*e as *const c_void));
+        if !known {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// GetForeignUpperPaths: adds a remote-aggregation path to the grouped relation when the
 /// whole aggregation can be computed exactly by the wrapper (see the module doc).
 ///
@@ -124,7 +151,7 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_upper_paths<W: Wrapper>(
         return;
     }
     let parse = (*root).parse;
-    if !(*parse).groupingSets.is_null() || !(*parse).havingQual.is_null() {
+    if !(*parse).groupingSets.is_null() {
         return;
     }
     // The scan's planned request (plan.rs put it first in the base relation's fdw_private).
@@ -178,6 +205,24 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_upper_paths<W: Wrapper>(
         };
         agg.outputs.push((out, ty));
     }
+    // HAVING stays a qual Postgres evaluates on the scan's rows: the aggregates it reads
+    // that the target does not are computed too (extra outputs), and its columns must be
+    // group keys of the target.
+    for node in having_extras(root, &exprs) {
+        let ok = match (*node).type_ {
+            pg_sys::NodeTag::T_Aggref => agg_fn(node as *mut pg_sys::Aggref, varno).map(|f| {
+                let i = agg.agg(f);
+                agg.outputs.push((
+                    Output::Agg(i),
+                    pg_type(pg_sys::exprType(node)).unwrap_or(PgType::Int8),
+                ));
+            }),
+            _ => None,
+        };
+        if ok.is_none() || pg_type(pg_sys::exprType(node)).is_none() {
+            return;
+        }
+    }
     if !W::planner(&table).aggregate(&agg) {
         return;
     }
@@ -220,15 +265,27 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_upper_paths<W: Wrapper>(
 /// `foreignrel` is an upper relation for which [`get_foreign_upper_paths`] made `best_path`
 /// (its `fdw_private` holds the request); called from GetForeignPlan.
 pub(super) unsafe fn upper_plan(
-    foreignrel: *mut pg_sys::RelOptInfo,
+    root: *mut pg_sys::PlannerInfo,
     best_path: *mut pg_sys::ForeignPath,
     tlist: *mut pg_sys::List,
     outer_plan: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
     let target = (*best_path).path.pathtarget;
-    let _ = foreignrel;
+    let mut exprs = list_ptrs((*target).exprs);
+    // The aggregates only HAVING reads follow the target's expressions, as in the request.
+    exprs.extend(
+        having_extras(root, &exprs)
+            .into_iter()
+            .map(|n| n as *mut c_void),
+    );
+    let having = (*(*root).parse).havingQual;
+    let quals = if having.is_null() {
+        ptr::null_mut()
+    } else {
+        pg_sys::copyObjectImpl(having as *const c_void) as *mut pg_sys::List
+    };
     let mut scan_tlist: *mut pg_sys::List = ptr::null_mut();
-    for (i, e) in list_ptrs((*target).exprs).into_iter().enumerate() {
+    for (i, e) in exprs.into_iter().enumerate() {
         let te = pg_sys::makeTargetEntry(
             pg_sys::copyObjectImpl(e as *const c_void) as *mut pg_sys::Expr,
             (i + 1) as pg_sys::AttrNumber,
@@ -239,7 +296,7 @@ pub(super) unsafe fn upper_plan(
     }
     pg_sys::make_foreignscan(
         tlist,
-        ptr::null_mut(),
+        quals,
         0,
         ptr::null_mut(),
         (*best_path).fdw_private,
