@@ -140,7 +140,8 @@ pub struct Msg<'a> {
 }
 
 /// Fills `row` (one slot per entry of `cols`) from `m`. Returns the decoding problem, if
-/// any; affected slots are left NULL.
+/// any (the `_error` slot gets it prefixed with the message's partition and offset); affected
+/// slots are left NULL.
 /// `input` converts text (keys, `text`/`csv` values) to a column type: the type's Postgres
 /// input function in a scan (`pg::input::text_input`), [`value::from_text`] in unit tests.
 pub fn decode(
@@ -256,14 +257,13 @@ pub fn decode(
     if errors.is_empty() {
         return None;
     }
-    let msg = format!(
-        "partition {} offset {}: {}",
-        m.partition,
-        m.offset,
-        errors.join("; ")
-    );
+    // The error names the message's position itself; `_error` carries it in its text.
+    let msg = errors.join("; ");
     if let Some(i) = err_slot {
-        row[i] = Val::Text(msg.clone());
+        row[i] = Val::Text(format!(
+            "partition {} offset {}: {msg}",
+            m.partition, m.offset
+        ));
     }
     Some(msg)
 }
@@ -403,13 +403,10 @@ mod tests {
             &value::from_text,
         )
         .unwrap();
-        assert!(
-            e.starts_with("partition 1 offset 42: value is not JSON"),
-            "{e}"
-        );
+        assert!(e.starts_with("value is not JSON"), "{e}");
         assert_eq!(row[0], Val::Int(1));
         assert_eq!(row[1], Val::Null);
-        assert_eq!(row[3], Val::Text(e));
+        assert_eq!(row[3], Val::Text(format!("partition 1 offset 42: {e}")));
         let e = decode(
             &msg(br#"{"a": "many"}"#),
             &cols,
@@ -418,10 +415,8 @@ mod tests {
             &value::from_text,
         )
         .unwrap();
-        assert_eq!(
-            e,
-            "partition 1 offset 42: field a: value \"many\" does not fit type integer"
-        );
+        assert_eq!(e, "field a: value \"many\" does not fit type integer");
+        assert_eq!(row[3], Val::Text(format!("partition 1 offset 42: {e}")));
     }
 
     #[test]

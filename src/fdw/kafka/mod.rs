@@ -382,12 +382,6 @@ pub(crate) fn decode_error(
     offset: i64,
     message: String,
 ) -> ErrorReport {
-    // `_error` texts start with the message's position; the error names it already.
-    let here = format!("partition {partition} offset {offset}: ");
-    let message = message
-        .strip_prefix(&here)
-        .map(str::to_string)
-        .unwrap_or(message);
     KafkaFdwError::Decode {
         table: t.name.clone(),
         topic: topic.to_string(),

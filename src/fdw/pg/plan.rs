@@ -36,7 +36,7 @@ struct PlanCtx {
 ///
 /// # Safety
 /// `node` is NULL or points to a valid expression node.
-unsafe fn strip(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
+pub(super) unsafe fn strip(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
     if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_RelabelType {
         return (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
     }

@@ -15,7 +15,6 @@ use super::table_def::table_def;
 use super::util::{cstr, list_ptrs};
 use crate::fdw::agg::{AggFn, AggRequest, GroupKey, Output, TruncUnit};
 use crate::fdw::cond::Request;
-use crate::fdw::value::PgType;
 use crate::fdw::Wrapper;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -24,10 +23,7 @@ use std::ptr;
 
 /// A column of relation `varno` (a plain Var of this query level), as its attribute number.
 unsafe fn column(node: *mut pg_sys::Node, varno: u32) -> Option<i16> {
-    let mut node = node;
-    if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_RelabelType {
-        node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
-    }
+    let node = super::plan::strip(node);
     if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
         return None;
     }
@@ -209,19 +205,17 @@ pub(super) unsafe extern "C-unwind" fn get_foreign_upper_paths<W: Wrapper>(
     // that the target does not are computed too (extra outputs), and its columns must be
     // group keys of the target.
     for node in having_extras(root, &exprs) {
-        let ok = match (*node).type_ {
-            pg_sys::NodeTag::T_Aggref => agg_fn(node as *mut pg_sys::Aggref, varno).map(|f| {
-                let i = agg.agg(f);
-                agg.outputs.push((
-                    Output::Agg(i),
-                    pg_type(pg_sys::exprType(node)).unwrap_or(PgType::Int8),
-                ));
-            }),
-            _ => None,
+        let Some(ty) = pg_type(pg_sys::exprType(node)) else {
+            return;
         };
-        if ok.is_none() || pg_type(pg_sys::exprType(node)).is_none() {
+        if (*node).type_ != pg_sys::NodeTag::T_Aggref {
             return;
         }
+        let Some(f) = agg_fn(node as *mut pg_sys::Aggref, varno) else {
+            return;
+        };
+        let i = agg.agg(f);
+        agg.outputs.push((Output::Agg(i), ty));
     }
     if !W::planner(&table).aggregate(&agg) {
         return;
