@@ -165,6 +165,15 @@ build_extension() {
     || { tail -n 40 "$LOGS/build.log" >&2; die "extension build failed (log: $LOGS/build.log)"; }
   after=$(md5sum "$so" | cut -d' ' -f1)
   [ "$before" = "$after" ] || EXTENSION_CHANGED=1
+  # Frozen install scripts of released versions (sql/pg_flink--X.Y.Z.sql): `cargo pgrx install`
+  # writes only the current version's script and copies the upgrade scripts (--a--b.sql), but
+  # `CREATE EXTENSION pg_flink VERSION '0.1.0'` (the upgrade test, a restore of an old dump)
+  # needs the old version's own script too.
+  local f
+  for f in "$REPO"/sql/pg_flink--*.sql; do
+    case "$(basename "$f")" in *--*--*) continue ;; esac
+    install -m 644 "$f" "$($PG_CONFIG --sharedir)/extension/"
+  done
 }
 
 # ------------------------------------------------------------------------------------------------

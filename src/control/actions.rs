@@ -11,6 +11,7 @@ use super::worker::Worker;
 use crate::flink::trace::decode;
 use crate::flink::{JobManager, RestError};
 use crate::gucs;
+use pgrx::prelude::*;
 
 /// `stop_trigger` values: a savepoint trigger in progress, a savepoint taken (waiting for the
 /// job to end), a cancel sent, a savepoint to retry when due.
@@ -315,7 +316,7 @@ impl Worker<'_> {
                     };
                     self.savepoint_failed(it, job.id, jid, job.stop_attempts, &why)
                 }
-                Ok(None) if job.stop_due => {
+                Ok(None) if job.stop_due() => {
                     let why = RestError::Timeout {
                         service: crate::flink::Service::JobManager,
                         url: it.rest_url.clone().unwrap_or_default(),
@@ -327,7 +328,7 @@ impl Worker<'_> {
                 Err(e) => self.savepoint_failed(it, job.id, jid, job.stop_attempts, &e),
             };
         }
-        if !job.stop_due {
+        if !job.stop_due() {
             return Ok(());
         }
         match trigger.as_str() {
@@ -362,30 +363,142 @@ impl Worker<'_> {
         if let Some(sp) = savepoint {
             statements.insert(0, super::submit::restore_from(sp));
         }
-        let result: Result<Option<String>, RestError> = self.rt.block_on(async {
-            let gw = crate::flink::Gateway::new(gw_url, gucs::http_limits())?;
+        // Settings are read here: Postgres state is off limits on the background thread.
+        let (gw_url, pipeline) = (gw_url.to_string(), it.pipeline.clone());
+        let (limits, wait) = (gucs::http_limits(), gucs::statement_wait());
+        let call = async move {
+            let gw = crate::flink::Gateway::new(&gw_url, limits)?;
             let results = gw
                 .run_script(
-                    &format!("pg_flink submit {}", it.pipeline),
+                    &format!("pg_flink submit {pipeline}"),
                     &statements,
                     10,
-                    gucs::statement_wait(),
+                    wait,
                 )
                 .await
                 .map_err(|f| f.error)?;
             Ok(results.into_iter().rev().find_map(|r| r.job_id))
-        });
-        match result {
-            Ok(Some(jid)) => store::transition(
-                id,
-                JobState::Created,
-                Some(&jid),
-                Some(&format!("submitted as Flink job {jid}")),
-                None,
-            ),
-            Ok(None) => submit_failed("the gateway returned no job id"),
-            Err(e) => submit_failed(&crate::datasource::scrub(&e.to_string(), &secrets)),
+        };
+        // The gateway call (seconds) runs in the background; a later tick records its end.
+        if let Some(bg) = &self.memory.background {
+            let handle = bg.spawn(call);
+            self.memory.submissions.borrow_mut().insert(
+                it.pipeline.clone(),
+                super::worker::Submission {
+                    job_id: id,
+                    handle,
+                    secrets,
+                },
+            );
+            return Ok(());
         }
+        let result = self.rt.block_on(call);
+        submitted(id, result, &secrets)
+    }
+
+    /// Records the submissions that ended since the last tick; returns their pipelines, whose
+    /// rows this tick read are now out of date (they are decided again next tick).
+    pub(super) fn finish_submissions(&self) -> Vec<String> {
+        let done: Vec<String> = self
+            .memory
+            .submissions
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.handle.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pipeline in &done {
+            let Some(s) = self.memory.submissions.borrow_mut().remove(pipeline) else {
+                continue;
+            };
+            let result = match self.rt.block_on(s.handle) {
+                Ok(r) => r,
+                Err(e) => Err(RestError::Decode {
+                    service: crate::flink::Service::SqlGateway,
+                    url: String::new(),
+                    reason: format!("the submission task ended abnormally: {e}"),
+                }),
+            };
+            if let Err(e) = submitted(s.job_id, result, &s.secrets) {
+                warning!("pg_flink worker: pipeline \"{pipeline}\": {e}");
+            }
+        }
+        done
+    }
+
+    /// A manual savepoint (flink.savepoint): trigger it, then poll it in later ticks; record the
+    /// path (or why it failed). Only a RUNNING job the pipeline wants running takes one.
+    pub(super) fn manual_savepoint(&self, it: &PipelineRow, tracked: Option<&Tracked>) {
+        let Some(job) = &it.job else { return };
+        if !it.savepoint_requested && job.savepoint_trigger.is_none() {
+            return;
+        }
+        let end = |path: Option<&str>, error: Option<&str>| {
+            if let Err(e) = store::savepoint_done(job.id, path, error) {
+                warning!("pg_flink worker: pipeline \"{}\": {e}", it.pipeline);
+            }
+        };
+        let running = it.desired == super::state::Desired::Running
+            && tracked.is_some_and(|t| t.state == JobState::Running);
+        let (Some(jid), true) = (job.flink_job_id.as_deref(), running) else {
+            if job.state.is_ended() || it.desired != super::state::Desired::Running {
+                end(None, Some("the job is not running any more"));
+            }
+            return; // starting or restarting: try when it runs
+        };
+        let Ok(jm) = self.jobmanager(it) else { return };
+        match &job.savepoint_trigger {
+            None => match self.rt.block_on(jm.trigger_savepoint(jid)) {
+                Ok(trigger) => {
+                    if let Err(e) = store::savepoint_progress(job.id, Some(&trigger)) {
+                        warning!("pg_flink worker: pipeline \"{}\": {e}", it.pipeline);
+                    }
+                }
+                Err(e) => end(None, Some(&remote_error("savepoint trigger failed", &e))),
+            },
+            Some(trigger) => match self.rt.block_on(jm.savepoint_status(jid, trigger)) {
+                Ok(Some(path)) => end(Some(&path), None),
+                Ok(None)
+                    if job
+                        .savepoint_trigger_ago_ms()
+                        .is_some_and(|ms| ms > MANUAL_SAVEPOINT_DEADLINE_MS) =>
+                {
+                    end(
+                        None,
+                        Some(&format!(
+                            "the savepoint did not complete within {} s",
+                            MANUAL_SAVEPOINT_DEADLINE_MS / 1000
+                        )),
+                    )
+                }
+                Ok(None) => {}
+                Err(e) => end(None, Some(&remote_error("savepoint failed", &e))),
+            },
+        }
+    }
+}
+
+/// How long a manual savepoint may take before it is recorded as failed.
+const MANUAL_SAVEPOINT_DEADLINE_MS: i64 = 600_000;
+
+/// Records how a submission ended.
+fn submitted(
+    id: i64,
+    result: Result<Option<String>, RestError>,
+    secrets: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    let submit_failed =
+        |why: &str| store::transition(id, JobState::SubmitFailed, None, None, Some(why));
+    match result {
+        Ok(Some(jid)) => store::transition(
+            id,
+            JobState::Created,
+            Some(&jid),
+            Some(&format!("submitted as Flink job {jid}")),
+            None,
+        ),
+        Ok(None) => submit_failed("the gateway returned no job id"),
+        Err(e) => submit_failed(&crate::datasource::scrub(&e.to_string(), secrets)),
     }
 }
 

@@ -8,7 +8,7 @@
 //! [`stop_all_jobs`] is the last resort used after `DROP EXTENSION` (by the database's worker)
 //! and after `DROP DATABASE` (by the launcher): it cancels every live job of the database in the
 //! clusters it last used.
-use super::decide::{is_terminal_name, orphans};
+use super::decide::is_terminal_name;
 use super::identity::JobName;
 use super::registry::Entry;
 use super::store::{self, DropRow, Snapshot};
@@ -28,12 +28,19 @@ impl Worker<'_> {
             }
         }
         let dropped: Vec<&str> = snap.drops.iter().map(|d| d.pipeline.as_str()).collect();
+        let pipelines: std::collections::HashSet<&str> =
+            snap.all_pipelines.iter().map(String::as_str).collect();
         let mut seen = std::collections::BTreeSet::new();
         for c in &snap.clusters {
-            let Some(Ok(jobs)) = self.overviews.get(&c.rest_url) else {
+            let (Some(Ok(jobs)), Some(index)) =
+                (self.overviews.get(&c.rest_url), self.index.get(&c.rest_url))
+            else {
                 continue;
             };
-            for (job, name) in orphans(jobs, self.database, &snap.all_pipelines) {
+            for job in index.orphans(&pipelines) {
+                let Some(name) = JobName::parse(&job.name) else {
+                    continue;
+                };
                 // Dropped pipelines' jobs are finished above (with their savepoint choice).
                 if dropped.contains(&name.pipeline.as_str())
                     || !orphan_for_long(&job.jid, &mut seen)
@@ -48,7 +55,7 @@ impl Worker<'_> {
                     !is_terminal_name(&j.state)
                         && JobName::parse(&j.name).is_some_and(|n| self.database.owns(&n))
                 });
-                let stopping = snap.pipelines.iter().any(|p| {
+                let stopping = snap.pipelines.values().any(|p| {
                     p.rest_url.as_deref() == Some(&c.rest_url)
                         && p.job.as_ref().is_some_and(|j| !j.state.is_ended())
                 });
@@ -64,13 +71,9 @@ impl Worker<'_> {
     fn dropped_jobs(&self, snap: &Snapshot, pipeline: &str) -> Vec<(String, OverviewJob)> {
         let mut out = Vec::new();
         for c in &snap.clusters {
-            if let Some(Ok(jobs)) = self.overviews.get(&c.rest_url) {
-                for j in jobs {
-                    let mine = JobName::parse(&j.name)
-                        .is_some_and(|n| self.database.owns(&n) && n.pipeline == pipeline);
-                    if mine && !is_terminal_name(&j.state) {
-                        out.push((c.rest_url.clone(), j.clone()));
-                    }
+            if let Some(index) = self.index.get(&c.rest_url) {
+                for j in index.live(pipeline) {
+                    out.push((c.rest_url.clone(), (*j).clone()));
                 }
             }
         }

@@ -6,6 +6,7 @@
 use super::identity::{Database, JobName};
 use super::state::{Desired, JobState};
 use crate::flink::OverviewJob;
+use std::collections::{HashMap, HashSet};
 
 /// Whether a state name from `/jobs/overview` is terminal (unknown names are not).
 pub fn is_terminal_name(state: &str) -> bool {
@@ -65,19 +66,58 @@ pub fn backoff_ms(attempts: u32) -> u64 {
     (2_000u64 << attempts.min(5).saturating_sub(1)).min(60_000)
 }
 
-/// The live jobs in the cluster that belong to `pipeline` of `db`.
-pub fn live_jobs<'a>(
-    cluster: &'a [OverviewJob],
-    db: &Database,
-    pipeline: &str,
-) -> Vec<&'a OverviewJob> {
-    cluster
-        .iter()
-        .filter(|j| {
-            !is_terminal_name(&j.state)
-                && JobName::parse(&j.name).is_some_and(|n| db.owns(&n) && n.pipeline == pipeline)
-        })
-        .collect()
+/// One tick's `/jobs/overview` of a cluster, indexed once (a tick looks up every pipeline's
+/// jobs: scanning the whole list per pipeline made a tick quadratic in the number of jobs).
+#[derive(Debug, Default)]
+pub struct ClusterIndex<'a> {
+    jobs: &'a [OverviewJob],
+    by_jid: HashMap<&'a str, &'a OverviewJob>,
+    /// Live (not globally terminal) jobs of this database, by pipeline, in listing order.
+    live: HashMap<String, Vec<&'a OverviewJob>>,
+}
+
+impl<'a> ClusterIndex<'a> {
+    pub fn new(jobs: &'a [OverviewJob], db: &Database) -> Self {
+        let mut by_jid = HashMap::with_capacity(jobs.len());
+        let mut live: HashMap<String, Vec<&'a OverviewJob>> = HashMap::new();
+        for j in jobs {
+            by_jid.entry(j.jid.as_str()).or_insert(j);
+            if is_terminal_name(&j.state) {
+                continue;
+            }
+            if let Some(n) = JobName::parse(&j.name).filter(|n| db.owns(n)) {
+                live.entry(n.pipeline).or_default().push(j);
+            }
+        }
+        ClusterIndex { jobs, by_jid, live }
+    }
+
+    /// The live jobs in the cluster that belong to `pipeline` of this database.
+    pub fn live(&self, pipeline: &str) -> &[&'a OverviewJob] {
+        self.live.get(pipeline).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The job with this id, live or ended.
+    pub fn job(&self, jid: &str) -> Option<&'a OverviewJob> {
+        self.by_jid.get(jid).copied()
+    }
+
+    /// Every job the cluster listed.
+    pub fn jobs(&self) -> &'a [OverviewJob] {
+        self.jobs
+    }
+
+    /// Live jobs of this database whose pipeline is not in `pipelines`: orphans to stop.
+    pub fn orphans(&self, pipelines: &HashSet<&str>) -> Vec<&'a OverviewJob> {
+        let mut out: Vec<&'a OverviewJob> = self
+            .live
+            .iter()
+            .filter(|(p, _)| !pipelines.contains(p.as_str()))
+            .flat_map(|(_, jobs)| jobs.iter().copied())
+            .collect();
+        out.sort_by(|a, b| a.jid.cmp(&b.jid));
+        out
+    }
 }
 
 /// Everything [`decide`] looks at for one pipeline.
@@ -85,7 +125,7 @@ pub fn live_jobs<'a>(
 pub struct Input<'a> {
     pub desired: Desired,
     pub tracked: Option<&'a Tracked>,
-    pub cluster: &'a [OverviewJob],
+    pub cluster: &'a ClusterIndex<'a>,
     pub database: &'a Database,
     pub pipeline: &'a str,
     /// A restart was requested (flink.restart, or start after the last job ended).
@@ -117,7 +157,7 @@ pub fn decide(input: Input) -> Action {
         }
     }
     let tracked = tracked.filter(|t| t.state != JobState::Detached);
-    let live = live_jobs(cluster, database, pipeline);
+    let live = cluster.live(pipeline);
     let tracked_jid = tracked.and_then(|t| t.flink_job_id.clone());
     let tracked_live = tracked_jid
         .as_ref()
@@ -181,7 +221,7 @@ pub fn decide(input: Input) -> Action {
                     let Some(jid) = &t.flink_job_id else {
                         return Action::Submit;
                     };
-                    match cluster.iter().find(|j| &j.jid == jid) {
+                    match cluster.job(jid) {
                         // The recorded job ended: record that first.
                         Some(j) if t.state != flink_state(&j.state) => Action::Observe {
                             jid: jid.clone(),
@@ -211,7 +251,7 @@ pub fn decide(input: Input) -> Action {
             }
             if let Some(t) = tracked {
                 if let Some(jid) = &t.flink_job_id {
-                    if let Some(j) = cluster.iter().find(|j| &j.jid == jid) {
+                    if let Some(j) = cluster.job(jid) {
                         let now = flink_state(&j.state);
                         if t.state != now && t.state != JobState::Stopped {
                             return Action::Observe {
@@ -225,20 +265,6 @@ pub fn decide(input: Input) -> Action {
             Action::Nothing
         }
     }
-}
-
-/// Live jobs of `db` in `cluster` whose pipeline is not in `pipelines`: orphans to stop.
-pub fn orphans<'a>(
-    cluster: &'a [OverviewJob],
-    db: &Database,
-    pipelines: &[String],
-) -> Vec<(&'a OverviewJob, JobName)> {
-    cluster
-        .iter()
-        .filter(|j| !is_terminal_name(&j.state))
-        .filter_map(|j| JobName::parse(&j.name).map(|n| (j, n)))
-        .filter(|(_, n)| db.owns(n) && !pipelines.iter().any(|p| p == &n.pipeline))
-        .collect()
 }
 
 #[cfg(test)]

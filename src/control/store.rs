@@ -10,6 +10,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// What `flink_internal.worker_snapshot()` returns: everything one tick looks at.
 #[derive(Debug, Clone)]
@@ -19,7 +21,8 @@ pub struct Snapshot {
     pub drops: Vec<DropRow>,
     /// Every pipeline of the database (with or without a desired state).
     pub all_pipelines: Vec<String>,
-    pub pipelines: Vec<PipelineRow>,
+    /// The pipelines with a desired state, by name.
+    pub pipelines: BTreeMap<String, PipelineRow>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +72,9 @@ pub struct PipelineRow {
     pub savepoint_required: bool,
     pub drain: bool,
     pub restart_requested: bool,
+    /// flink.savepoint() asked for a manual savepoint (0.2.0 schema; false on 0.1.0).
+    #[serde(default)]
+    pub savepoint_requested: bool,
     pub gateway_url: Option<String>,
     pub rest_url: Option<String>,
     /// The pipeline's newest job row, if any.
@@ -83,17 +89,59 @@ pub struct JobRow {
     pub flink_job_id: Option<String>,
     pub state: JobState,
     pub attempts: i32,
-    /// Milliseconds since the row last changed.
-    pub updated_ago_ms: i64,
+    /// Milliseconds since the row last changed, when it was read.
+    updated_ago_ms: i64,
     pub flink_modified_ms: Option<i64>,
-    /// Milliseconds since the job's details were last read (None: never).
-    pub details_ago_ms: Option<i64>,
+    /// Milliseconds since the job's details were last read (None: never), when it was read.
+    details_ago_ms: Option<i64>,
     pub stop_trigger: Option<String>,
     pub stop_attempts: i32,
-    /// The next step of a stop (a retry) is due.
-    pub stop_due: bool,
+    /// The next step of a stop (a retry) was due when the row was read.
+    stop_due: bool,
+    /// Milliseconds until the next step of a stop is due (0.2.0 schema: rows are kept between
+    /// ticks, so the worker ages them itself).
+    #[serde(default)]
+    stop_due_in_ms: Option<i64>,
     /// The newest savepoint this job's stop took.
     pub savepoint: Option<String>,
+    /// A manual savepoint in progress: Flink's trigger id, and since when (ms, when read).
+    #[serde(default)]
+    pub savepoint_trigger: Option<String>,
+    #[serde(default)]
+    savepoint_trigger_ago_ms: Option<i64>,
+    /// When the row was read: the relative times above are as of then.
+    #[serde(skip, default = "Instant::now")]
+    read_at: Instant,
+}
+
+impl JobRow {
+    fn aged(&self) -> i64 {
+        self.read_at.elapsed().as_millis().min(i64::MAX as u128) as i64
+    }
+
+    /// Milliseconds since the row last changed.
+    pub fn updated_ago_ms(&self) -> i64 {
+        self.updated_ago_ms.saturating_add(self.aged())
+    }
+
+    /// Milliseconds since the job's details were last read (None: never).
+    pub fn details_ago_ms(&self) -> Option<i64> {
+        self.details_ago_ms.map(|ms| ms.saturating_add(self.aged()))
+    }
+
+    /// Milliseconds since the manual savepoint in progress was triggered.
+    pub fn savepoint_trigger_ago_ms(&self) -> Option<i64> {
+        self.savepoint_trigger_ago_ms
+            .map(|ms| ms.saturating_add(self.aged()))
+    }
+
+    /// The next step of a stop (a retry) is due.
+    pub fn stop_due(&self) -> bool {
+        match self.stop_due_in_ms {
+            Some(ms) => ms <= self.aged(),
+            None => self.stop_due,
+        }
+    }
 }
 
 /// Runs `f` in its own transaction; a Postgres error aborts it and comes back as Err.
@@ -156,20 +204,140 @@ pub fn run(query: &'static str, args: Vec<DatumWithOid<'static>>) -> Result<(), 
 
 /// Whether pg_flink is installed in the worker's database (it may be dropped at any time).
 pub fn installed() -> bool {
-    in_txn(|| {
-        Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_flink')",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-    }) == Ok(true)
+    installation().is_some()
 }
 
-/// One tick's view of the catalog. A pipeline row that does not decode is reported (with the
-/// pipeline's name and the field at fault) and left out of this tick; the others go on.
+/// pg_flink as installed in this database: the extension's oid (a new one after DROP and
+/// CREATE EXTENSION, e.g. a restore) and the version of its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub oid: u32,
+    pub version: String,
+}
+
+impl Installation {
+    /// A schema older than the library (0.1.0: no change log, no manual savepoints): the
+    /// worker reads the whole catalog every tick until `ALTER EXTENSION pg_flink UPDATE`.
+    pub fn legacy(&self) -> bool {
+        self.version == "0.1.0"
+    }
+}
+
+/// The installed extension, if any.
+pub fn installation() -> Option<Installation> {
+    in_txn(|| {
+        Spi::get_two::<pg_sys::Oid, String>(
+            "SELECT oid, extversion::text FROM pg_extension WHERE extname = 'pg_flink'",
+        )
+        .ok()
+        .and_then(|(oid, v)| Some((oid?, v?)))
+    })
+    .ok()
+    .flatten()
+    .map(|(oid, version)| Installation {
+        oid: oid.to_u32(),
+        version,
+    })
+}
+
+/// Brings the worker's copy of the catalog up to date. With the 0.2.0 schema only what changed
+/// since the last call is read (`flink_internal.worker_changes()`: the names of changed
+/// pipelines, or NULL for everything), in the same transaction that consumes the change log,
+/// so an error loses nothing; a 0.1.0 schema is read whole. `cache` is None when nothing is
+/// known yet (first tick, after an error, a new installation).
+pub fn refresh(cache: &mut Option<Snapshot>, legacy: bool) -> Result<(), String> {
+    if legacy {
+        *cache = Some(snapshot()?);
+        return Ok(());
+    }
+    let full = cache.is_none();
+    let (head, rows, changed) = in_txn(move || -> Result<_, String> {
+        let changes = Spi::get_one::<Vec<Option<String>>>("SELECT flink_internal.worker_changes()")
+            .map_err(|e| e.to_string())?;
+        let full = full
+            || changes
+                .as_ref()
+                .is_some_and(|c| c.iter().any(Option::is_none));
+        let names: Vec<String> = changes.into_iter().flatten().flatten().collect();
+        if !full && names.is_empty() {
+            return Ok((None, None, names));
+        }
+        let head = if full {
+            Spi::get_one::<JsonB>("SELECT flink_internal.worker_head()")
+                .map_err(|e| e.to_string())?
+                .map(|j| j.0)
+        } else {
+            None
+        };
+        let arg: Option<Vec<String>> = (!full).then(|| names.clone());
+        let rows = Spi::get_one_with_args::<JsonB>(
+            "SELECT flink_internal.worker_pipelines($1)",
+            &[arg.into()],
+        )
+        .map_err(|e| e.to_string())?
+        .map(|j| j.0);
+        Ok((
+            Some(head.unwrap_or(Value::Null)).filter(|_| full),
+            rows,
+            names,
+        ))
+    })
+    .and_then(|r| r)
+    .map_err(|e| format!("reading the catalog: {e}"))?;
+    let rows = pipeline_rows(match rows {
+        Some(Value::Array(rows)) => rows,
+        Some(_) => return Err("malformed worker_pipelines() answer".into()),
+        None => return Ok(()), // nothing changed
+    });
+    if let Some(head) = head {
+        let mut snap = decode_head(head)?;
+        snap.pipelines = rows;
+        *cache = Some(snap);
+        return Ok(());
+    }
+    let Some(snap) = cache.as_mut() else {
+        return Err("no catalog read yet".into());
+    };
+    for name in &changed {
+        snap.pipelines.remove(name);
+    }
+    snap.pipelines.extend(rows);
+    Ok(())
+}
+
+/// Decodes pipeline rows; one that does not decode is reported (with the pipeline's name and
+/// the field at fault) and left out; the others go on.
+fn pipeline_rows(raw: Vec<Value>) -> BTreeMap<String, PipelineRow> {
+    let mut pipelines = BTreeMap::new();
+    for row in raw {
+        let name = row
+            .get("pipeline")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        match serde_path_to_error::deserialize::<_, PipelineRow>(row) {
+            Ok(r) => {
+                pipelines.insert(r.pipeline.clone(), r);
+            }
+            Err(e) => warning!(
+                "pg_flink worker: pipeline \"{name}\": malformed control row ({}: {}); skipped",
+                e.path(),
+                e.inner()
+            ),
+        }
+    }
+    pipelines
+}
+
+/// One tick's view of the catalog, read whole (`flink_internal.worker_snapshot()`, which both
+/// schemas have).
 pub fn snapshot() -> Result<Snapshot, String> {
     let v = one_json("SELECT flink_internal.worker_snapshot()", vec![])?.unwrap_or(Value::Null);
+    decode_head(v)
+}
+
+/// The snapshot document: identity, clusters, drops, pipeline names and (if present) rows.
+fn decode_head(v: Value) -> Result<Snapshot, String> {
     let raw: RawSnapshot = serde_path_to_error::deserialize(v)
         .map_err(|e| format!("malformed worker snapshot ({}: {})", e.path(), e.inner()))?;
     let database = Database {
@@ -182,28 +350,12 @@ pub fn snapshot() -> Result<Snapshot, String> {
         oid: raw.database.oid as u32,
         name: raw.database.name,
     };
-    let mut pipelines = Vec::with_capacity(raw.pipelines.len());
-    for row in raw.pipelines {
-        let name = row
-            .get("pipeline")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
-        match serde_path_to_error::deserialize::<_, PipelineRow>(row) {
-            Ok(r) => pipelines.push(r),
-            Err(e) => warning!(
-                "pg_flink worker: pipeline \"{name}\": malformed control row ({}: {}); skipped this tick",
-                e.path(),
-                e.inner()
-            ),
-        }
-    }
     Ok(Snapshot {
         database,
         clusters: raw.clusters,
         drops: raw.drops,
         all_pipelines: raw.all_pipelines,
-        pipelines,
+        pipelines: pipeline_rows(raw.pipelines),
     })
 }
 
@@ -375,5 +527,25 @@ pub fn cluster_dropped(name: &str) -> Result<(), String> {
     run(
         "SELECT flink_internal.cluster_dropped($1)",
         vec![name.to_string().into()],
+    )
+}
+
+/// A manual savepoint was triggered (or its trigger cleared, `None`).
+pub fn savepoint_progress(job: i64, trigger: Option<&str>) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.savepoint_progress($1, $2)",
+        vec![job.into(), trigger.map(str::to_string).into()],
+    )
+}
+
+/// A manual savepoint ended: taken (`path`) or failed (`error`); the request is consumed.
+pub fn savepoint_done(job: i64, path: Option<&str>, error: Option<&str>) -> Result<(), String> {
+    run(
+        "SELECT flink_internal.savepoint_done($1, $2, $3)",
+        vec![
+            job.into(),
+            path.map(str::to_string).into(),
+            error.map(cap).into(),
+        ],
     )
 }

@@ -2,7 +2,7 @@
 //! recovery (so only on a primary). Each tick it reads the desired states, asks every cluster
 //! for `/jobs/overview` once, decides per pipeline with [`decide`], and carries out the action
 //! ([`super::actions`]). Errors are recorded on the job and logged; the loop goes on.
-use super::decide::{decide, Input, Tracked};
+use super::decide::{decide, Action, ClusterIndex, Input, Tracked};
 use super::identity::Database;
 use super::registry;
 use super::state::JobState;
@@ -89,6 +89,7 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
         }
     };
     let me = pid();
+    let mut memory = Memory::new();
     let mut served = registry::read(oid.to_u32());
     if served.is_some() || store::installed() {
         log!("pg_flink worker started for database \"{name}\"");
@@ -108,7 +109,7 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let sysid = system_identifier();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tick(&rt))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tick(&rt, &mut memory))) {
             // Nothing can be concluded from a catalog that could not be read (it is logged).
             Ok(Tick::Unreadable) => {}
             Ok(Tick::Served(clusters)) => {
@@ -168,6 +169,7 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
                 }
             }
             Err(e) => {
+                memory.forget();
                 let msg = e
                     .downcast_ref::<String>()
                     .cloned()
@@ -197,14 +199,82 @@ pub fn system_identifier() -> u64 {
     unsafe { pg_sys::GetSystemIdentifier() }
 }
 
-/// The worker of one database: its network runtime, the database it serves (as of this tick)
-/// and this tick's `/jobs/overview` of every cluster.
+/// The worker of one database: its network runtime, the database it serves (as of this tick),
+/// this tick's `/jobs/overview` of every cluster (indexed), and what it keeps between ticks.
 pub struct Worker<'a> {
     pub(super) rt: &'a tokio::runtime::Runtime,
     pub(super) database: &'a Database,
     /// One JobManager client per cluster for the whole tick (a client owns a connection pool).
     pub(super) clients: BTreeMap<String, JobManager>,
-    pub(super) overviews: BTreeMap<String, Result<Vec<OverviewJob>, RestError>>,
+    pub(super) overviews: &'a BTreeMap<String, Result<Vec<OverviewJob>, RestError>>,
+    pub(super) index: BTreeMap<String, ClusterIndex<'a>>,
+    pub(super) memory: &'a Memory,
+    /// Detail reads (restart count, checkpoint) left for this tick.
+    details_left: std::cell::Cell<u32>,
+}
+
+/// At most this many jobs' details (restart count, last checkpoint: a few REST calls each) are
+/// read per tick, the longest-unread first in practice (a read resets a job's timer), so a
+/// tick's cost does not grow with the number of running jobs. State changes are not limited.
+const DETAILS_PER_TICK: u32 = 8;
+
+/// What the worker keeps from one tick to the next.
+pub struct Memory {
+    /// The catalog as last read; only what changed is read again (None: read it whole).
+    catalog: Option<store::Snapshot>,
+    /// The installation `catalog` was read from (a new one after DROP/CREATE EXTENSION or an
+    /// ALTER EXTENSION UPDATE).
+    installation: Option<store::Installation>,
+    /// Gateway submissions in progress, by pipeline: they run on `background` and are
+    /// recorded by a later tick, so a slow submission never holds up other pipelines.
+    pub(super) submissions: std::cell::RefCell<BTreeMap<String, Submission>>,
+    /// Threads for slow network calls. They never call into Postgres: their results are
+    /// recorded by the worker's own thread.
+    pub(super) background: Option<tokio::runtime::Runtime>,
+}
+
+/// A submission running in the background.
+pub struct Submission {
+    pub(super) job_id: i64,
+    pub(super) handle: tokio::task::JoinHandle<Result<Option<String>, RestError>>,
+    pub(super) secrets: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Memory {
+    fn new() -> Self {
+        let background = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name("pg_flink submit")
+            .on_thread_start(block_signals)
+            .enable_all()
+            .build()
+            .map_err(|e| warning!("pg_flink worker: no background thread for submissions ({e}); submitting inline"))
+            .ok();
+        Memory {
+            catalog: None,
+            installation: None,
+            submissions: Default::default(),
+            background,
+        }
+    }
+
+    /// Forget the catalog (read it whole next tick).
+    fn forget(&mut self) {
+        self.catalog = None;
+    }
+}
+
+/// Background threads block every signal: Postgres' handlers (SIGTERM, SIGHUP, latch wakeups)
+/// must run on the worker's own thread.
+fn block_signals() {
+    // SAFETY: sigfillset initialises the set it is given; pthread_sigmask changes only the
+    // calling thread's mask (a thread just started by tokio, before it runs any task).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// What pg_flink recorded, as [`decide`] takes it.
@@ -213,11 +283,12 @@ fn tracked(row: &PipelineRow) -> Option<Tracked> {
         flink_job_id: j.flink_job_id.clone(),
         job_name: Some(j.job_name.clone()),
         state: j.state,
-        failed_ago_ms: (j.state == JobState::SubmitFailed).then(|| j.updated_ago_ms.max(0) as u64),
+        failed_ago_ms: (j.state == JobState::SubmitFailed)
+            .then(|| j.updated_ago_ms().max(0) as u64),
         attempts: j.attempts.max(0) as u32,
         modified_ms: j.flink_modified_ms,
         details_due: j.state == JobState::Running
-            && j.details_ago_ms
+            && j.details_ago_ms()
                 .is_none_or(|ms| ms >= gucs::details_interval_ms()),
     })
 }
@@ -263,45 +334,77 @@ pub(super) enum Tick {
 }
 
 /// One reconcile pass.
-pub(super) fn tick(rt: &tokio::runtime::Runtime) -> Tick {
-    if !store::installed() {
+pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
+    let Some(installation) = store::installation() else {
+        memory.catalog = None;
+        memory.installation = None;
         return Tick::NotInstalled;
-    }
-    let snap = match store::snapshot() {
-        Ok(s) => s,
-        Err(e) => {
-            // Logged once per distinct error (e.g. a schema older than the library): no spam.
-            LAST_ERROR.with(|last| {
-                if last.borrow().as_deref() != Some(e.as_str()) {
-                    warning!("pg_flink worker: {e}; retrying every poll, logged again only if it changes");
-                    *last.borrow_mut() = Some(e);
-                }
-            });
-            return Tick::Unreadable;
-        }
     };
+    if memory.installation.as_ref() != Some(&installation) {
+        memory.catalog = None;
+        if installation.legacy() {
+            log!(
+                "pg_flink worker: this database's pg_flink schema is version {}, older than the library ({}); it is served in compatibility mode (the whole catalog is read every poll, flink.savepoint() is missing) until you run ALTER EXTENSION pg_flink UPDATE",
+                installation.version,
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        memory.installation = Some(installation.clone());
+    }
+    if let Err(e) = store::refresh(&mut memory.catalog, installation.legacy()) {
+        memory.catalog = None;
+        // Logged once per distinct error (e.g. a schema older than the library): no spam.
+        LAST_ERROR.with(|last| {
+            if last.borrow().as_deref() != Some(e.as_str()) {
+                warning!(
+                    "pg_flink worker: {e}; retrying every poll, logged again only if it changes"
+                );
+                *last.borrow_mut() = Some(e);
+            }
+        });
+        return Tick::Unreadable;
+    }
     LAST_ERROR.with(|last| last.borrow_mut().take());
+    let memory = &*memory;
+    let Some(snap) = memory.catalog.as_ref() else {
+        return Tick::Unreadable;
+    };
     let urls: Vec<String> = snap.clusters.iter().map(|c| c.rest_url.clone()).collect();
     let (clients, overviews) = overviews(
         rt,
         urls.iter()
             .cloned()
-            .chain(snap.pipelines.iter().filter_map(|p| p.rest_url.clone())),
+            .chain(snap.pipelines.values().filter_map(|p| p.rest_url.clone())),
     );
+    let index = overviews
+        .iter()
+        .filter_map(|(url, jobs)| {
+            let jobs = jobs.as_ref().ok()?;
+            Some((url.clone(), ClusterIndex::new(jobs, &snap.database)))
+        })
+        .collect();
     let worker = Worker {
         rt,
         database: &snap.database,
         clients,
-        overviews,
+        overviews: &overviews,
+        index,
+        memory,
+        details_left: std::cell::Cell::new(DETAILS_PER_TICK),
     };
-    for row in &snap.pipelines {
+    let just_submitted = worker.finish_submissions();
+    for row in snap.pipelines.values() {
         if stopping() {
             return Tick::Served(urls);
+        }
+        // In flight, or recorded a moment ago (this tick's row predates that): next tick.
+        if worker.submitting(&row.pipeline) || just_submitted.contains(&row.pipeline) {
+            continue;
         }
         worker.reconcile(row);
     }
     if !stopping() {
-        worker.cleanup(&snap);
+        worker.cleanup(snap);
     }
     Tick::Served(urls)
 }
@@ -316,12 +419,12 @@ impl Worker<'_> {
 
     /// A job as this tick's `/jobs/overview` of its cluster lists it.
     pub(super) fn overview_job(&self, rest: Option<&str>, jid: &str) -> Option<&OverviewJob> {
-        self.overviews
-            .get(rest?)?
-            .as_ref()
-            .ok()?
-            .iter()
-            .find(|j| j.jid == jid)
+        self.index.get(rest?)?.job(jid)
+    }
+
+    /// Whether a submission of the pipeline is still running in the background.
+    fn submitting(&self, pipeline: &str) -> bool {
+        self.memory.submissions.borrow().contains_key(pipeline)
     }
 
     fn reconcile(&self, row: &PipelineRow) {
@@ -333,7 +436,10 @@ impl Worker<'_> {
             return;
         };
         let cluster = match self.overviews.get(rest) {
-            Some(Ok(jobs)) => jobs.as_slice(),
+            Some(Ok(_)) => match self.index.get(rest) {
+                Some(i) => i,
+                None => return,
+            },
             Some(Err(e)) => {
                 // JobManager down: nothing can be decided safely; record and retry.
                 self.record_error(row, &format!("cannot track jobs: {e}"));
@@ -351,9 +457,17 @@ impl Worker<'_> {
             upgrade: row.restart_requested,
             stop_with_savepoint: row.stop_with_savepoint,
         });
+        // Detail reads are bounded per tick; a job left out now is read in a later tick.
+        if matches!(action, Action::Refresh { .. }) {
+            if self.details_left.get() == 0 {
+                return self.manual_savepoint(row, tracked.as_ref());
+            }
+            self.details_left.set(self.details_left.get() - 1);
+        }
         if let Err(e) = self.act(row, tracked.as_ref(), action) {
             warning!("pg_flink worker: pipeline \"{}\": {e}", row.pipeline);
         }
+        self.manual_savepoint(row, tracked.as_ref());
     }
 
     /// Records an error on the pipeline's current job (if any) without changing its state.

@@ -76,6 +76,35 @@ impl Endpoint {
     }
 
     pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, RestError> {
+        let body = self.send_text(req).await?;
+        if body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&body).map_err(|e| RestError::Decode {
+            service: self.service,
+            url: self.shown(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A GET whose successful answer is decoded straight into `T` (no intermediate JSON tree:
+    /// `/jobs/overview` of a cluster with thousands of jobs is read every poll).
+    pub(crate) async fn get_typed<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+    ) -> Result<T, RestError> {
+        let body = self
+            .send_text(self.http.get(urls::join(&self.base, path)))
+            .await?;
+        serde_json::from_str(&body).map_err(|e| RestError::Decode {
+            service: self.service,
+            url: self.shown(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends the request; the body of a successful answer, or the decoded error.
+    async fn send_text(&self, req: reqwest::RequestBuilder) -> Result<String, RestError> {
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         let body = resp.text().await.map_err(|e| self.transport_error(e))?;
@@ -97,14 +126,7 @@ impl Endpoint {
                     .unwrap_or_else(|| crate::core::messages::ellipsis(&body, 300)),
             });
         }
-        if body.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&body).map_err(|e| RestError::Decode {
-            service: self.service,
-            url: self.shown(),
-            reason: e.to_string(),
-        })
+        Ok(body)
     }
 
     pub(crate) async fn get(&self, path: &str) -> Result<Value, RestError> {

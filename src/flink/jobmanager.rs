@@ -65,9 +65,28 @@ impl JobManager {
 
     /// `GET /jobs/overview`: every job of the cluster in one request.
     pub async fn jobs_overview(&self) -> Result<Vec<OverviewJob>, RestError> {
-        let v = self.ep.get("/jobs/overview").await?;
-        let o: Overview = self.ep.decode(v)?;
+        let o: Overview = self.ep.get_typed("/jobs/overview").await?;
         Ok(o.jobs)
+    }
+
+    /// `POST /jobs/{id}/savepoints` without cancelling the job (a manual savepoint into the
+    /// cluster's default savepoint directory); returns the trigger id.
+    pub async fn trigger_savepoint(&self, jid: &str) -> Result<String, RestError> {
+        let v = self
+            .ep
+            .post(
+                &format!("/jobs/{jid}/savepoints"),
+                &serde_json::json!({"cancel-job": false}),
+            )
+            .await?;
+        v.get("request-id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| RestError::Decode {
+                service: Service::JobManager,
+                url: self.ep.shown(),
+                reason: "no request-id in the savepoint answer".into(),
+            })
     }
 
     /// `POST /jobs/{id}/stop`: stop with a savepoint; returns the trigger id.

@@ -44,10 +44,11 @@ fn run_with(
     savepoint: bool,
 ) -> Action {
     let d = db();
+    let index = ClusterIndex::new(cluster, &d);
     decide(Input {
         desired,
         tracked: t,
-        cluster,
+        cluster: &index,
         database: &d,
         pipeline: "p",
         upgrade,
@@ -342,8 +343,50 @@ fn orphans_are_live_jobs_of_this_database_without_a_pipeline() {
     let mut ended = job("e", 1, "CANCELED");
     ended.name = db().job_name("gone", 1);
     let c = [job("a", 1, "RUNNING"), other_db, gone, ended];
-    let found = orphans(&c, &db(), &["p".to_string()]);
+    let d = db();
+    let index = ClusterIndex::new(&c, &d);
+    let found = index.orphans(&["p"].into_iter().collect());
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].0.jid, "g");
-    assert_eq!(found[0].1.pipeline, "gone");
+    assert_eq!(found[0].jid, "g");
+    assert_eq!(index.live("gone").len(), 1);
+    assert_eq!(index.live("p").len(), 1);
+    assert!(index.job("e").is_some(), "ended jobs are found by id");
+    assert!(index.live("nope").is_empty());
+}
+
+/// The index answers exactly what a scan of the listing answers, for many jobs in any order.
+#[test]
+fn the_cluster_index_agrees_with_a_scan() {
+    let d = db();
+    let states = [
+        "RUNNING",
+        "CANCELED",
+        "FAILED",
+        "RESTARTING",
+        "FINISHED",
+        "CREATED",
+    ];
+    let mut c = Vec::new();
+    for i in 0..600u32 {
+        let mut j = job(&format!("j{i}"), 1, states[(i as usize * 7) % states.len()]);
+        j.name = d.job_name(&format!("p{}", (i * 13) % 97), 1 + (i % 3) as i32);
+        if i % 11 == 0 {
+            j.name = format!("not ours {i}");
+        }
+        c.push(j);
+    }
+    let index = ClusterIndex::new(&c, &d);
+    for p in 0..100u32 {
+        let name = format!("p{p}");
+        let scan: Vec<&str> = c
+            .iter()
+            .filter(|j| {
+                !is_terminal_name(&j.state)
+                    && JobName::parse(&j.name).is_some_and(|n| d.owns(&n) && n.pipeline == name)
+            })
+            .map(|j| j.jid.as_str())
+            .collect();
+        let got: Vec<&str> = index.live(&name).iter().map(|j| j.jid.as_str()).collect();
+        assert_eq!(got, scan, "pipeline {name}");
+    }
 }
