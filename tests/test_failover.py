@@ -294,7 +294,10 @@ def test_promoted_standby_adopts_the_running_jobs_and_records_what_happened_duri
         jid = {p: start_and_wait(c, p) for p in (kept, cancelled)}
         pair.timings["two jobs RUNNING"] = time.monotonic() - t
         for p in (kept, cancelled):
-            assert flink_jobs_named(ids[p]) == [(jid[p], "RUNNING")]
+            assert flink_jobs_named(ids[p], live_only=True) == [(jid[p], "RUNNING")]
+        # Every job Flink lists under each pipeline's name (a submission the gateway refused,
+        # retried by the worker, leaves a SUBMIT_FAILED row but no job).
+        in_flink = {p: flink_jobs_named(ids[p]) for p in (kept, cancelled)}
     # Positive control of the process check below: the primary runs the launcher and the worker.
     on_primary = pair.primary.pg_flink_processes()
     assert ("pg_flink worker", db) in on_primary["pg_stat_activity"], on_primary
@@ -308,14 +311,18 @@ def test_promoted_standby_adopts_the_running_jobs_and_records_what_happened_duri
         for p in (kept, cancelled):
             assert status(s, p) == ("running", "RUNNING", True, jid[p]), f"{p} on the standby: {status(s, p)}"
         events_before = {p: events(s, p) for p in (kept, cancelled)}
+        rows_before = {p: jobs_rows(s, p) for p in (kept, cancelled)}
+        for p in (kept, cancelled):
+            assert rows_before[p][-1] == (jid[p], "RUNNING"), rows_before[p]
     holds_for("no pg_flink process on the standby", pair.standby.pg_flink_processes,
               must=lambda v: v == {"pg_stat_activity": [], "ps": []}, duration=2)
 
     # The primary is gone; meanwhile a job changes state in Flink (cancelled from outside).
     pair.primary.kill_9()
     cancel_flink_job(jid[cancelled])
+    in_flink[cancelled] = [(j, "CANCELED" if j == jid[cancelled] else st) for j, st in in_flink[cancelled]]
     wait_for(f"Flink reports {jid[cancelled]} CANCELED", lambda: flink_jobs_named(ids[cancelled]),
-             until=lambda v: v == [(jid[cancelled], "CANCELED")], timeout=30)
+             until=lambda v: v == in_flink[cancelled], timeout=30)
 
     t0 = promote(pair)
     wait_worker(pair.standby, db, TAKEOVER_BOUND_S)
@@ -327,14 +334,15 @@ def test_promoted_standby_adopts_the_running_jobs_and_records_what_happened_duri
                  until=lambda ev: ev[-1:] == [("RUNNING", "CANCELED")], timeout=TAKEOVER_BOUND_S, interval=0.1)
         pair.timings["promote -> CANCELED recorded"] = time.monotonic() - t0
 
-        # Adopted, not resubmitted: one job row with the same Flink job id, one job in Flink, and
-        # so it stays over many worker ticks.
+        # Adopted, not resubmitted: the job rows as replicated (the same Flink job id), the
+        # cancelled job's row now CANCELED, nothing new in Flink, and so it stays over many ticks.
         def seen():
             return {"kept jobs": jobs_rows(c, kept), "kept in Flink": flink_jobs_named(ids[kept]),
                     "cancelled jobs": jobs_rows(c, cancelled), "cancelled in Flink": flink_jobs_named(ids[cancelled])}
-        expected = {"kept jobs": [(jid[kept], "RUNNING")], "kept in Flink": [(jid[kept], "RUNNING")],
-                    "cancelled jobs": [(jid[cancelled], "CANCELED")],
-                    "cancelled in Flink": [(jid[cancelled], "CANCELED")]}
+        expected = {"kept jobs": rows_before[kept], "kept in Flink": in_flink[kept],
+                    "cancelled jobs": rows_before[cancelled][:-1] + [(jid[cancelled], "CANCELED")],
+                    "cancelled in Flink": in_flink[cancelled]}
+        assert [st for _, st in in_flink[kept] if st not in FLINK_TERMINAL] == ["RUNNING"], in_flink
         holds_for("one job per pipeline after the takeover", seen, must=lambda v: v == expected, duration=3)
         assert events(c, kept) == events_before[kept], "the running job was adopted without a transition"
         assert events(c, cancelled) == events_before[cancelled] + [("RUNNING", "CANCELED")]
@@ -365,6 +373,7 @@ def test_changes_the_standby_never_received_are_lost_and_its_desired_state_wins(
         stop_lost, start_lost = new_pipeline(c, "fo_stop_lost"), new_pipeline(c, "fo_start_lost")
         ids = {p: identity(c, p) for p in (stop_lost, start_lost)}
         jid_stop_lost = start_and_wait(c, stop_lost)
+        stop_lost_rows = jobs_rows(c, stop_lost)  # failed submission attempts included
         # Desired stopped (a stop without savepoint) before the cut: never ran yet.
         c.execute("SELECT flink.stop(%s, with_savepoint => false)", (start_lost,))
     pair.wait_replayed()
@@ -377,7 +386,9 @@ def test_changes_the_standby_never_received_are_lost_and_its_desired_state_wins(
         c.execute("SELECT flink.stop(%s, with_savepoint => false)", (stop_lost,))
         assert c.execute("SELECT flink.wait(%s, 'stopped', '60 seconds')", (stop_lost,)).fetchone()[0] == "STOPPED"
         jid_start_lost = start_and_wait(c, start_lost)
-    assert flink_jobs_named(ids[stop_lost]) == [(jid_stop_lost, "CANCELED")]
+    assert flink_jobs_named(ids[stop_lost], live_only=True) == []
+    stop_lost_in_flink = flink_jobs_named(ids[stop_lost])
+    assert (jid_stop_lost, "CANCELED") in stop_lost_in_flink
     pair.primary.kill_9()
 
     pg_pair("start", pair.standby.data, pair.standby.log)
@@ -394,15 +405,17 @@ def test_changes_the_standby_never_received_are_lost_and_its_desired_state_wins(
         # The lost start: desired is stopped here, so the job the old primary submitted is stopped
         # (as an untracked live job of a pipeline that should not run), and recorded.
         wait_for(f"{start_lost}: the old primary's job stopped by the new primary",
-                 lambda: (status(c, start_lost), flink_jobs_named(ids[start_lost])),
-                 until=lambda v: v[0][:2] == ("stopped", "STOPPED") and v[1] == [(jid_start_lost, "CANCELED")],
-                 timeout=TAKEOVER_BOUND_S)
+                 lambda: (status(c, start_lost), flink_jobs_named(ids[start_lost], live_only=True)),
+                 until=lambda v: v[0][:2] == ("stopped", "STOPPED") and v[1] == [], timeout=TAKEOVER_BOUND_S)
         pair.timings["promote -> both reconciled"] = time.monotonic() - t0
+        # The one row the new primary has of it: the old primary's job, adopted to be stopped.
         assert jobs_rows(c, start_lost) == [(jid_start_lost, "STOPPED")]
+        start_lost_in_flink = flink_jobs_named(ids[start_lost])
+        assert (jid_start_lost, "CANCELED") in start_lost_in_flink
         holds_for("nothing resubmitted", lambda: (flink_jobs_named(ids[stop_lost]), flink_jobs_named(ids[start_lost]),
                                                   jobs_rows(c, stop_lost)),
-                  must=lambda v: v == ([(jid_stop_lost, "CANCELED")], [(jid_start_lost, "CANCELED")],
-                                       [(jid_stop_lost, "CANCELED")]), duration=3)
+                  must=lambda v: v == (stop_lost_in_flink, start_lost_in_flink,
+                                       stop_lost_rows[:-1] + [(jid_stop_lost, "CANCELED")]), duration=3)
         assert pair.live_jobs() == []
 
 
