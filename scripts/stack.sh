@@ -10,6 +10,10 @@
 #   scripts/stack.sh status   health of every service (exit 1 if any is unhealthy)
 #   scripts/stack.sh logs [service]   tail the logs (all, or one service)
 #   scripts/stack.sh env      print the environment variables tests use
+#   scripts/stack.sh standby up|down|status   a streaming replica of the stack's primary on port
+#                                  5433 (pg_basebackup -R; scripts/pg-pair.sh). Once made, `up`
+#                                  starts it and `down` stops it too; `standby down` stops it
+#                                  and deletes its data (the next `standby up` makes a new one)
 #
 # State lives in $PG_FLINK_STACK (default /opt/pg_flink-stack): cache/ (downloads, reused by every
 # later `up`), the unpacked distributions, and run/ (data, logs/, pids/).
@@ -36,11 +40,15 @@ KAFKA_LIBS=$CACHE/kafka-libs-$KAFKA_VERSION
 FLINK_EXTRAS=$CACHE/flink-extras-$FLINK_VERSION
 SERVICE_USER=pgflink      # unprivileged user for Elasticsearch
 
-PG_PORT=5432 JM_PORT=8081 GW_PORT=8083 KAFKA_PORT=9092 KAFKA_CTRL_PORT=9093 ES_PORT=9200 MARIADB_PORT=3306
+PG_PORT=5432 STANDBY_PORT=5433 JM_PORT=8081 GW_PORT=8083 KAFKA_PORT=9092 KAFKA_CTRL_PORT=9093 ES_PORT=9200 MARIADB_PORT=3306
 DBS=(pg_flink_demo pg_flink_test)
 
 # Heaps: keep the idle stack well under 8 GiB RSS on a 24 GiB machine.
 JM_PROCESS_MB=1024 TM_PROCESS_MB=2048 TM_SLOTS=4 GW_HEAP=384m KAFKA_HEAP=512m ES_HEAP=512m
+
+# The primary's settings and the standby's pg_basebackup (shared with tests/test_failover.py).
+# shellcheck source=scripts/pg-pair.sh
+source "$REPO/scripts/pg-pair.sh"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -190,30 +198,16 @@ start_postgres() {
     mkdir -p "$PGDATA"; chown postgres:postgres "$PGDATA"; chmod 700 "$PGDATA"
     pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log" 2>&1 \
       || die "postgres: initdb failed (log: $LOGS/initdb.log)"
-    cat >>"$PGDATA/postgresql.conf" <<EOF
-# --- pg_flink stack ---
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '/var/run/postgresql'
-shared_preload_libraries = 'pg_flink'
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-max_worker_processes = 16
-logging_collector = off
-log_line_prefix = '%m [%p] %q%u@%d '
-EOF
+    pgpair_conf $PG_PORT /var/run/postgresql >>"$PGDATA/postgresql.conf"
     echo "include_if_exists = 'pg_flink_stack.conf'" >>"$PGDATA/postgresql.conf"
     # Development stack on loopback only: trust local connections.
-    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nhost replication all 127.0.0.1/32 trust\n' >"$PGDATA/pg_hba.conf"
+    pgpair_hba >"$PGDATA/pg_hba.conf"
   fi
   mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
   # Settings owned by this script (rewritten on every up; a change restarts Postgres).
   grep -q "pg_flink_stack.conf" "$PGDATA/postgresql.conf" || echo "include_if_exists = 'pg_flink_stack.conf'" >>"$PGDATA/postgresql.conf"
   local conf_new
-  conf_new=$(printf "%s\n" "# Written by scripts/stack.sh (every database with pg_flink gets a worker)" \
-    "pg_flink.poll_interval_ms = 500" \
-    "pg_flink.launcher_interval_ms = 1000")
+  conf_new=$(pgpair_flink_conf)
   if [ "$(cat "$PGDATA/pg_flink_stack.conf" 2>/dev/null)" != "$conf_new" ]; then
     echo "$conf_new" >"$PGDATA/pg_flink_stack.conf"; chown postgres:postgres "$PGDATA/pg_flink_stack.conf"
     EXTENSION_CHANGED=1
@@ -241,6 +235,44 @@ EOF
       pg psql -h 127.0.0.1 -p $PG_PORT -Xq -c "create database $db" postgres
     fi
   done
+}
+
+# The streaming standby of the primary (optional; made by `standby up`). Its data is a copy:
+# `standby down` deletes it, the next `standby up` makes a new one with pg_basebackup.
+STANDBY_DATA=$RUN/pgdata-standby
+STANDBY_LOG=$LOGS/postgres-standby.log
+standby_healthy() { pgpair_is_standby $STANDBY_PORT && pgpair_streaming $STANDBY_PORT; }
+
+start_standby() {
+  pg_healthy || die "postgres-standby: the primary (127.0.0.1:$PG_PORT) is not running; run \`$0 up postgres\` first"
+  if [ -f "$STANDBY_DATA/PG_VERSION" ] && [ ! -f "$STANDBY_DATA/standby.signal" ]; then
+    die "postgres-standby: $STANDBY_DATA was promoted (it is a primary of its own now); \`$0 standby down\` deletes it, \`$0 standby up\` then makes a new standby"
+  fi
+  if pgpair_running "$STANDBY_DATA"; then
+    if [ "${EXTENSION_CHANGED:-0}" = 1 ]; then
+      log "postgres-standby: restarting to load the rebuilt extension"
+      pg "$PG_BIN/pg_ctl" -D "$STANDBY_DATA" -l "$STANDBY_LOG" -w -t 60 restart -m fast >/dev/null
+    fi
+  else
+    require_free_port postgres-standby $STANDBY_PORT "$STANDBY_LOG"
+    [ -f "$STANDBY_DATA/PG_VERSION" ] || log "postgres-standby: pg_basebackup of 127.0.0.1:$PG_PORT into $STANDBY_DATA"
+    log "postgres-standby: starting (:$STANDBY_PORT)"
+  fi
+  pgpair_standby $PG_PORT "$STANDBY_DATA" $STANDBY_PORT "$STANDBY_LOG" \
+    || die "postgres-standby did not come up as a streaming standby (log: $STANDBY_LOG)"
+  head -n1 "$STANDBY_DATA/postmaster.pid" >"$PIDS/postgres-standby.pid"
+}
+
+stop_standby() { # [delete]
+  if pgpair_running "$STANDBY_DATA"; then
+    log "postgres-standby: stopping"
+    pgpair_stop "$STANDBY_DATA" fast || true
+  fi
+  rm -f "$PIDS/postgres-standby.pid"
+  if [ "${1:-}" = delete ] && [ -e "$STANDBY_DATA" ]; then
+    log "postgres-standby: deleting $STANDBY_DATA"
+    rm -rf "$STANDBY_DATA"
+  fi
 }
 
 write_flink_conf() {
@@ -447,6 +479,7 @@ cmd_up() {
   install_flink; install_flink_extras; install_kafka; install_es
   if [ "${PG_FLINK_SKIP_BUILD:-0}" != 1 ]; then build_extension; fi
   start_postgres
+  if [ -f "$STANDBY_DATA/PG_VERSION" ]; then start_standby; fi
   start_kafka
   start_es
   start_mariadb
@@ -486,6 +519,7 @@ cmd_down() {
     pg "$PG_BIN/pg_ctl" -D "$PGDATA" -w -t 60 stop -m fast >/dev/null || true
   fi
   rm -f "$PIDS/postgres.pid"
+  stop_standby
 }
 
 cmd_status() {
@@ -499,6 +533,9 @@ cmd_status() {
     [ "$state" = healthy ] || bad=1
   }
   check postgres "$PGDATA/postmaster.pid" $PG_PORT pg_healthy
+  if [ -f "$STANDBY_DATA/PG_VERSION" ]; then
+    check postgres-standby "$STANDBY_DATA/postmaster.pid" $STANDBY_PORT standby_healthy
+  fi
   check flink-jobmanager "$(flink_pid standalonesession)" $JM_PORT jm_healthy
   check flink-taskmanager "$(flink_pid taskexecutor)" $JM_PORT tm_healthy
   check flink-sql-gateway "$(flink_pid sql-gateway)" $GW_PORT gw_healthy
@@ -521,12 +558,13 @@ cmd_status() {
 cmd_logs() {
   case "${1:-all}" in
     postgres) tail -n 100 "$LOGS/postgres.log" ;;
+    postgres-standby|standby) tail -n 100 "$STANDBY_LOG" ;;
     kafka) tail -n 100 "$LOGS/kafka.log" ;;
     elasticsearch) tail -n 100 "$RUN/es/logs/pg-flink.log" ;;
     mariadb) tail -n 100 "$LOGS/mariadb.log" ;;
     flink|jobmanager|taskmanager|sql-gateway) tail -n 100 "$LOGS"/flink/*"${1#flink}"*.log ;;
     all) for f in "$LOGS"/*.log "$LOGS"/flink/*.log "$RUN/es/logs/pg-flink.log"; do [ -f "$f" ] && { echo "==> $f"; tail -n 20 "$f"; }; done ;;
-    *) die "unknown service '$1' (postgres, flink, jobmanager, taskmanager, sql-gateway, kafka, elasticsearch, mariadb)" ;;
+    *) die "unknown service '$1' (postgres, postgres-standby, flink, jobmanager, taskmanager, sql-gateway, kafka, elasticsearch, mariadb)" ;;
   esac
 }
 
@@ -535,6 +573,7 @@ cmd_env() {
 PG_FLINK_STACK=$STACK
 PGHOST=127.0.0.1
 PGPORT=$PG_PORT
+PG_FLINK_STANDBY_PORT=$STANDBY_PORT
 PGUSER=postgres
 PG_FLINK_REST_URL=http://127.0.0.1:$JM_PORT
 PG_FLINK_GATEWAY_URL=http://127.0.0.1:$GW_PORT
@@ -566,6 +605,30 @@ cmd_service() {
   esac
 }
 
+# scripts/stack.sh standby up|down|status
+cmd_standby() {
+  case "${1:-}" in
+    up) start_standby; cmd_standby status ;;
+    down) stop_standby delete ;;
+    status)
+      local pid=- state=down role lag=""
+      [ -f "$STANDBY_DATA/postmaster.pid" ] && pid=$(head -n1 "$STANDBY_DATA/postmaster.pid")
+      if pgpair_running "$STANDBY_DATA"; then
+        role=$(pgpair_role $STANDBY_PORT)
+        if [ "$role" = standby ] && pgpair_streaming $STANDBY_PORT; then
+          state=healthy
+          lag=$(pgpair_psql $STANDBY_PORT "SELECT 'replay lag ' || pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) || ' bytes'" 2>/dev/null || true)
+        elif [ "$role" = primary ]; then state=promoted
+        else state=unhealthy
+        fi
+      fi
+      [ -e "$STANDBY_DATA" ] || state=absent
+      printf '%-20s %-10s pid=%-8s 127.0.0.1:%s %s\n' postgres-standby "$state" "$pid" $STANDBY_PORT "$lag"
+      [ "$state" = healthy ] ;;
+    *) die "usage: stack.sh standby up|down|status" ;;
+  esac
+}
+
 mkdir -p "$LOGS" "$PIDS"
 case "${1:-}" in
   up) if [ "${2:-}" = postgres ]; then cmd_up_postgres; else cmd_up; fi ;;
@@ -574,5 +637,6 @@ case "${1:-}" in
   logs) cmd_logs "${2:-all}" ;;
   env) cmd_env ;;
   start|stop) cmd_service "$1" "${2:-}" ;;
-  *) echo "usage: $0 up [postgres]|down|status|logs [service]|env|start <svc>|stop <svc>" >&2; exit 2 ;;
+  standby) cmd_standby "${2:-}" ;;
+  *) echo "usage: $0 up [postgres]|down|status|logs [service]|env|start <svc>|stop <svc>|standby up|down|status" >&2; exit 2 ;;
 esac

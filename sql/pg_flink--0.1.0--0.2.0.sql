@@ -81,10 +81,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT COALESCE(jsonb_agg(jsonb_build_object(
            'pipeline', p.name,
-           'desired', ps.desired, 'from_savepoint', ps.from_savepoint,
-           'stop_with_savepoint', ps.stop_with_savepoint, 'drain', ps.drain,
-           'savepoint_required', ps.savepoint_required,
-           'restart_requested', ps.restart_requested,
+           -- Never started: desired stopped (a job with its identity, e.g. submitted by a primary
+           -- whose flink.start was lost in a failover, is stopped: the catalog is the truth).
+           'desired', COALESCE(ps.desired, 'stopped'), 'from_savepoint', ps.from_savepoint,
+           'stop_with_savepoint', COALESCE(ps.stop_with_savepoint, true), 'drain', COALESCE(ps.drain, false),
+           'savepoint_required', COALESCE(ps.savepoint_required, false),
+           'restart_requested', COALESCE(ps.restart_requested, false),
            'savepoint_requested', ps.savepoint_requested_at IS NOT NULL,
            'cluster', c.name, 'gateway_url', c.gateway_url, 'rest_url', c.rest_url,
            'job', (SELECT jsonb_build_object('id', j.id, 'job_name', j.job_name, 'flink_job_id', j.flink_job_id, 'state', j.state,
@@ -100,8 +102,8 @@ AS $fn$
                                              'savepoint', (SELECT s.path FROM flink.savepoint s WHERE s.job_id = j.id ORDER BY s.id DESC LIMIT 1))
                    FROM flink.job j WHERE j.pipeline = p.name ORDER BY j.id DESC LIMIT 1)
          ) ORDER BY p.name), '[]')
-  FROM flink.pipeline_state ps
-  JOIN flink.pipeline p ON p.name = ps.pipeline
+  FROM flink.pipeline p
+  LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
   LEFT JOIN flink.cluster c ON c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default)
   WHERE names IS NULL OR p.name = ANY (names)
 $fn$;

@@ -12,6 +12,15 @@ mod flink_internal {
     #[pg_extern(volatile)]
     fn require_worker() {
         gucs::require_preloaded("the control plane (flink.start/stop/restart)");
+        // SAFETY: RecoveryInProgress reads shared-memory state any backend may read at any time.
+        if unsafe { pg_sys::RecoveryInProgress() } {
+            crate::errors::raise(
+                PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                "this server is a standby: the desired state of pipelines can only be changed on the primary".to_string(),
+                "Connect to the primary and run it there; flink.pipeline_status and the other views are readable here.".to_string(),
+                "flink.start",
+            );
+        }
         let db = Spi::get_one::<String>("SELECT current_database()::text")
             .ok()
             .flatten()
