@@ -18,13 +18,14 @@ over and over: state change -> row latency from Flink's own timestamps (GET /job
 the run, reset at the end).
 
 Usage: benchmarks/control_plane.py [--pipelines 10000 | --sizes 1000,10000] [--seconds 60]
-       [--rounds 5] [--real 2] [--transitions 20]
+       [--rounds 5] [--warmup 15] [--real 2] [--transitions 20]
 Writes benchmarks/results/control_plane.json and prints it.
 """
 import argparse
 import collections
 import http.server
 import json
+import random
 import os
 import pathlib
 import statistics
@@ -321,13 +322,15 @@ def filter_params(src, dst):
 # so that the tick estimate can leave those early ticks out.
 
 class Latency:
-    def __init__(self, ident, names, target, timeout_s):
+    def __init__(self, ident, names, target, timeout_s, poll_s=1.0):
+        self.poll_s = poll_s
         self.ident, self.names, self.target = ident, names, target
         self.deadline = time.time() + timeout_s
         self.samples = {"RUNNING": [], "CANCELED": []}
         self.errors, self.wakes, self.starts = [], [], collections.Counter()
         self.rounds_over = threading.Event()
         self.lock = threading.Lock()
+        self.rng = random.Random(20261130)
         self.live_max, self.live_dup_samples, self.live_samples = 0, 0, 0
         self.threads = [threading.Thread(target=self.loop, args=(n,), daemon=True) for n in names]
         self.threads.append(threading.Thread(target=self.monitor, daemon=True))
@@ -386,6 +389,10 @@ class Latency:
                 self.add("RUNNING", at - self.flink_ts(jid, "RUNNING"))
                 if self.done():
                     break
+                # At a random moment of the poll cycle (seeded): cancelling right after the
+                # RUNNING row appeared would always land just after a tick and measure a whole
+                # poll interval every time.
+                time.sleep(self.rng.uniform(0.2, 0.2 + self.poll_s))
                 requests.patch(f"{REST}/jobs/{jid}?mode=cancel", timeout=10).raise_for_status()
                 last, _, at = self.event(c, name, "CANCELED", last)
                 self.add("CANCELED", at - self.flink_ts(jid, "CANCELED"))
@@ -502,9 +509,13 @@ def run_size(c, ident, standin, n, a, poll_s):
     adopt_s = time.time() - committed
     log(f"started in {start_s:.1f} s; all {n} jobs adopted {adopt_s:.2f} s after the commit")
 
-    # Steady state in rounds, the latency part running meanwhile.
-    lat = Latency(ident, real, a.transitions, a.latency_timeout)
+    # Steady state in rounds, the latency part running meanwhile. First a warm-up: the ticks
+    # right after adoption re-read every adopted pipeline's row (the adoption wrote them all).
+    lat = Latency(ident, real, a.transitions, a.latency_timeout, poll_s)
     lat.run()
+    if a.warmup > 0:
+        log(f"warm-up {a.warmup:.0f} s (not measured)")
+        time.sleep(a.warmup)
     round_s = a.seconds / a.rounds
     rounds, t_begin, req0 = [], time.monotonic(), standin.snapshot()
     for r in range(a.rounds):
@@ -621,6 +632,7 @@ def main():
     ap.add_argument("--sizes", help="comma-separated sizes, e.g. 1000,10000 (overrides --pipelines)")
     ap.add_argument("--seconds", type=float, default=60, help="steady state per size, split into --rounds rounds")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the steady state (at least 5)")
+    ap.add_argument("--warmup", type=float, default=15, help="seconds after adoption before the rounds (not measured)")
     ap.add_argument("--real", type=int, default=2, help="real pipelines on the local cluster (it has 4 slots)")
     ap.add_argument("--transitions", type=int, default=20, help="real state transitions to collect, at least")
     ap.add_argument("--adopt-timeout", type=float, default=600)
@@ -635,7 +647,7 @@ def main():
     standin = StandIn()
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": {"cores": os.cpu_count()}, "database": DB,
            "identity_prefix": ident.job_name("<pipeline>", 0).rsplit("/", 2)[0] + "/", "stand_in": standin.url,
-           "seconds": a.seconds, "rounds": a.rounds, "sizes": []}
+           "seconds": a.seconds, "rounds": a.rounds, "warmup_s": a.warmup, "sizes": []}
     try:
         c.execute(f"ALTER SYSTEM SET pg_flink.poll_interval_ms = {DEFAULT_POLL_MS}")
         c.execute("SELECT pg_reload_conf()")

@@ -44,8 +44,16 @@ CREATE TRIGGER worker_change AFTER INSERT OR UPDATE OR DELETE ON flink.pipeline_
   FOR EACH STATEMENT EXECUTE FUNCTION flink_internal.note_change('*');
 CREATE TRIGGER worker_change AFTER INSERT OR UPDATE OR DELETE ON flink.pipeline_state
   FOR EACH ROW EXECUTE FUNCTION flink_internal.note_change('pipeline');
-CREATE TRIGGER worker_change AFTER INSERT OR UPDATE OR DELETE ON flink.job
+CREATE TRIGGER worker_change AFTER INSERT OR DELETE ON flink.job
   FOR EACH ROW EXECUTE FUNCTION flink_internal.note_change('pipeline');
+-- The job details the worker re-reads on a timer (restart count, last checkpoint) are written
+-- by the worker alone, which keeps its own copy up to date: an update of only those columns
+-- is not a change to read again. Any other column (also one added later) is.
+CREATE TRIGGER worker_change_update AFTER UPDATE ON flink.job
+  FOR EACH ROW
+  WHEN ((to_jsonb(OLD) - '{flink_restarts,last_restart_at,flink_modified_ms,details_checked_at,last_checkpoint_at}'::text[])
+        IS DISTINCT FROM (to_jsonb(NEW) - '{flink_restarts,last_restart_at,flink_modified_ms,details_checked_at,last_checkpoint_at}'::text[]))
+  EXECUTE FUNCTION flink_internal.note_change('pipeline');
 CREATE TRIGGER worker_change AFTER INSERT OR UPDATE OR DELETE ON flink.savepoint
   FOR EACH ROW EXECUTE FUNCTION flink_internal.note_change('pipeline');
 
@@ -76,10 +84,11 @@ $fn$;
 
 -- The worker's rows of the named pipelines (NULL: all of them). Times are relative to now()
 -- (the worker ages them itself between reads): updated_ago_ms, details_ago_ms, stop_due_in_ms.
-CREATE FUNCTION flink_internal.worker_pipelines(names text[]) RETURNS jsonb
+-- A few names (the usual tick) are looked up by index; NULL reads everything in one pass.
+CREATE FUNCTION flink_internal.worker_pipeline_row(p flink.pipeline) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT COALESCE(jsonb_agg(jsonb_build_object(
+  SELECT jsonb_build_object(
            'pipeline', p.name,
            -- Never started: desired stopped (a job with its identity, e.g. submitted by a primary
            -- whose flink.start was lost in a failover, is stopped: the catalog is the truth).
@@ -97,16 +106,34 @@ AS $fn$
                                              'stop_trigger', j.stop_trigger, 'stop_attempts', j.stop_attempts,
                                              'stop_due', j.stop_next_at IS NULL OR j.stop_next_at <= now(),
                                              'stop_due_in_ms', COALESCE((extract(epoch FROM j.stop_next_at - now()) * 1000)::bigint, 0),
+                                             'details', jsonb_build_object('restarts', j.flink_restarts,
+                                                                           'checkpoint_ms', round(extract(epoch FROM j.last_checkpoint_at) * 1000)::bigint),
                                              'savepoint_trigger', j.savepoint_trigger,
                                              'savepoint_trigger_ago_ms', (extract(epoch FROM now() - j.savepoint_triggered_at) * 1000)::bigint,
                                              'savepoint', (SELECT s.path FROM flink.savepoint s WHERE s.job_id = j.id ORDER BY s.id DESC LIMIT 1))
-                   FROM flink.job j WHERE j.pipeline = p.name ORDER BY j.id DESC LIMIT 1)
-         ) ORDER BY p.name), '[]')
-  FROM flink.pipeline p
+                   FROM flink.job j WHERE j.pipeline = p.name ORDER BY j.id DESC LIMIT 1))
+  FROM (SELECT 1) one
   LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
-  LEFT JOIN flink.cluster c ON c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default)
-  WHERE names IS NULL OR p.name = ANY (names)
+  LEFT JOIN LATERAL (SELECT c.name, c.gateway_url, c.rest_url FROM flink.cluster c
+                     WHERE c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default)
+                     ORDER BY c.name = p.options->>'cluster' DESC LIMIT 1) c ON true
 $fn$;
+
+CREATE FUNCTION flink_internal.worker_pipelines(names text[]) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  IF names IS NULL THEN
+    RETURN (SELECT COALESCE(jsonb_agg(flink_internal.worker_pipeline_row(p) ORDER BY p.name), '[]')
+            FROM flink.pipeline p);
+  END IF;
+  RETURN (SELECT COALESCE(jsonb_agg(flink_internal.worker_pipeline_row(p) ORDER BY p.name), '[]')
+          FROM (SELECT DISTINCT n FROM unnest(names) n) u
+          JOIN flink.pipeline p ON p.name = u.n);
+END
+$fn$;
+
+CREATE INDEX savepoint_by_job ON flink.savepoint (job_id, id DESC);
 
 -- Manual savepoints: requested here, taken by the worker (the job keeps running), recorded in
 -- flink.savepoint with trigger 'manual' and as an event of the job.
@@ -184,5 +211,6 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION flink_internal.note_change(), flink_internal.worker_changes(), flink_internal.worker_head(),
-  flink_internal.worker_pipelines(text[]), flink_internal.savepoint_progress(bigint, text),
+  flink_internal.worker_pipelines(text[]), flink_internal.worker_pipeline_row(flink.pipeline),
+  flink_internal.savepoint_progress(bigint, text),
   flink_internal.savepoint_done(bigint, text, text) FROM PUBLIC;

@@ -30,6 +30,8 @@ pub static SAVEPOINT_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static HEALTH_WINDOW_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 /// How often a running job's details (restart count, last checkpoint) are re-read (ms).
 pub static DETAILS_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// At most this many jobs' details are re-read per tick on the timer.
+pub static DETAILS_PER_TICK: GucSetting<i32> = GucSetting::<i32>::new(8);
 /// How often the launcher looks for new and dropped databases (ms).
 pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 /// How often the worker polls Flink, in milliseconds.
@@ -112,6 +114,16 @@ pub fn init() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.details_per_tick",
+        c"At most this many running jobs have their details re-read per poll because pg_flink.details_interval_ms passed.",
+        c"Keeps a poll's cost flat with thousands of running jobs (each read is a few REST calls); the longest-unread jobs go next poll. Reads caused by a change Flink reports are not limited.",
+        &DETAILS_PER_TICK,
+        1,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"pg_flink.launcher_interval_ms",
@@ -235,6 +247,11 @@ pub fn savepoint_retries() -> i32 {
 /// Milliseconds between refreshes of a running job's details.
 pub fn details_interval_ms() -> i64 {
     DETAILS_INTERVAL_MS.get() as i64
+}
+
+/// Timer-driven detail reads per tick.
+pub fn details_per_tick() -> u32 {
+    DETAILS_PER_TICK.get().max(1) as u32
 }
 
 /// How often the launcher scans the databases.

@@ -151,9 +151,25 @@ impl Worker<'_> {
             && it
                 .job
                 .as_ref()
-                .is_some_and(|j| j.flink_modified_ms != modified);
-        self.record_checkpoint(it, id, jid);
-        store::details(id, modified, restarts)?;
+                .is_some_and(|j| j.flink_modified_ms() != modified);
+        let checkpoint = self
+            .rt
+            .block_on(jm.latest_checkpoint_ms(jid))
+            .ok()
+            .flatten();
+        // Unchanged details are not written again (thousands of running jobs, a few re-read
+        // every tick); the worker's copy notes the read either way.
+        let read = store::Details {
+            restarts,
+            checkpoint_ms: checkpoint,
+        };
+        let job = it.job.as_ref().filter(|j| j.id == id);
+        if !job.is_some_and(|j| j.details_unchanged(modified, read)) {
+            store::details(id, modified, restarts, checkpoint)?;
+        }
+        if let Some(job) = job {
+            job.details_read(modified, read);
+        }
         if restarted && with_cause {
             if let (Some(cause), Some(job)) = (self.root_exception(it, jid), &it.job) {
                 store::transition(id, job.state, None, None, Some(&cause))?;
@@ -396,36 +412,6 @@ impl Worker<'_> {
         submitted(id, result, &secrets)
     }
 
-    /// Records the submissions that ended since the last tick; returns their pipelines, whose
-    /// rows this tick read are now out of date (they are decided again next tick).
-    pub(super) fn finish_submissions(&self) -> Vec<String> {
-        let done: Vec<String> = self
-            .memory
-            .submissions
-            .borrow()
-            .iter()
-            .filter(|(_, s)| s.handle.is_finished())
-            .map(|(p, _)| p.clone())
-            .collect();
-        for pipeline in &done {
-            let Some(s) = self.memory.submissions.borrow_mut().remove(pipeline) else {
-                continue;
-            };
-            let result = match self.rt.block_on(s.handle) {
-                Ok(r) => r,
-                Err(e) => Err(RestError::Decode {
-                    service: crate::flink::Service::SqlGateway,
-                    url: String::new(),
-                    reason: format!("the submission task ended abnormally: {e}"),
-                }),
-            };
-            if let Err(e) = submitted(s.job_id, result, &s.secrets) {
-                warning!("pg_flink worker: pipeline \"{pipeline}\": {e}");
-            }
-        }
-        done
-    }
-
     /// A manual savepoint (flink.savepoint): trigger it, then poll it in later ticks; record the
     /// path (or why it failed). Only a RUNNING job the pipeline wants running takes one.
     pub(super) fn manual_savepoint(&self, it: &PipelineRow, tracked: Option<&Tracked>) {
@@ -474,6 +460,34 @@ impl Worker<'_> {
                 Ok(None) => {}
                 Err(e) => end(None, Some(&remote_error("savepoint failed", &e))),
             },
+        }
+    }
+}
+
+/// Records the submissions that ended since the last tick. Called before the catalog is read,
+/// so the tick decides on rows that already say how the submission ended.
+pub(super) fn finish_submissions(rt: &tokio::runtime::Runtime, memory: &super::worker::Memory) {
+    let done: Vec<String> = memory
+        .submissions
+        .borrow()
+        .iter()
+        .filter(|(_, s)| s.handle.is_finished())
+        .map(|(p, _)| p.clone())
+        .collect();
+    for pipeline in &done {
+        let Some(s) = memory.submissions.borrow_mut().remove(pipeline) else {
+            continue;
+        };
+        let result = match rt.block_on(s.handle) {
+            Ok(r) => r,
+            Err(e) => Err(RestError::Decode {
+                service: crate::flink::Service::SqlGateway,
+                url: String::new(),
+                reason: format!("the submission task ended abnormally: {e}"),
+            }),
+        };
+        if let Err(e) = submitted(s.job_id, result, &s.secrets) {
+            warning!("pg_flink worker: pipeline \"{pipeline}\": {e}");
         }
     }
 }

@@ -72,7 +72,7 @@ impl Worker<'_> {
         let mut out = Vec::new();
         for c in &snap.clusters {
             if let Some(index) = self.index.get(&c.rest_url) {
-                for j in index.live(pipeline) {
+                for (_, j) in index.live(pipeline) {
                     out.push((c.rest_url.clone(), (*j).clone()));
                 }
             }

@@ -62,6 +62,43 @@ impl Database {
     }
 }
 
+/// Tells, without allocating, which pipeline of one database a Flink job name belongs to (a
+/// tick looks at every job of every cluster; [`JobName::parse`] allocates).
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// `pg_flink/<sysid>/`
+    instance: String,
+    /// The database name as job names carry it (escaped), and as it is.
+    escaped: String,
+    name: String,
+}
+
+impl Owner {
+    pub fn new(db: &Database) -> Self {
+        Owner {
+            instance: format!("pg_flink/{}/", db.system_identifier),
+            escaped: escape(&db.name),
+            name: db.name.clone(),
+        }
+    }
+
+    /// The pipeline a job of this database runs, as [`JobName::parse`] and
+    /// [`Database::owns`] would decide it (same instance, same database name, any oid).
+    pub fn pipeline_of<'a>(&self, job_name: &'a str) -> Option<&'a str> {
+        let rest = job_name.strip_prefix(self.instance.as_str())?;
+        let mut parts = rest.split('/');
+        let (oid, db, pipeline, version) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || pipeline.is_empty() {
+            return None;
+        }
+        oid.parse::<u32>().ok()?;
+        version.strip_prefix('v')?.parse::<i32>().ok()?;
+        let same_db = db == self.escaped || (db.contains('%') && unescape(db) == self.name);
+        same_db.then_some(pipeline)
+    }
+}
+
 impl JobName {
     /// Parses a Flink job name; None for jobs pg_flink did not name.
     pub fn parse(name: &str) -> Option<JobName> {
@@ -164,6 +201,34 @@ mod tests {
             prop_assert_eq!(j.version, v);
             prop_assert!(d.owns(&j));
             prop_assert_eq!(j.to_string(), d.job_name(&pipeline, v));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+        /// The allocation-free matcher decides exactly what parse + owns decide, for names of
+        /// this database, of others, of other instances, and for arbitrary strings.
+        #[test]
+        fn owner_matches_parse_and_owns(
+            ours in "[a-z%/A-F0-9_]{1,12}",
+            other in "[a-z%/A-F0-9_]{1,12}",
+            pipeline in "[a-z_0-9]{0,8}",
+            version in -3i32..5,
+            noise in "[pglink_/%v0-9a-z]{0,40}",
+            pick in 0u8..5,
+        ) {
+            let d = db(&ours);
+            let name = match pick {
+                0 => d.job_name(&pipeline, version),
+                1 => db(&other).job_name(&pipeline, version),
+                2 => Database { system_identifier: 9, ..db(&ours) }.job_name(&pipeline, version),
+                3 => d.job_name(&pipeline, version).to_lowercase(),
+                _ => noise.clone(),
+            };
+            let expected = JobName::parse(&name)
+                .filter(|j| d.owns(j))
+                .map(|j| j.pipeline);
+            prop_assert_eq!(Owner::new(&d).pipeline_of(&name).map(str::to_string), expected, "name {}", name);
         }
     }
 }

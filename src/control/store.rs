@@ -91,7 +91,7 @@ pub struct JobRow {
     pub attempts: i32,
     /// Milliseconds since the row last changed, when it was read.
     updated_ago_ms: i64,
-    pub flink_modified_ms: Option<i64>,
+    flink_modified_ms: Option<i64>,
     /// Milliseconds since the job's details were last read (None: never), when it was read.
     details_ago_ms: Option<i64>,
     pub stop_trigger: Option<String>,
@@ -112,6 +112,24 @@ pub struct JobRow {
     /// When the row was read: the relative times above are as of then.
     #[serde(skip, default = "Instant::now")]
     read_at: Instant,
+    /// Whether `job_name` names a job of this database (worked out once per read row).
+    #[serde(skip)]
+    pub owned: std::cell::OnceCell<bool>,
+    /// The job's details as stored (0.2.0 schema; None on 0.1.0: unknown).
+    #[serde(default)]
+    details: Option<Details>,
+    /// Details the worker read since the row was read (when, Flink's last-modification time,
+    /// the details): a write of details alone is not in the change log, so the worker keeps
+    /// its copy up to date itself.
+    #[serde(skip)]
+    details_written: std::cell::Cell<Option<(Instant, Option<i64>, Details)>>,
+}
+
+/// A job's details as Flink reported them: restart count and latest completed checkpoint (ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Details {
+    pub restarts: Option<i64>,
+    pub checkpoint_ms: Option<i64>,
 }
 
 impl JobRow {
@@ -126,7 +144,47 @@ impl JobRow {
 
     /// Milliseconds since the job's details were last read (None: never).
     pub fn details_ago_ms(&self) -> Option<i64> {
+        if let Some((at, _, _)) = self.details_written.get() {
+            return Some(at.elapsed().as_millis().min(i64::MAX as u128) as i64);
+        }
         self.details_ago_ms.map(|ms| ms.saturating_add(self.aged()))
+    }
+
+    /// Flink's last-modification time of the job when its details were last read.
+    pub fn flink_modified_ms(&self) -> Option<i64> {
+        match self.details_written.get() {
+            Some((_, modified, _)) => modified,
+            None => self.flink_modified_ms,
+        }
+    }
+
+    /// What is stored of the job's details (None: not known, write them).
+    fn stored_details(&self) -> Option<(Option<i64>, Details)> {
+        match self.details_written.get() {
+            Some((_, m, d)) => Some((m, d)),
+            None => self.details.map(|d| (self.flink_modified_ms, d)),
+        }
+    }
+
+    /// Whether storing these details would change nothing (a value Flink did not report
+    /// keeps the stored one, as `flink_internal.job_details` does).
+    pub fn details_unchanged(&self, modified_ms: Option<i64>, new: Details) -> bool {
+        self.stored_details().is_some_and(|(m, d)| {
+            modified_ms.is_none_or(|x| Some(x) == m)
+                && new.restarts.is_none_or(|x| Some(x) == d.restarts)
+                && new.checkpoint_ms.is_none_or(|x| Some(x) == d.checkpoint_ms)
+        })
+    }
+
+    /// The worker just read (and, if they changed, stored) the job's details.
+    pub fn details_read(&self, modified_ms: Option<i64>, new: Details) {
+        let (m, d) = self.stored_details().unwrap_or_default();
+        let merged = Details {
+            restarts: new.restarts.or(d.restarts),
+            checkpoint_ms: new.checkpoint_ms.or(d.checkpoint_ms),
+        };
+        self.details_written
+            .set(Some((Instant::now(), modified_ms.or(m), merged)));
     }
 
     /// Milliseconds since the manual savepoint in progress was triggered.
@@ -464,16 +522,35 @@ pub fn stop_progress(
     )
 }
 
-/// Details read from Flink: last-modification time and restart count.
-pub fn details(job: i64, modified_ms: Option<i64>, restarts: Option<i64>) -> Result<(), String> {
-    run(
-        "SELECT flink_internal.job_details($1, $2, $3)",
-        vec![
-            job.into(),
-            modified_ms.into(),
-            restarts.map(|r| r.clamp(0, i32::MAX as i64) as i32).into(),
-        ],
-    )
+/// Details read from Flink: last-modification time, restart count and latest checkpoint, in
+/// one transaction that does not wait for its WAL flush (synchronous_commit off): they are
+/// read again from Flink if a crash loses them, and at thousands of running jobs a flush per
+/// detail was most of a tick's cost.
+pub fn details(
+    job: i64,
+    modified_ms: Option<i64>,
+    restarts: Option<i64>,
+    checkpoint_ms: Option<i64>,
+) -> Result<(), String> {
+    let args: Vec<DatumWithOid<'static>> = vec![
+        job.into(),
+        modified_ms.into(),
+        restarts.map(|r| r.clamp(0, i32::MAX as i64) as i32).into(),
+    ];
+    in_txn(move || -> Result<(), String> {
+        Spi::run("SET LOCAL synchronous_commit = off").map_err(|e| e.to_string())?;
+        if let Some(ms) = checkpoint_ms {
+            Spi::run_with_args(
+                "SELECT flink_internal.job_checkpoint($1, $2)",
+                &[job.into(), ms.into()],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Spi::run_with_args("SELECT flink_internal.job_details($1, $2, $3)", &args)
+            .map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)
+    .map_err(|e| format!("job_details: {e}"))
 }
 
 /// The job row names another database's job: DETACHED, and the pipeline wants nothing.

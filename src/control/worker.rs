@@ -213,11 +213,6 @@ pub struct Worker<'a> {
     details_left: std::cell::Cell<u32>,
 }
 
-/// At most this many jobs' details (restart count, last checkpoint: a few REST calls each) are
-/// read per tick, the longest-unread first in practice (a read resets a job's timer), so a
-/// tick's cost does not grow with the number of running jobs. State changes are not limited.
-const DETAILS_PER_TICK: u32 = 8;
-
 /// What the worker keeps from one tick to the next.
 pub struct Memory {
     /// The catalog as last read; only what changed is read again (None: read it whole).
@@ -278,15 +273,16 @@ fn block_signals() {
 }
 
 /// What pg_flink recorded, as [`decide`] takes it.
-fn tracked(row: &PipelineRow) -> Option<Tracked> {
+fn tracked<'a>(row: &'a PipelineRow, cluster: &ClusterIndex) -> Option<Tracked<'a>> {
     row.job.as_ref().map(|j| Tracked {
-        flink_job_id: j.flink_job_id.clone(),
-        job_name: Some(j.job_name.clone()),
+        flink_job_id: j.flink_job_id.as_deref(),
+        job_name: Some(j.job_name.as_str()),
+        foreign: !*j.owned.get_or_init(|| cluster.owns(&j.job_name)),
         state: j.state,
         failed_ago_ms: (j.state == JobState::SubmitFailed)
             .then(|| j.updated_ago_ms().max(0) as u64),
         attempts: j.attempts.max(0) as u32,
-        modified_ms: j.flink_modified_ms,
+        modified_ms: j.flink_modified_ms(),
         details_due: j.state == JobState::Running
             && j.details_ago_ms()
                 .is_none_or(|ms| ms >= gucs::details_interval_ms()),
@@ -351,6 +347,7 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         }
         memory.installation = Some(installation.clone());
     }
+    super::actions::finish_submissions(rt, memory);
     if let Err(e) = store::refresh(&mut memory.catalog, installation.legacy()) {
         memory.catalog = None;
         // Logged once per distinct error (e.g. a schema older than the library): no spam.
@@ -390,15 +387,14 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         overviews: &overviews,
         index,
         memory,
-        details_left: std::cell::Cell::new(DETAILS_PER_TICK),
+        details_left: std::cell::Cell::new(gucs::details_per_tick()),
     };
-    let just_submitted = worker.finish_submissions();
     for row in snap.pipelines.values() {
         if stopping() {
             return Tick::Served(urls);
         }
-        // In flight, or recorded a moment ago (this tick's row predates that): next tick.
-        if worker.submitting(&row.pipeline) || just_submitted.contains(&row.pipeline) {
+        // In flight (one that ended after this tick began is recorded next tick).
+        if worker.submitting(&row.pipeline) {
             continue;
         }
         worker.reconcile(row);
@@ -447,22 +443,29 @@ impl Worker<'_> {
             }
             None => return,
         };
-        let tracked = tracked(row);
+        let tracked = tracked(row, cluster);
         let action = decide(Input {
             desired: row.desired,
             tracked: tracked.as_ref(),
             cluster,
-            database: self.database,
             pipeline: &row.pipeline,
             upgrade: row.restart_requested,
             stop_with_savepoint: row.stop_with_savepoint,
         });
-        // Detail reads are bounded per tick; a job left out now is read in a later tick.
-        if matches!(action, Action::Refresh { .. }) {
-            if self.details_left.get() == 0 {
-                return self.manual_savepoint(row, tracked.as_ref());
+        // Detail reads because the timer passed are bounded per tick
+        // (pg_flink.details_per_tick); a job left out now is read in a later tick. Reads for a
+        // change Flink reported (last-modification moved) are not.
+        if let Action::Refresh { jid } = &action {
+            let changed = tracked.as_ref().is_some_and(|t| {
+                self.overview_job(Some(rest), jid)
+                    .is_some_and(|j| t.modified_ms.is_some_and(|m| m != j.last_modification))
+            });
+            if !changed {
+                if self.details_left.get() == 0 {
+                    return self.manual_savepoint(row, tracked.as_ref());
+                }
+                self.details_left.set(self.details_left.get() - 1);
             }
-            self.details_left.set(self.details_left.get() - 1);
         }
         if let Err(e) = self.act(row, tracked.as_ref(), action) {
             warning!("pg_flink worker: pipeline \"{}\": {e}", row.pipeline);

@@ -93,10 +93,9 @@ impl Endpoint {
         &self,
         path: &str,
     ) -> Result<T, RestError> {
-        let body = self
-            .send_text(self.http.get(urls::join(&self.base, path)))
-            .await?;
-        serde_json::from_str(&body).map_err(|e| RestError::Decode {
+        let resp = self.checked(self.http.get(urls::join(&self.base, path))).await?;
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        serde_json::from_slice(&body).map_err(|e| RestError::Decode {
             service: self.service,
             url: self.shown(),
             reason: e.to_string(),
@@ -105,10 +104,16 @@ impl Endpoint {
 
     /// Sends the request; the body of a successful answer, or the decoded error.
     async fn send_text(&self, req: reqwest::RequestBuilder) -> Result<String, RestError> {
+        let resp = self.checked(req).await?;
+        resp.text().await.map_err(|e| self.transport_error(e))
+    }
+
+    /// Sends the request; the answer when it succeeded, else the decoded error.
+    async fn checked(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, RestError> {
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
+            let body = resp.text().await.map_err(|e| self.transport_error(e))?;
             let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             if self.service == Service::SqlGateway && status.as_u16() >= 500 {
                 if let Some(trace) = error_trace(&parsed) {
@@ -126,7 +131,7 @@ impl Endpoint {
                     .unwrap_or_else(|| crate::core::messages::ellipsis(&body, 300)),
             });
         }
-        Ok(body)
+        Ok(resp)
     }
 
     pub(crate) async fn get(&self, path: &str) -> Result<Value, RestError> {

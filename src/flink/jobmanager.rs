@@ -12,7 +12,9 @@ use serde_json::Value;
 pub struct OverviewJob {
     pub jid: String,
     pub name: String,
-    pub state: String,
+    /// Flink's state name; the known ones are not allocated (a tick reads every job).
+    #[serde(deserialize_with = "state_name")]
+    pub state: std::borrow::Cow<'static, str>,
     #[serde(rename = "start-time", default)]
     pub start_time: i64,
     #[serde(rename = "end-time", default)]
@@ -20,6 +22,40 @@ pub struct OverviewJob {
     /// When the job last changed (a restart changes it without changing `state`).
     #[serde(rename = "last-modification", default)]
     pub last_modification: i64,
+}
+
+/// Flink's job state names (JobStatus), shared instead of allocated per job.
+const STATES: [&str; 11] = [
+    "INITIALIZING",
+    "CREATED",
+    "RUNNING",
+    "FAILING",
+    "FAILED",
+    "CANCELLING",
+    "CANCELED",
+    "FINISHED",
+    "RESTARTING",
+    "SUSPENDED",
+    "RECONCILING",
+];
+
+fn state_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::borrow::Cow<'static, str>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = std::borrow::Cow<'static, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a job state name")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(match STATES.iter().find(|s| **s == v) {
+                Some(s) => std::borrow::Cow::Borrowed(*s),
+                None => std::borrow::Cow::Owned(v.to_string()),
+            })
+        }
+    }
+    d.deserialize_str(V)
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -1,5 +1,6 @@
 //! Every branch of [`decide`](super::decide), without a cluster.
 use super::*;
+use crate::control::identity::JobName;
 
 fn db() -> Database {
     Database {
@@ -13,17 +14,23 @@ fn job(jid: &str, version: i32, state: &str) -> OverviewJob {
     OverviewJob {
         jid: jid.into(),
         name: db().job_name("p", version),
-        state: state.into(),
+        state: state.to_string().into(),
         start_time: 0,
         end_time: 0,
         last_modification: 7,
     }
 }
 
-fn tracked(jid: Option<&str>, state: JobState) -> Tracked {
+/// Test rows live as long as the test process (Tracked borrows its strings from the row).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn tracked(jid: Option<&str>, state: JobState) -> Tracked<'static> {
     Tracked {
-        flink_job_id: jid.map(str::to_string),
-        job_name: Some(db().job_name("p", 1)),
+        flink_job_id: jid.map(|j| leak(j.to_string())),
+        job_name: Some(leak(db().job_name("p", 1))),
+        foreign: false,
         state,
         failed_ago_ms: None,
         attempts: 0,
@@ -45,11 +52,15 @@ fn run_with(
 ) -> Action {
     let d = db();
     let index = ClusterIndex::new(cluster, &d);
+    // As the worker does: whether the row's job name is this database's.
+    let t = t.map(|t| Tracked {
+        foreign: t.job_name.is_some_and(|n| !index.owns(n)),
+        ..t.clone()
+    });
     decide(Input {
         desired,
-        tracked: t,
+        tracked: t.as_ref(),
         cluster: &index,
-        database: &d,
         pipeline: "p",
         upgrade,
         stop_with_savepoint: savepoint,
@@ -147,21 +158,21 @@ fn a_database_restored_under_the_same_name_adopts_its_jobs() {
 #[test]
 fn job_rows_of_another_database_are_detached_and_never_touched() {
     let mut t = tracked(Some("a"), S::Running);
-    t.job_name = Some(
+    t.job_name = Some(leak(
         Database {
             name: "original".into(),
             ..db()
         }
         .job_name("p", 1),
-    );
+    ));
     let c = [OverviewJob {
-        name: t.job_name.clone().unwrap(),
+        name: t.job_name.unwrap().to_string(),
         ..job("a", 1, "RUNNING")
     }];
     assert_eq!(
         run(Running, Some(&t), &c),
         Action::Detach {
-            job_name: t.job_name.clone().unwrap()
+            job_name: t.job_name.unwrap().to_string()
         }
     );
     assert!(matches!(run(Stopped, Some(&t), &c), Action::Detach { .. }));
@@ -171,7 +182,7 @@ fn job_rows_of_another_database_are_detached_and_never_touched() {
     assert_eq!(run(Stopped, Some(&t), &c), Action::Nothing);
     // Job names pg_flink did not write (an older format) are not ours either.
     t.state = S::Running;
-    t.job_name = Some("pg_flink/db/p/v1".into());
+    t.job_name = Some("pg_flink/db/p/v1");
     assert!(matches!(run(Running, Some(&t), &c), Action::Detach { .. }));
 }
 
@@ -386,7 +397,7 @@ fn the_cluster_index_agrees_with_a_scan() {
             })
             .map(|j| j.jid.as_str())
             .collect();
-        let got: Vec<&str> = index.live(&name).iter().map(|j| j.jid.as_str()).collect();
+        let got: Vec<&str> = index.live(&name).iter().map(|(_, j)| j.jid.as_str()).collect();
         assert_eq!(got, scan, "pipeline {name}");
     }
 }
