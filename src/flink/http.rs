@@ -93,7 +93,9 @@ impl Endpoint {
         &self,
         path: &str,
     ) -> Result<T, RestError> {
-        let resp = self.checked(self.http.get(urls::join(&self.base, path))).await?;
+        let resp = self
+            .checked(self.http.get(urls::join(&self.base, path)))
+            .await?;
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         serde_json::from_slice(&body).map_err(|e| RestError::Decode {
             service: self.service,

@@ -397,7 +397,11 @@ fn the_cluster_index_agrees_with_a_scan() {
             })
             .map(|j| j.jid.as_str())
             .collect();
-        let got: Vec<&str> = index.live(&name).iter().map(|(_, j)| j.jid.as_str()).collect();
+        let got: Vec<&str> = index
+            .live(&name)
+            .iter()
+            .map(|(_, j)| j.jid.as_str())
+            .collect();
         assert_eq!(got, scan, "pipeline {name}");
     }
 }
