@@ -57,6 +57,10 @@ CREATE TRIGGER worker_change_update AFTER UPDATE ON flink.job
 CREATE TRIGGER worker_change AFTER INSERT OR UPDATE OR DELETE ON flink.savepoint
   FOR EACH ROW EXECUTE FUNCTION flink_internal.note_change('pipeline');
 
+-- 0.1.0's whole-catalog snapshot is replaced by worker_head() + worker_pipelines() (a database
+-- still on 0.1.0 keeps its own, which the library reads there).
+DROP FUNCTION IF EXISTS flink_internal.worker_snapshot();
+
 -- What changed since the last call (and forget it): NULL in the array means everything.
 CREATE FUNCTION flink_internal.worker_changes() RETURNS text[]
 LANGUAGE sql SET search_path = pg_catalog, pg_temp

@@ -193,23 +193,45 @@ def test_a_job_that_fails_at_runtime_is_failed_with_flinks_exception(db):
 
 def test_a_live_job_with_the_pipelines_identity_is_adopted_not_duplicated(db):
     name, identity = new_pipeline(db)
-    # As if a crash lost the job row after Flink accepted the job: start it by hand with the
-    # rendered script (it carries the identity in pipeline.name).
-    script = db.execute("SELECT flink.render(%s, reveal_secrets => true)", (name,)).fetchone()[0]
-    rows = db.execute("SELECT job_id FROM flink.execute_sql(%s)", (script,)).fetchall()
-    jid = [r[0] for r in rows if r[0]][0]
-    deadline = time.time() + 60
-    while not [j for j in live_jobs(identity) if j["state"] == "RUNNING"] and time.time() < deadline:
-        time.sleep(0.5)
     db.execute("SELECT flink.start(%s)", (name,))
     try:
         db.execute("SELECT flink.wait(%s, 'running', '60 seconds')", (name,))
+        jid = db.execute("SELECT flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0]
+        # As if a crash lost the job row after Flink accepted the job: the pipeline wants to run,
+        # its job runs, and pg_flink has no row of it.
+        db.execute("DELETE FROM flink.job WHERE pipeline = %s", (name,))
+        deadline = time.time() + 30
+        while not db.execute("SELECT 1 FROM flink.jobs WHERE pipeline = %s AND state = 'RUNNING'", (name,)).fetchone():
+            assert time.time() < deadline, "the live job was not adopted within 30 s"
+            time.sleep(0.2)
         assert db.execute("SELECT flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchall() == [(jid,)]
         detail = db.execute("SELECT detail FROM flink.job_events WHERE pipeline = %s ORDER BY id LIMIT 1", (name,)).fetchone()[0]
         assert "adopted" in detail
         assert [j["jid"] for j in live_jobs(identity)] == [jid]
     finally:
         cleanup(db, name)
+
+
+def test_a_job_of_a_pipeline_never_started_is_stopped(db):
+    """The catalog is the truth: a pipeline that exists but was never started is desired
+    stopped, so a job carrying its identity (e.g. submitted by a primary whose flink.start was
+    lost in a failover) is stopped, not adopted."""
+    name, identity = new_pipeline(db)
+    script = db.execute("SELECT flink.render(%s, reveal_secrets => true)", (name,)).fetchone()[0]
+    rows = db.execute("SELECT job_id FROM flink.execute_sql(%s)", (script,)).fetchall()
+    jid = [r[0] for r in rows if r[0]][0]
+    state = lambda: requests.get(f"{ENV['PG_FLINK_REST_URL']}/jobs/{jid}", timeout=5).json().get("state")  # noqa: E731
+    deadline = time.time() + 60
+    while state() not in ("CANCELED", "FINISHED"):
+        assert time.time() < deadline, f"job {jid} of never-started {name} is still {state()}"
+        time.sleep(0.5)
+    assert live_jobs(identity) == []
+    status = lambda: db.execute("SELECT desired, actual FROM flink.pipeline_status WHERE pipeline = %s",  # noqa: E731
+                                (name,)).fetchone()
+    while status()[1] not in (None, "STOPPED", "CANCELED"):  # the stop is recorded the next tick
+        assert time.time() < deadline, f"{name}: {status()}"
+        time.sleep(0.2)
+    assert status()[0] == "stopped", status()
 
 
 def worker_pid(c):

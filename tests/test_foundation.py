@@ -85,6 +85,7 @@ def test_gucs_are_registered_with_their_defaults(conn):
         "pg_flink.savepoint_retries": "3",
         "pg_flink.health_window_ms": "60000",
         "pg_flink.details_interval_ms": "10000",
+        "pg_flink.details_per_tick": "8",
         "pg_flink.launcher_interval_ms": "2000",
     }
     rows = dict(conn.execute(

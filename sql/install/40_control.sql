@@ -242,42 +242,6 @@ COMMENT ON FUNCTION flink.wait(text, text, interval) IS
   'Blocks (cancellably) until the pipeline''s job reaches the state; fails with the last error if it fails.';
 
 -- Worker helpers: one call per state change, each in the worker's own transaction.
-CREATE FUNCTION flink_internal.worker_snapshot() RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $fn$
-  SELECT jsonb_build_object(
-    'database', (SELECT jsonb_build_object('system_identifier', s.system_identifier::text, 'oid', d.oid::bigint, 'name', d.datname)
-                 FROM pg_control_system() s, pg_database d WHERE d.datname = current_database()),
-    -- Every cluster of this database (also those no pipeline uses): orphaned jobs are looked for in all.
-    'clusters', (SELECT COALESCE(jsonb_agg(jsonb_build_object('name', c.name, 'rest_url', c.rest_url, 'dropping', c.dropping)
-                                           ORDER BY c.name), '[]') FROM flink.cluster c),
-    'drops', (SELECT COALESCE(jsonb_agg(jsonb_build_object('id', d.id, 'pipeline', d.pipeline, 'with_savepoint', d.with_savepoint,
-                                                           'stop_trigger', d.stop_trigger,
-                                                           'recreated', EXISTS (SELECT 1 FROM flink.pipeline p WHERE p.name = d.pipeline))
-                                        ORDER BY d.id), '[]') FROM flink.pipeline_drop d WHERE d.stopped_at IS NULL),
-    'all_pipelines', (SELECT COALESCE(jsonb_agg(p.name ORDER BY p.name), '[]') FROM flink.pipeline p),
-    'pipelines', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
-           'pipeline', p.name,
-           'desired', ps.desired, 'from_savepoint', ps.from_savepoint,
-           'stop_with_savepoint', ps.stop_with_savepoint, 'drain', ps.drain,
-           'savepoint_required', ps.savepoint_required,
-           'restart_requested', ps.restart_requested,
-           'cluster', c.name, 'gateway_url', c.gateway_url, 'rest_url', c.rest_url,
-           'job', (SELECT jsonb_build_object('id', j.id, 'job_name', j.job_name, 'flink_job_id', j.flink_job_id, 'state', j.state,
-                                             'attempts', j.attempts,
-                                             'updated_ago_ms', (extract(epoch FROM now() - j.updated_at) * 1000)::bigint,
-                                             'flink_modified_ms', j.flink_modified_ms,
-                                             'details_ago_ms', (extract(epoch FROM now() - j.details_checked_at) * 1000)::bigint,
-                                             'stop_trigger', j.stop_trigger, 'stop_attempts', j.stop_attempts,
-                                             'stop_due', j.stop_next_at IS NULL OR j.stop_next_at <= now(),
-                                             'savepoint', (SELECT s.path FROM flink.savepoint s WHERE s.job_id = j.id ORDER BY s.id DESC LIMIT 1))
-                   FROM flink.job j WHERE j.pipeline = p.name ORDER BY j.id DESC LIMIT 1)
-         ) ORDER BY p.name), '[]')
-      FROM flink.pipeline_state ps
-      JOIN flink.pipeline p ON p.name = ps.pipeline
-      LEFT JOIN flink.cluster c ON c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default)))
-$fn$;
-
 CREATE FUNCTION flink_internal.job_transition(job_id bigint, to_state text, flink_job_id text DEFAULT NULL, detail text DEFAULT NULL, error text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

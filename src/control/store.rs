@@ -13,7 +13,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// What `flink_internal.worker_snapshot()` returns: everything one tick looks at.
+/// Everything one tick looks at: `flink_internal.worker_head()` plus the pipelines' rows
+/// (`worker_pipelines`), or 0.1.0's `flink_internal.worker_snapshot()`.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub database: Database,
@@ -387,8 +388,8 @@ fn pipeline_rows(raw: Vec<Value>) -> BTreeMap<String, PipelineRow> {
     pipelines
 }
 
-/// One tick's view of the catalog, read whole (`flink_internal.worker_snapshot()`, which both
-/// schemas have).
+/// One tick's view of the catalog, read whole from a 0.1.0 schema
+/// (`flink_internal.worker_snapshot()`, which 0.2.0 replaced).
 pub fn snapshot() -> Result<Snapshot, String> {
     let v = one_json("SELECT flink_internal.worker_snapshot()", vec![])?.unwrap_or(Value::Null);
     decode_head(v)

@@ -108,39 +108,28 @@ impl JobManager {
     /// `POST /jobs/{id}/savepoints` without cancelling the job (a manual savepoint into the
     /// cluster's default savepoint directory); returns the trigger id.
     pub async fn trigger_savepoint(&self, jid: &str) -> Result<String, RestError> {
-        let v = self
-            .ep
-            .post(
-                &format!("/jobs/{jid}/savepoints"),
-                &serde_json::json!({"cancel-job": false}),
-            )
-            .await?;
-        v.get("request-id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| RestError::Decode {
-                service: Service::JobManager,
-                url: self.ep.shown(),
-                reason: "no request-id in the savepoint answer".into(),
-            })
+        let body = serde_json::json!({"cancel-job": false});
+        self.trigger(&format!("/jobs/{jid}/savepoints"), &body, "savepoint")
+            .await
     }
 
     /// `POST /jobs/{id}/stop`: stop with a savepoint; returns the trigger id.
     pub async fn stop_with_savepoint(&self, jid: &str, drain: bool) -> Result<String, RestError> {
-        let v = self
-            .ep
-            .post(
-                &format!("/jobs/{jid}/stop"),
-                &serde_json::json!({"drain": drain}),
-            )
-            .await?;
+        let body = serde_json::json!({"drain": drain});
+        self.trigger(&format!("/jobs/{jid}/stop"), &body, "stop")
+            .await
+    }
+
+    /// POSTs an asynchronous operation; its trigger id (`request-id`).
+    async fn trigger(&self, path: &str, body: &Value, what: &str) -> Result<String, RestError> {
+        let v = self.ep.post(path, body).await?;
         v.get("request-id")
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| RestError::Decode {
                 service: Service::JobManager,
                 url: self.ep.shown(),
-                reason: "no request-id in the stop answer".into(),
+                reason: format!("no request-id in the {what} answer"),
             })
     }
 
