@@ -242,40 +242,7 @@ COMMENT ON FUNCTION flink.wait(text, text, interval) IS
   'Blocks (cancellably) until the pipeline''s job reaches the state; fails with the last error if it fails.';
 
 -- Worker helpers: one call per state change, each in the worker's own transaction.
-CREATE FUNCTION flink_internal.job_transition(job_id bigint, to_state text, flink_job_id text DEFAULT NULL, detail text DEFAULT NULL, error text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-  j flink.job;
-BEGIN
-  SELECT * INTO j FROM flink.job x WHERE x.id = job_transition.job_id FOR UPDATE;
-  IF NOT FOUND THEN RETURN; END IF;
-  UPDATE flink.job x
-     SET state = to_state,
-         flink_job_id = COALESCE(job_transition.flink_job_id, x.flink_job_id),
-         started_at = CASE WHEN to_state = 'RUNNING' AND x.started_at IS NULL THEN now() ELSE x.started_at END,
-         ended_at = CASE WHEN to_state IN ('STOPPED', 'CANCELED', 'FINISHED', 'FAILED', 'LOST', 'SUBMIT_FAILED', 'DETACHED') THEN now() ELSE x.ended_at END,
-         -- A stop's bookkeeping ends with the stop (or a new state that is not a stop).
-         stop_trigger = CASE WHEN to_state = 'STOPPING' THEN x.stop_trigger END,
-         stop_attempts = CASE WHEN to_state IN ('STOPPING', 'STOP_FAILED') THEN x.stop_attempts ELSE 0 END,
-         stop_next_at = CASE WHEN to_state = 'STOPPING' THEN x.stop_next_at END,
-         last_error = COALESCE(error, x.last_error),
-         updated_at = now()
-   WHERE x.id = j.id;
-  -- A restart whose savepoint could not be taken is given up (the job keeps running).
-  IF to_state = 'STOP_FAILED' THEN
-    UPDATE flink.pipeline_state ps SET restart_requested = false WHERE ps.pipeline = j.pipeline;
-  END IF;
-  IF j.state IS DISTINCT FROM to_state OR error IS NOT NULL THEN
-    INSERT INTO flink.job_event (job_id, pipeline, from_state, to_state, detail)
-    VALUES (j.id, j.pipeline, j.state, to_state, COALESCE(detail, error));
-    PERFORM pg_notify('flink_job_state', jsonb_build_object(
-      'pipeline', j.pipeline, 'job', j.id, 'flink_job_id', COALESCE(job_transition.flink_job_id, j.flink_job_id),
-      'from', j.state, 'to', to_state, 'detail', left(COALESCE(detail, error), 1000), 'at', clock_timestamp())::text);
-  END IF;
-END
-$fn$;
+-- flink_internal.job_transition: see 45_worker_changes.sql (replaced in 0.2.0).
 
 CREATE FUNCTION flink_internal.job_checkpoint(job_id bigint, completed_ms bigint) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp

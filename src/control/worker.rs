@@ -299,22 +299,33 @@ type Clusters = (
     BTreeMap<String, Result<Vec<OverviewJob>, RestError>>,
 );
 
+/// Every cluster's `/jobs/overview`, asked at the same time: a slow or unreachable JobManager
+/// costs the tick its own timeout, not the sum over clusters.
 fn overviews(rt: &tokio::runtime::Runtime, urls: impl Iterator<Item = String>) -> Clusters {
     let (mut clients, mut out) = (BTreeMap::new(), BTreeMap::new());
+    let mut asks = tokio::task::JoinSet::new();
+    let limits = gucs::http_limits();
     for rest in urls {
-        if out.contains_key(&rest) {
+        if out.contains_key(&rest) || clients.contains_key(&rest) {
             continue;
         }
-        let jobs = match JobManager::new(&rest, gucs::http_limits()) {
+        match JobManager::new(&rest, limits) {
             Ok(jm) => {
-                let jobs = rt.block_on(jm.jobs_overview());
-                clients.insert(rest.clone(), jm);
-                jobs
+                clients.insert(rest.clone(), jm.clone());
+                asks.spawn_on(async move { (rest, jm.jobs_overview().await) }, rt.handle());
             }
-            Err(e) => Err(e),
-        };
-        out.insert(rest, jobs);
+            Err(e) => {
+                out.insert(rest, Err(e));
+            }
+        }
     }
+    rt.block_on(async {
+        while let Some(done) = asks.join_next().await {
+            if let Ok((rest, jobs)) = done {
+                out.insert(rest, jobs);
+            }
+        }
+    });
     (clients, out)
 }
 
