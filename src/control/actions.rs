@@ -73,7 +73,7 @@ impl Worker<'_> {
                 store::transition(id, state, Some(&jid), None, error.as_deref())?;
                 self.refresh(it, id, &jid, error.is_none())
             }
-            Action::Refresh { jid } => {
+            Action::Refresh { jid, .. } => {
                 let id = it.job.as_ref().ok_or("no job row")?.id;
                 self.refresh(it, id, &jid, true)
             }

@@ -32,29 +32,19 @@ impl Worker<'_> {
             snap.all_pipelines.iter().map(String::as_str).collect();
         let mut seen = std::collections::BTreeSet::new();
         for c in &snap.clusters {
-            let (Some(Ok(jobs)), Some(index)) =
-                (self.overviews.get(&c.rest_url), self.index.get(&c.rest_url))
-            else {
+            let Some(index) = self.index.get(&c.rest_url) else {
                 continue;
             };
-            for job in index.orphans(&pipelines) {
-                let Some(name) = JobName::parse(&job.name) else {
-                    continue;
-                };
+            for (pipeline, job) in index.orphans(&pipelines) {
                 // Dropped pipelines' jobs are finished above (with their savepoint choice).
-                if dropped.contains(&name.pipeline.as_str())
-                    || !orphan_for_long(&job.jid, &mut seen)
-                {
+                if dropped.contains(&pipeline) || !orphan_for_long(&job.jid, &mut seen) {
                     continue;
                 }
                 let detail = self.cancel_in(&c.rest_url, &job.jid);
-                let _ = store::orphan_stopped(&name.pipeline, &job.name, &job.jid, &detail);
+                let _ = store::orphan_stopped(pipeline, &job.name, &job.jid, &detail);
             }
             if c.dropping {
-                let ours = jobs.iter().any(|j| {
-                    !is_terminal_name(&j.state)
-                        && JobName::parse(&j.name).is_some_and(|n| self.database.owns(&n))
-                });
+                let ours = index.any_live();
                 let stopping = snap.pipelines.values().any(|p| {
                     p.rest_url.as_deref() == Some(&c.rest_url)
                         && p.job.as_ref().is_some_and(|j| !j.state.is_ended())

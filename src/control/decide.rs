@@ -73,9 +73,10 @@ pub enum Action {
     Adopt { jid: String, state: JobState },
     /// The recorded job changed state in the cluster.
     Observe { jid: String, state: JobState },
-    /// The recorded job changed in Flink without changing state (a restart, a checkpoint):
-    /// read its details (restart count, root cause, last checkpoint).
-    Refresh { jid: String },
+    /// The recorded job changed in Flink without changing state (a restart, a checkpoint), or
+    /// its details are due: read them (restart count, root cause, last checkpoint). `changed`:
+    /// Flink reported a change (last-modification moved), not just the timer.
+    Refresh { jid: String, changed: bool },
     /// The recorded job is gone from the cluster (JobManager restarted without HA, or the job
     /// was removed): record LOST.
     Lost,
@@ -97,15 +98,14 @@ pub fn backoff_ms(attempts: u32) -> u64 {
 /// One tick's `/jobs/overview` of a cluster, indexed once (a tick looks up every pipeline's
 /// jobs: scanning the whole list per pipeline made a tick quadratic in the number of jobs).
 /// Built without allocating per job: names are matched in place ([`Owner`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterIndex<'a> {
-    jobs: &'a [OverviewJob],
     by_jid: FastMap<&'a str, &'a OverviewJob>,
     /// Live (not globally terminal) jobs of this database, grouped by pipeline (in listing
     /// order within a group); `groups` gives each pipeline's range.
     live: Vec<(&'a str, &'a OverviewJob)>,
     groups: FastMap<&'a str, (u32, u32)>,
-    owner: Option<Owner>,
+    owner: Owner,
 }
 
 /// The live jobs of one pipeline in a [`ClusterIndex`].
@@ -128,26 +128,25 @@ impl<'a> ClusterIndex<'a> {
                 owned.push((p, j));
             }
         }
+        // Each group's range: (start, start) first, its end moving up as the group is filled.
         let mut next = 0u32;
         for g in groups.values_mut() {
-            *g = (next, next + g.1);
-            next = g.1;
+            let count = g.1;
+            *g = (next, next);
+            next += count;
         }
         let mut live: Vec<Option<(&'a str, &'a OverviewJob)>> = vec![None; owned.len()];
-        let mut fill: FastMap<&'a str, u32> =
-            FastMap::with_capacity_and_hasher(groups.len(), Default::default());
         for (p, j) in owned {
-            let start = groups.get(p).map_or(0, |g| g.0);
-            let at = fill.entry(p).or_insert(start);
-            live[*at as usize] = Some((p, j));
-            *at += 1;
+            if let Some(g) = groups.get_mut(p) {
+                live[g.1 as usize] = Some((p, j));
+                g.1 += 1;
+            }
         }
         ClusterIndex {
-            jobs,
             by_jid,
             live: live.into_iter().flatten().collect(),
             groups,
-            owner: Some(owner),
+            owner,
         }
     }
 
@@ -164,25 +163,24 @@ impl<'a> ClusterIndex<'a> {
         self.by_jid.get(jid).copied()
     }
 
-    /// Every job the cluster listed.
-    pub fn jobs(&self) -> &'a [OverviewJob] {
-        self.jobs
+    /// Whether any job of this database is live in the cluster.
+    pub fn any_live(&self) -> bool {
+        !self.live.is_empty()
     }
 
-    /// Live jobs of this database whose pipeline is not in `pipelines`: orphans to stop.
-    pub fn orphans(&self, pipelines: &HashSet<&str>) -> Vec<&'a OverviewJob> {
+    /// Live jobs of this database whose pipeline is not in `pipelines` (with that pipeline):
+    /// orphans to stop.
+    pub fn orphans(&self, pipelines: &HashSet<&str>) -> Vec<(&'a str, &'a OverviewJob)> {
         self.live
             .iter()
             .filter(|(p, _)| !pipelines.contains(p))
-            .map(|(_, j)| *j)
+            .copied()
             .collect()
     }
 
     /// Whether a job name is one of this database's (any pipeline).
     pub fn owns(&self, job_name: &str) -> bool {
-        self.owner
-            .as_ref()
-            .is_some_and(|o| o.pipeline_of(job_name).is_some())
+        self.owner.pipeline_of(job_name).is_some()
     }
 }
 
@@ -247,8 +245,12 @@ pub fn decide(input: Input) -> Action {
                         state: now,
                     };
                 }
-                if t.details_due || t.modified_ms.is_some_and(|m| m != j.last_modification) {
-                    return Action::Refresh { jid: j.jid.clone() };
+                let changed = t.modified_ms.is_some_and(|m| m != j.last_modification);
+                if t.details_due || changed {
+                    return Action::Refresh {
+                        jid: j.jid.clone(),
+                        changed,
+                    };
                 }
                 return Action::Nothing;
             }

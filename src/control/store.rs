@@ -133,9 +133,14 @@ pub struct Details {
     pub checkpoint_ms: Option<i64>,
 }
 
+/// Milliseconds since `at`.
+fn ms_since(at: Instant) -> i64 {
+    at.elapsed().as_millis().min(i64::MAX as u128) as i64
+}
+
 impl JobRow {
     fn aged(&self) -> i64 {
-        self.read_at.elapsed().as_millis().min(i64::MAX as u128) as i64
+        ms_since(self.read_at)
     }
 
     /// Milliseconds since the row last changed.
@@ -146,7 +151,7 @@ impl JobRow {
     /// Milliseconds since the job's details were last read (None: never).
     pub fn details_ago_ms(&self) -> Option<i64> {
         if let Some((at, _, _)) = self.details_written.get() {
-            return Some(at.elapsed().as_millis().min(i64::MAX as u128) as i64);
+            return Some(ms_since(at));
         }
         self.details_ago_ms.map(|ms| ms.saturating_add(self.aged()))
     }
@@ -322,9 +327,9 @@ pub fn refresh(cache: &mut Option<Snapshot>, legacy: bool) -> Result<(), String>
             return Ok((None, None, names));
         }
         let head = if full {
-            Spi::get_one::<JsonB>("SELECT flink_internal.worker_head()")
-                .map_err(|e| e.to_string())?
-                .map(|j| j.0)
+            let head = Spi::get_one::<JsonB>("SELECT flink_internal.worker_head()")
+                .map_err(|e| e.to_string())?;
+            Some(head.map_or(Value::Null, |j| j.0))
         } else {
             None
         };
@@ -335,11 +340,7 @@ pub fn refresh(cache: &mut Option<Snapshot>, legacy: bool) -> Result<(), String>
         )
         .map_err(|e| e.to_string())?
         .map(|j| j.0);
-        Ok((
-            Some(head.unwrap_or(Value::Null)).filter(|_| full),
-            rows,
-            names,
-        ))
+        Ok((head, rows, names))
     })
     .and_then(|r| r)
     .map_err(|e| format!("reading the catalog: {e}"))?;

@@ -343,12 +343,12 @@ pub(super) enum Tick {
 /// One reconcile pass.
 pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
     let Some(installation) = store::installation() else {
-        memory.catalog = None;
+        memory.forget();
         memory.installation = None;
         return Tick::NotInstalled;
     };
     if memory.installation.as_ref() != Some(&installation) {
-        memory.catalog = None;
+        memory.forget();
         if installation.legacy() {
             log!(
                 "pg_flink worker: this database's pg_flink schema is version {}, older than the library ({}); it is served in compatibility mode (the whole catalog is read every poll, flink.savepoint() is missing) until you run ALTER EXTENSION pg_flink UPDATE",
@@ -360,7 +360,7 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
     }
     super::actions::finish_submissions(rt, memory);
     if let Err(e) = store::refresh(&mut memory.catalog, installation.legacy()) {
-        memory.catalog = None;
+        memory.forget();
         // Logged once per distinct error (e.g. a schema older than the library): no spam.
         LAST_ERROR.with(|last| {
             if last.borrow().as_deref() != Some(e.as_str()) {
@@ -466,17 +466,11 @@ impl Worker<'_> {
         // Detail reads because the timer passed are bounded per tick
         // (pg_flink.details_per_tick); a job left out now is read in a later tick. Reads for a
         // change Flink reported (last-modification moved) are not.
-        if let Action::Refresh { jid } = &action {
-            let changed = tracked.as_ref().is_some_and(|t| {
-                self.overview_job(Some(rest), jid)
-                    .is_some_and(|j| t.modified_ms.is_some_and(|m| m != j.last_modification))
-            });
-            if !changed {
-                if self.details_left.get() == 0 {
-                    return self.manual_savepoint(row, tracked.as_ref());
-                }
-                self.details_left.set(self.details_left.get() - 1);
+        if let Action::Refresh { changed: false, .. } = action {
+            if self.details_left.get() == 0 {
+                return self.manual_savepoint(row, tracked.as_ref());
             }
+            self.details_left.set(self.details_left.get() - 1);
         }
         if let Err(e) = self.act(row, tracked.as_ref(), action) {
             warning!("pg_flink worker: pipeline \"{}\": {e}", row.pipeline);

@@ -80,11 +80,7 @@ impl Endpoint {
         if body.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&body).map_err(|e| RestError::Decode {
-            service: self.service,
-            url: self.shown(),
-            reason: e.to_string(),
-        })
+        serde_json::from_str(&body).map_err(|e| self.undecodable(e))
     }
 
     /// A GET whose successful answer is decoded straight into `T` (no intermediate JSON tree:
@@ -97,11 +93,7 @@ impl Endpoint {
             .checked(self.http.get(urls::join(&self.base, path)))
             .await?;
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
-        serde_json::from_slice(&body).map_err(|e| RestError::Decode {
-            service: self.service,
-            url: self.shown(),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&body).map_err(|e| self.undecodable(e))
     }
 
     /// Sends the request; the body of a successful answer, or the decoded error.
@@ -150,11 +142,16 @@ impl Endpoint {
             .await
     }
 
-    pub(crate) fn decode<T: for<'de> Deserialize<'de>>(&self, v: Value) -> Result<T, RestError> {
-        serde_json::from_value(v).map_err(|e| RestError::Decode {
+    /// An answer that is not what the API documents.
+    fn undecodable(&self, e: serde_json::Error) -> RestError {
+        RestError::Decode {
             service: self.service,
             url: self.shown(),
             reason: e.to_string(),
-        })
+        }
+    }
+
+    pub(crate) fn decode<T: for<'de> Deserialize<'de>>(&self, v: Value) -> Result<T, RestError> {
+        serde_json::from_value(v).map_err(|e| self.undecodable(e))
     }
 }

@@ -97,13 +97,19 @@ fn a_job_that_changed_in_flink_has_its_details_refreshed() {
     c[0].last_modification = 8; // restarted since we last looked
     assert_eq!(
         run(Running, Some(&tracked(Some("a"), S::Running)), &c),
-        Action::Refresh { jid: "a".into() }
+        Action::Refresh {
+            jid: "a".into(),
+            changed: true
+        }
     );
     let mut t = tracked(Some("a"), S::Running);
     t.details_due = true;
     assert_eq!(
         run(Running, Some(&t), &[job("a", 1, "RUNNING")]),
-        Action::Refresh { jid: "a".into() }
+        Action::Refresh {
+            jid: "a".into(),
+            changed: false
+        }
     );
 }
 
@@ -358,7 +364,7 @@ fn orphans_are_live_jobs_of_this_database_without_a_pipeline() {
     let index = ClusterIndex::new(&c, &d);
     let found = index.orphans(&["p"].into_iter().collect());
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].jid, "g");
+    assert_eq!((found[0].0, found[0].1.jid.as_str()), ("gone", "g"));
     assert_eq!(index.live("gone").len(), 1);
     assert_eq!(index.live("p").len(), 1);
     assert!(index.job("e").is_some(), "ended jobs are found by id");
