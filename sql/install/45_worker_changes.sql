@@ -132,7 +132,8 @@ AS $fn$
            'pipeline', p.name,
            -- Never started: desired stopped (a job with its identity, e.g. submitted by a primary
            -- whose flink.start was lost in a failover, is stopped: the catalog is the truth).
-           'desired', COALESCE(ps.desired, 'stopped'), 'from_savepoint', ps.from_savepoint,
+           'desired', COALESCE(ps.desired, 'stopped'), 'started', ps.pipeline IS NOT NULL,
+           'from_savepoint', ps.from_savepoint,
            'stop_with_savepoint', COALESCE(ps.stop_with_savepoint, true), 'drain', COALESCE(ps.drain, false),
            'savepoint_required', COALESCE(ps.savepoint_required, false),
            'restart_requested', COALESCE(ps.restart_requested, false),

@@ -165,7 +165,7 @@ impl Worker<'_> {
 
 /// How long a job must stay an orphan before it is stopped: a restore that is not a single
 /// transaction (`pg_restore --clean`) briefly has job rows without their pipelines.
-const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 thread_local! {
     /// Orphaned jobs and when they were first seen so.

@@ -22,7 +22,7 @@ pub struct Snapshot {
     pub drops: Vec<DropRow>,
     /// Every pipeline of the database (with or without a desired state).
     pub all_pipelines: Vec<String>,
-    /// The pipelines with a desired state, by name.
+    /// The pipelines, by name (0.1.0: only those with a desired state).
     pub pipelines: BTreeMap<String, PipelineRow>,
 }
 
@@ -63,11 +63,19 @@ pub struct DropRow {
     pub recreated: bool,
 }
 
-/// One pipeline with a desired state.
+fn yes() -> bool {
+    true
+}
+
+/// One pipeline and its desired state.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PipelineRow {
     pub pipeline: String,
     pub desired: Desired,
+    /// The pipeline has a desired state (flink.start or flink.stop was called); a pipeline never
+    /// started is desired stopped. 0.1.0 reads only pipelines that have one.
+    #[serde(default = "yes")]
+    pub started: bool,
     pub from_savepoint: Option<String>,
     pub stop_with_savepoint: bool,
     pub savepoint_required: bool,

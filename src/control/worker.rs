@@ -211,6 +211,8 @@ pub struct Worker<'a> {
     pub(super) memory: &'a Memory,
     /// Detail reads (restart count, checkpoint) left for this tick.
     details_left: std::cell::Cell<u32>,
+    /// Never-started pipelines with a live job this tick (see [`Memory::unstarted`]).
+    unstarted_seen: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// What the worker keeps from one tick to the next.
@@ -226,6 +228,10 @@ pub struct Memory {
     /// Threads for slow network calls. They never call into Postgres: their results are
     /// recorded by the worker's own thread.
     pub(super) background: Option<tokio::runtime::Runtime>,
+    /// Since when a pipeline that was never started has had a live job. That job is stopped
+    /// only after the orphan grace: a restore that is not one transaction (pg_restore) brings
+    /// back a pipeline's row moments before its desired state.
+    unstarted: std::cell::RefCell<BTreeMap<String, std::time::Instant>>,
 }
 
 /// A submission running in the background.
@@ -251,6 +257,7 @@ impl Memory {
             installation: None,
             submissions: Default::default(),
             background,
+            unstarted: Default::default(),
         }
     }
 
@@ -399,6 +406,7 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         index,
         memory,
         details_left: std::cell::Cell::new(gucs::details_per_tick()),
+        unstarted_seen: Default::default(),
     };
     for row in snap.pipelines.values() {
         if stopping() {
@@ -410,6 +418,11 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         }
         worker.reconcile(row);
     }
+    let seen = worker.unstarted_seen.take();
+    memory
+        .unstarted
+        .borrow_mut()
+        .retain(|p, _| seen.contains(p));
     if !stopping() {
         worker.cleanup(snap);
     }
@@ -463,6 +476,20 @@ impl Worker<'_> {
             upgrade: row.restart_requested,
             stop_with_savepoint: row.stop_with_savepoint,
         });
+        // A job of a pipeline that was never started is stopped once that has lasted the
+        // orphan grace (a restore in progress brings the desired state back moments later).
+        if !row.started && matches!(action, Action::Stop { .. }) {
+            self.unstarted_seen
+                .borrow_mut()
+                .insert(row.pipeline.clone());
+            let mut unstarted = self.memory.unstarted.borrow_mut();
+            let since = unstarted
+                .entry(row.pipeline.clone())
+                .or_insert_with(std::time::Instant::now);
+            if since.elapsed() < super::cleanup::ORPHAN_GRACE {
+                return;
+            }
+        }
         // Detail reads because the timer passed are bounded per tick
         // (pg_flink.details_per_tick); a job left out now is read in a later tick. Reads for a
         // change Flink reported (last-modification moved) are not.
