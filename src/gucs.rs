@@ -34,6 +34,12 @@ pub static DETAILS_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000)
 pub static DETAILS_PER_TICK: GucSetting<i32> = GucSetting::<i32>::new(8);
 /// How often the launcher looks for new and dropped databases (ms).
 pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+/// How often running pipelines' metrics are sampled (ms); 0 turns sampling off.
+pub static METRICS_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// How long metrics history is kept (minutes).
+pub static METRICS_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(1_440);
+/// Webhook delivery attempts of one alert event.
+pub static WEBHOOK_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 /// How often the worker polls Flink, in milliseconds.
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 
@@ -122,6 +128,36 @@ pub fn init() {
         &DETAILS_PER_TICK,
         1,
         100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.metrics_interval_ms",
+        c"How often the worker samples the metrics of every running pipeline (lag, throughput, backpressure, checkpoints, restarts), in milliseconds; 0 turns sampling and alerts off.",
+        c"Each round asks each job's JobManager a few REST calls (concurrently, off the reconcile loop), writes flink.pipeline_metrics, then evaluates the alert rules.",
+        &METRICS_INTERVAL_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.metrics_retention_min",
+        c"How long flink.pipeline_metrics_history keeps samples, in minutes.",
+        c"The worker deletes older samples after every metrics round.",
+        &METRICS_RETENTION_MIN,
+        1,
+        525_600,
+        GucContext::Sighup,
+        GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_flink.webhook_attempts",
+        c"Delivery attempts of one alert event to its webhook before it is marked failed.",
+        c"Retries back off 1, 2, 4, 8 … seconds; each attempt is bounded by pg_flink.http_timeout_ms.",
+        &WEBHOOK_ATTEMPTS,
+        1,
+        20,
         GucContext::Sighup,
         GucFlags::default(),
     );
@@ -252,6 +288,22 @@ pub fn details_interval_ms() -> i64 {
 /// Timer-driven detail reads per tick.
 pub fn details_per_tick() -> u32 {
     DETAILS_PER_TICK.get().max(1) as u32
+}
+
+/// How often metrics are sampled (None: sampling is off).
+pub fn metrics_interval() -> Option<std::time::Duration> {
+    let ms = METRICS_INTERVAL_MS.get();
+    (ms > 0).then(|| std::time::Duration::from_millis(ms.max(500) as u64))
+}
+
+/// Metrics history retention, in minutes.
+pub fn metrics_retention_min() -> i32 {
+    METRICS_RETENTION_MIN.get().max(1)
+}
+
+/// Webhook delivery attempts per alert event.
+pub fn webhook_attempts() -> i32 {
+    WEBHOOK_ATTEMPTS.get().max(1)
 }
 
 /// How often the launcher scans the databases.

@@ -304,6 +304,8 @@ mod flink {
             return TableIterator::once((false, "the script is empty".to_string(), None));
         };
         // Every statement runs but the INSERT, which is EXPLAINed: Flink plans it fully.
+        // (A statement set is EXPLAINed as `EXPLAIN STATEMENT SET BEGIN … END`.)
+        let last = last.strip_prefix("EXECUTE ").unwrap_or(&last).to_string();
         stmts.push(format!("EXPLAIN {last}"));
         let r = interruptible::run(async move {
             let gw = Gateway::new(&url, limits)?;

@@ -293,6 +293,11 @@ impl Installation {
     pub fn legacy(&self) -> bool {
         self.version == "0.1.0"
     }
+
+    /// The schema has metrics, alerts and dead letters (0.3.0 and later).
+    pub fn observes(&self) -> bool {
+        !matches!(self.version.as_str(), "0.1.0" | "0.2.0")
+    }
 }
 
 /// The installed extension, if any.

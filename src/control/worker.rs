@@ -232,6 +232,8 @@ pub struct Memory {
     /// only after the orphan grace: a restore that is not one transaction (pg_restore) brings
     /// back a pipeline's row moments before its desired state.
     unstarted: std::cell::RefCell<BTreeMap<String, std::time::Instant>>,
+    /// Metrics rounds and webhook deliveries in progress (0.3.0 schema).
+    pub(super) observer: std::cell::RefCell<super::observe::Observer>,
 }
 
 /// A submission running in the background.
@@ -258,6 +260,7 @@ impl Memory {
             submissions: Default::default(),
             background,
             unstarted: Default::default(),
+            observer: Default::default(),
         }
     }
 
@@ -358,7 +361,13 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         memory.forget();
         if installation.legacy() {
             log!(
-                "pg_flink worker: this database's pg_flink schema is version {}, older than the library ({}); it is served in compatibility mode (the whole catalog is read every poll, flink.savepoint() is missing) until you run ALTER EXTENSION pg_flink UPDATE",
+                "pg_flink worker: this database's pg_flink schema is version {}, older than the library ({}); it is served in compatibility mode (the whole catalog is read every poll, flink.savepoint() is missing, no metrics or alerts) until you run ALTER EXTENSION pg_flink UPDATE",
+                installation.version,
+                env!("CARGO_PKG_VERSION")
+            );
+        } else if !installation.observes() {
+            log!(
+                "pg_flink worker: this database's pg_flink schema is version {}, older than the library ({}); metrics, freshness and alerts are off until you run ALTER EXTENSION pg_flink UPDATE",
                 installation.version,
                 env!("CARGO_PKG_VERSION")
             );
@@ -425,6 +434,9 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         .retain(|p, _| seen.contains(p));
     if !stopping() {
         worker.cleanup(snap);
+    }
+    if !stopping() && installation.observes() {
+        super::observe::Observer::step(memory, rt, snap);
     }
     Tick::Served(urls)
 }

@@ -3,10 +3,54 @@
 //! Flink's SQL Gateway executes one statement per request, so a script is cut at top-level
 //! semicolons. Semicolons inside string literals ('...' with '' escapes), quoted identifiers
 //! (`...` with `` escapes), double-quoted strings, `--` line comments and `/* */` block comments
-//! do not split. Comment-only and empty statements are dropped.
+//! do not split. Comment-only and empty statements are dropped. A statement set
+//! (`EXECUTE STATEMENT SET BEGIN …; …; END`) is one statement.
 
 /// Splits `script` into trimmed statements without their terminating semicolons.
 pub fn split_statements(script: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut set: Option<String> = None;
+    for s in split_at_semicolons(script) {
+        match set.take() {
+            Some(mut open) => {
+                open.push_str(";\n");
+                open.push_str(&s);
+                if code_words(&s) == "END" {
+                    out.push(open);
+                } else {
+                    set = Some(open);
+                }
+            }
+            None if code_words(&s).starts_with("EXECUTE STATEMENT SET") => set = Some(s),
+            None => out.push(s),
+        }
+    }
+    // An unterminated statement set is passed on as written (Flink names the error).
+    out.extend(set);
+    out
+}
+
+/// The first few words of a statement's code (comments skipped), upper-cased, one space apart.
+fn code_words(stmt: &str) -> String {
+    let mut code = String::new();
+    for line in stmt.lines() {
+        let line = line.trim();
+        if !line.starts_with("--") {
+            code.push_str(line);
+            code.push(' ');
+        }
+        if code.len() > 64 {
+            break;
+        }
+    }
+    code.split_whitespace()
+        .take(4)
+        .map(str::to_ascii_uppercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn split_at_semicolons(script: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut has_code = false;
@@ -77,6 +121,26 @@ pub fn split_statements(script: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_set_is_one_statement() {
+        let s = split_statements(
+            "SET 'a' = 'b';\n-- job\nexecute statement set\nBEGIN\nINSERT INTO x SELECT 1;\nINSERT INTO y SELECT ';';\nEND;\nSELECT 2;",
+        );
+        assert_eq!(
+            s,
+            vec![
+                "SET 'a' = 'b'",
+                "-- job\nexecute statement set\nBEGIN\nINSERT INTO x SELECT 1;\nINSERT INTO y SELECT ';';\nEND",
+                "SELECT 2"
+            ]
+        );
+        // Unterminated: passed on whole, not cut.
+        assert_eq!(
+            split_statements("EXECUTE STATEMENT SET BEGIN INSERT INTO x SELECT 1;"),
+            vec!["EXECUTE STATEMENT SET BEGIN INSERT INTO x SELECT 1"]
+        );
+    }
 
     #[test]
     fn splits_on_top_level_semicolons() {

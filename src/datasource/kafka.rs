@@ -203,6 +203,10 @@ impl DatasourceKind for Kafka {
                 format!("pg_flink.{}", table.pipeline),
             ));
             with.push(("scan.startup.mode".into(), "earliest-offset".into()));
+            // Messages of aborted Kafka transactions (a rolled-back INSERT into a Kafka
+            // foreign table, a replay in a rolled-back transaction, a failed exactly-once
+            // writer) are never read.
+            with.push(("properties.isolation.level".into(), "read_committed".into()));
         }
         let proto = table
             .option("security_protocol")

@@ -66,7 +66,7 @@ struct Overview {
 /// Client of the JobManager REST API (port 8081 by default).
 #[derive(Debug, Clone)]
 pub struct JobManager {
-    ep: Endpoint,
+    pub(super) ep: Endpoint,
 }
 
 /// `GET /overview`.

@@ -8,10 +8,12 @@
 //! - [`http`]: the shared HTTP endpoint (timeouts, error mapping);
 //! - [`trace`]: decoding Flink's error answers and Java exception traces to a root cause;
 //! - [`jobmanager`]: the JobManager client;
+//! - [`metrics`]: sampling a running job's metrics (lag, throughput, backpressure, checkpoints);
 //! - [`gateway`]: the SQL Gateway client, with [`Gateway::run_script`].
 pub mod gateway;
 mod http;
 pub mod jobmanager;
+pub mod metrics;
 pub mod trace;
 
 pub use gateway::{Gateway, GatewayInfo, ScriptError, StatementResult};

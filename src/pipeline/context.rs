@@ -29,6 +29,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) script: Script,
     /// The sink's columns (name, Flink type), once rendered.
     pub(crate) sink_cols: Vec<(String, String)>,
+    /// `options.on_bad_record`, and the Kafka JSON sources whose bad records are routed.
+    pub(crate) bad_record: super::bad_records::BadRecord,
+    pub(crate) raw_sources: Vec<super::bad_records::RawSource>,
 }
 
 impl<'a> Ctx<'a> {
@@ -38,6 +41,8 @@ impl<'a> Ctx<'a> {
             catalog,
             script,
             sink_cols: Vec::new(),
+            bad_record: Default::default(),
+            raw_sources: Vec::new(),
         }
     }
 }
@@ -105,6 +110,21 @@ impl Ctx<'_> {
                 "execution.checkpointing.interval".into(),
                 self.interval("options.checkpoint_interval", ci)?.option(),
             ));
+        }
+        if let Some(f) = &options.freshness {
+            self.interval("options.freshness", f)?;
+        }
+        if let Some(b) = &options.on_bad_record {
+            self.bad_record = super::bad_records::BadRecord::parse(b).ok_or_else(|| {
+                self.invalid(
+                    "options.on_bad_record",
+                    format!(
+                        "must be fail, skip or dead_letter, got \"{}\"",
+                        b.chars().take(40).collect::<String>()
+                    ),
+                    "fail: the job fails on a record it cannot decode (Flink's default); skip: such records are left out; dead_letter: they go to the Kafka topic <pipeline>.dead_letters.",
+                )
+            })?;
         }
         if let Some(m) = &options.checkpoint_mode {
             let m = m.to_ascii_uppercase();
@@ -299,7 +319,10 @@ impl Ctx<'_> {
         for (i, k) in primary_key.iter().enumerate() {
             self.find(&format!("{path}.primary_key[{i}]"), &cols, k)?;
         }
-        let with = self.connector(path, &ds, t, role)?;
+        let mut with = self.connector(path, &ds, t, role)?;
+        if role == Role::Source {
+            self.bad_records(name, &t.datasource, &mut with);
+        }
         self.script.push(Statement::CreateTable(CreateTable {
             name: name.to_string(),
             columns,

@@ -7,6 +7,7 @@
 //! steps templates share: sets, tables, sink check, INSERT), `conditions.rs` (conditions and
 //! literals), `connector.rs` (WITH options; each kind's part is in `src/datasource/<kind>.rs`),
 //! [`templates`] (one file per template), [`script`] (the typed statement list).
+pub mod bad_records;
 mod conditions;
 mod connector;
 mod context;
@@ -126,6 +127,15 @@ fn render_full(
         Params::Deduplicate(p) => templates::deduplicate::render(&mut cx, p)?,
         Params::Sql(p) => templates::sql::render(&mut cx, p)?,
     }
+    if matches!(params, Params::Sql(_)) && cx.bad_record == bad_records::BadRecord::DeadLetter {
+        return Err(PipelineError::invalid(
+            def.name,
+            "options.on_bad_record",
+            "dead_letter is not available for raw sql pipelines",
+            "Use skip, or a template pipeline (its Kafka JSON sources route bad records to <pipeline>.dead_letters).",
+        ));
+    }
+    cx.route_bad_records()?;
     Ok((cx.script, cx.sink_cols))
 }
 

@@ -85,6 +85,12 @@ pub struct PipelineOptions {
     pub cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flink: Option<BTreeMap<String, Value>>,
+    /// Freshness target (an interval): the pipeline is stale while its lag is above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<String>,
+    /// fail | skip | dead_letter: what a source record that cannot be decoded does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_bad_record: Option<String>,
 }
 
 pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(

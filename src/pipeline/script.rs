@@ -31,6 +31,8 @@ pub enum Statement {
     },
     /// The INSERT of a `sql` pipeline, as written (table references replaced).
     SqlInsert(String),
+    /// Several INSERTs run as one job: `EXECUTE STATEMENT SET BEGIN …; …; END`.
+    StatementSet(Vec<Statement>),
 }
 
 /// `CREATE TEMPORARY TABLE name (columns, time attribute, key) WITH (options)`.
@@ -79,12 +81,29 @@ impl Script {
     pub fn statements(&self) -> Vec<String> {
         self.statements.iter().map(Statement::to_string).collect()
     }
+
+    /// Makes the job's INSERT and `extra` one statement set (the last statement).
+    pub fn into_statement_set(&mut self, extra: Statement) {
+        let pos = self.statements.iter().rposition(Statement::is_insert);
+        let set = match pos.map(|i| self.statements.remove(i)) {
+            Some(Statement::StatementSet(mut all)) => {
+                all.push(extra);
+                all
+            }
+            Some(first) => vec![first, extra],
+            None => vec![extra],
+        };
+        self.statements.push(Statement::StatementSet(set));
+    }
 }
 
 impl Statement {
     /// Whether this is the job-defining INSERT.
     pub fn is_insert(&self) -> bool {
-        matches!(self, Statement::Insert { .. } | Statement::SqlInsert(_))
+        matches!(
+            self,
+            Statement::Insert { .. } | Statement::SqlInsert(_) | Statement::StatementSet(_)
+        )
     }
 }
 
@@ -110,6 +129,13 @@ impl fmt::Display for Statement {
                 select.join(",\n  ")
             ),
             Statement::SqlInsert(sql) => f.write_str(sql),
+            Statement::StatementSet(all) => {
+                f.write_str("EXECUTE STATEMENT SET\nBEGIN\n")?;
+                for s in all {
+                    writeln!(f, "{s};")?;
+                }
+                f.write_str("END")
+            }
         }
     }
 }

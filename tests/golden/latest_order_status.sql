@@ -13,7 +13,8 @@ CREATE TEMPORARY TABLE `source` (
   'topic' = 'order_events',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.latest_order_status',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `sink` (
   `order_id` BIGINT,

@@ -12,7 +12,8 @@ CREATE TEMPORARY TABLE `source` (
   'topic' = 'logins',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.login_brute_force',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `sink` (
   `user_id` STRING,

@@ -11,7 +11,8 @@ CREATE TEMPORARY TABLE `left_source` (
   'topic' = 'orders',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.orders_with_payments',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `right_source` (
   `order_id` BIGINT,
@@ -24,7 +25,8 @@ CREATE TEMPORARY TABLE `right_source` (
   'topic' = 'payments',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.orders_with_payments',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `sink` (
   `order_id` BIGINT,

@@ -20,6 +20,7 @@ CREATE TEMPORARY TABLE `kafka_local_orders` (
   'topic' = 'orders',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.raw_top_cities',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 INSERT INTO `kafka_local_city_totals` SELECT city, SUM(amount) AS total FROM `kafka_local_orders` WHERE amount > 0 GROUP BY city;

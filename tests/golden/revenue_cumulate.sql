@@ -13,7 +13,8 @@ CREATE TEMPORARY TABLE `source` (
   'topic' = 'orders',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.revenue_cumulate',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `sink` (
   `window_start` TIMESTAMP(3),

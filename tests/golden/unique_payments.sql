@@ -12,7 +12,8 @@ CREATE TEMPORARY TABLE `source` (
   'topic' = 'payments',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.unique_payments',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `sink` (
   `payment_id` STRING,

@@ -11,7 +11,8 @@ CREATE TEMPORARY TABLE `source` (
   'topic' = 'clicks',
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'pg_flink.user_sessions',
-  'scan.startup.mode' = 'earliest-offset'
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed'
 );
 CREATE TEMPORARY TABLE `sink` (
   `window_start` TIMESTAMP(3),

@@ -1,0 +1,705 @@
+-- pg_flink install script, part: added in 0.3.0 (the same statements are in
+-- sql/pg_flink--0.2.0--0.3.0.sql; the upgrade test compares a fresh install with an upgraded one).
+--
+-- Observability: metrics sampled by the worker (latest + bounded history), freshness targets,
+-- alert rules evaluated after every metrics round (one open alert per rule and pipeline,
+-- NOTIFY, webhooks with retries), dead letters and their replay.
+
+-- ------------------------------------------------------------------------------------------
+-- Metrics. Observations, not catalog: not dumped by pg_dump (a restored database starts
+-- sampling again).
+-- ------------------------------------------------------------------------------------------
+CREATE TABLE flink.pipeline_metric (
+  pipeline               text PRIMARY KEY REFERENCES flink.pipeline (name) ON DELETE CASCADE,
+  job_id                 bigint,
+  flink_job_id           text,
+  sampled_at             timestamptz NOT NULL,
+  lag_records            bigint,
+  lag_seconds            double precision,
+  records_in_per_second  double precision,
+  records_out_per_second double precision,
+  backpressure           double precision,
+  checkpoints_completed  bigint,
+  checkpoints_failed     bigint,
+  last_checkpoint_at     timestamptz,
+  restarts               bigint,
+  dead_letters           bigint,
+  stale                  boolean,
+  stale_since            timestamptz
+);
+COMMENT ON TABLE flink.pipeline_metric IS 'Latest metrics of each running pipeline (written by the worker); read flink.pipeline_metrics.';
+
+CREATE TABLE flink.pipeline_metric_history (
+  pipeline               text NOT NULL REFERENCES flink.pipeline (name) ON DELETE CASCADE,
+  flink_job_id           text,
+  sampled_at             timestamptz NOT NULL,
+  lag_records            bigint,
+  lag_seconds            double precision,
+  records_in_per_second  double precision,
+  records_out_per_second double precision,
+  backpressure           double precision,
+  checkpoints_completed  bigint,
+  checkpoints_failed     bigint,
+  last_checkpoint_at     timestamptz,
+  restarts               bigint,
+  dead_letters           bigint
+);
+CREATE INDEX pipeline_metric_history_by_pipeline ON flink.pipeline_metric_history (pipeline, sampled_at);
+CREATE INDEX pipeline_metric_history_by_time ON flink.pipeline_metric_history (sampled_at);
+COMMENT ON TABLE flink.pipeline_metric_history IS 'Metrics samples, kept pg_flink.metrics_retention_min minutes (the worker deletes older ones); read flink.pipeline_metrics_history.';
+
+CREATE VIEW flink.pipeline_metrics AS
+  SELECT m.pipeline, m.flink_job_id, m.sampled_at, m.lag_records, m.lag_seconds,
+         m.records_in_per_second, m.records_out_per_second, m.backpressure,
+         m.checkpoints_completed, m.checkpoints_failed, m.last_checkpoint_at,
+         now() - m.last_checkpoint_at AS checkpoint_age, m.restarts, m.dead_letters,
+         (p.options->>'freshness')::interval AS freshness, m.stale, m.stale_since
+  FROM flink.pipeline_metric m JOIN flink.pipeline p ON p.name = m.pipeline;
+COMMENT ON VIEW flink.pipeline_metrics IS 'Latest metrics of every pipeline sampled while running: Kafka lag (records and seconds), records in/out per second, backpressure (0..1), checkpoints, Flink restarts, dead letters, freshness.';
+
+CREATE VIEW flink.pipeline_metrics_history AS
+  SELECT h.pipeline, h.flink_job_id, h.sampled_at, h.lag_records, h.lag_seconds,
+         h.records_in_per_second, h.records_out_per_second, h.backpressure,
+         h.checkpoints_completed, h.checkpoints_failed, h.last_checkpoint_at, h.restarts, h.dead_letters
+  FROM flink.pipeline_metric_history h;
+COMMENT ON VIEW flink.pipeline_metrics_history IS 'Every metrics sample of the last pg_flink.metrics_retention_min minutes.';
+
+-- pipeline_status gains the freshness target, the measured lag and fresh/stale (columns at the end).
+CREATE OR REPLACE VIEW flink.pipeline_status AS
+  SELECT p.name AS pipeline, COALESCE(ps.desired, 'stopped') AS desired, j.state AS actual,
+         CASE WHEN COALESCE(ps.desired, 'stopped') = 'running' THEN
+                j.state = 'RUNNING'
+                AND NOT COALESCE(j.last_restart_at > now() - h.window, false)
+                AND (h.checkpoint_every IS NULL
+                     OR COALESCE(j.last_checkpoint_at, j.started_at) > now() - GREATEST(3 * h.checkpoint_every, h.window))
+              ELSE j.state IS NULL OR j.state IN ('STOPPED', 'CANCELED', 'FINISHED', 'LOST', 'DETACHED', 'SUBMIT_FAILED', 'FAILED')
+         END AS healthy,
+         j.flink_job_id, j.pipeline_version AS running_version, p.version AS defined_version,
+         CASE WHEN j.state = 'RUNNING' THEN now() - j.started_at END AS uptime,
+         COALESCE(j.flink_restarts, 0) AS restarts,
+         j.last_checkpoint_at,
+         (SELECT max(s.taken_at) FROM flink.savepoint s WHERE s.pipeline = p.name) AS last_savepoint_at,
+         j.last_error, p.needs_restart, j.updated_at,
+         COALESCE(j.last_restart_at > now() - h.window, false) AS restarting,
+         j.last_restart_at,
+         (p.options->>'freshness')::interval AS freshness,
+         CASE WHEN m.flink_job_id = j.flink_job_id AND j.state = 'RUNNING' THEN m.lag_seconds * interval '1 second' END AS lag,
+         CASE WHEN m.flink_job_id = j.flink_job_id AND j.state = 'RUNNING' AND m.stale IS NOT NULL
+              THEN CASE WHEN m.stale THEN 'stale' ELSE 'fresh' END END AS fresh
+  FROM flink.pipeline p
+  LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
+  LEFT JOIN LATERAL (SELECT * FROM flink.job x WHERE x.pipeline = p.name ORDER BY x.id DESC LIMIT 1) j ON true
+  LEFT JOIN flink.pipeline_metric m ON m.pipeline = p.name
+  -- The setting shows with its unit ("1min", "1500ms"): both are interval input.
+  CROSS JOIN LATERAL (SELECT COALESCE(NULLIF(current_setting('pg_flink.health_window_ms', true), '')::interval, interval '1 minute') AS window,
+                             (p.options->>'checkpoint_interval')::interval AS checkpoint_every) h;
+COMMENT ON VIEW flink.pipeline_status IS 'Desired vs actual state of every pipeline. healthy: desired running, the job RUNNING, no Flink restart within pg_flink.health_window_ms and, with checkpoint_interval set, a checkpoint within 3 intervals; desired stopped and nothing running. restarts: Flink''s own restart count of the job. freshness/lag/fresh: the freshness target, the measured lag and whether it is met (running pipelines with a target).';
+
+-- One metrics round of the worker: the latest row per pipeline, a history row, freshness
+-- transitions (events + NOTIFY), and the history's retention.
+-- samples: [{pipeline, job_id, flink_job_id, lag_records, lag_seconds, records_in, records_out,
+--            backpressure, checkpoints_completed, checkpoints_failed, last_checkpoint_ms,
+--            restarts, dead_letters}]
+CREATE FUNCTION flink_internal.record_metrics(samples jsonb, retention interval)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  s record;
+  prev flink.pipeline_metric;
+  target interval;
+  is_stale boolean;
+  since timestamptz;
+  what text;
+BEGIN
+  FOR s IN
+    SELECT * FROM jsonb_to_recordset(samples) AS x(pipeline text, job_id bigint, flink_job_id text,
+      lag_records bigint, lag_seconds double precision, records_in double precision,
+      records_out double precision, backpressure double precision, checkpoints_completed bigint,
+      checkpoints_failed bigint, last_checkpoint_ms bigint, restarts bigint, dead_letters bigint)
+  LOOP
+    SELECT (p.options->>'freshness')::interval INTO target FROM flink.pipeline p WHERE p.name = s.pipeline;
+    IF NOT FOUND THEN
+      CONTINUE; -- dropped since the round began
+    END IF;
+    SELECT * INTO prev FROM flink.pipeline_metric m WHERE m.pipeline = s.pipeline;
+    -- Without a measured lag (no Kafka source) nothing is known: the previous verdict stands.
+    is_stale := CASE WHEN target IS NULL THEN NULL
+                     WHEN s.lag_seconds IS NULL THEN prev.stale
+                     ELSE s.lag_seconds * interval '1 second' > target END;
+    since := CASE WHEN is_stale AND prev.stale THEN prev.stale_since WHEN is_stale THEN now() END;
+    INSERT INTO flink.pipeline_metric AS m VALUES (s.pipeline, s.job_id, s.flink_job_id, now(), s.lag_records,
+        s.lag_seconds, s.records_in, s.records_out, s.backpressure, s.checkpoints_completed,
+        s.checkpoints_failed, to_timestamp(s.last_checkpoint_ms / 1000.0), s.restarts, s.dead_letters,
+        is_stale, since)
+      ON CONFLICT (pipeline) DO UPDATE SET job_id = EXCLUDED.job_id, flink_job_id = EXCLUDED.flink_job_id,
+        sampled_at = EXCLUDED.sampled_at, lag_records = EXCLUDED.lag_records, lag_seconds = EXCLUDED.lag_seconds,
+        records_in_per_second = EXCLUDED.records_in_per_second, records_out_per_second = EXCLUDED.records_out_per_second,
+        backpressure = EXCLUDED.backpressure, checkpoints_completed = EXCLUDED.checkpoints_completed,
+        checkpoints_failed = EXCLUDED.checkpoints_failed, last_checkpoint_at = EXCLUDED.last_checkpoint_at,
+        restarts = EXCLUDED.restarts, dead_letters = EXCLUDED.dead_letters, stale = EXCLUDED.stale,
+        stale_since = EXCLUDED.stale_since;
+    INSERT INTO flink.pipeline_metric_history VALUES (s.pipeline, s.flink_job_id, now(), s.lag_records,
+        s.lag_seconds, s.records_in, s.records_out, s.backpressure, s.checkpoints_completed,
+        s.checkpoints_failed, to_timestamp(s.last_checkpoint_ms / 1000.0), s.restarts, s.dead_letters);
+    -- Turning stale, and fresh again, are events (a first sample that is fresh is not).
+    IF is_stale IS NOT NULL AND is_stale IS DISTINCT FROM COALESCE(prev.stale, false)
+       AND EXISTS (SELECT 1 FROM flink.job j WHERE j.id = s.job_id) THEN
+      what := format('lag %s s, %s records behind (freshness %s)', round(s.lag_seconds::numeric, 1),
+                     COALESCE(s.lag_records::text, 'unknown'), target);
+      INSERT INTO flink.job_event (job_id, pipeline, from_state, to_state, detail)
+        VALUES (s.job_id, s.pipeline, CASE WHEN is_stale THEN 'FRESH' ELSE 'STALE' END,
+                CASE WHEN is_stale THEN 'STALE' ELSE 'FRESH' END, what);
+      PERFORM pg_notify('flink_job_state', jsonb_build_object(
+        'pipeline', s.pipeline, 'job', s.job_id, 'flink_job_id', s.flink_job_id,
+        'from', CASE WHEN is_stale THEN 'FRESH' ELSE 'STALE' END,
+        'to', CASE WHEN is_stale THEN 'STALE' ELSE 'FRESH' END,
+        'lag_seconds', s.lag_seconds, 'lag_records', s.lag_records, 'detail', what)::text);
+    END IF;
+  END LOOP;
+  DELETE FROM flink.pipeline_metric_history h WHERE h.sampled_at < now() - retention;
+END
+$fn$;
+
+-- ------------------------------------------------------------------------------------------
+-- Alerts
+-- ------------------------------------------------------------------------------------------
+CREATE TABLE flink.alert_rule (
+  name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
+  pipeline    text NOT NULL,
+  condition   text NOT NULL CHECK (condition IN ('failed', 'restarting', 'no_checkpoint', 'lag', 'stale', 'not_desired', 'dead_letters')),
+  threshold   double precision,
+  "window"    interval,
+  webhook_url text,
+  rate_limit  interval NOT NULL DEFAULT interval '5 minutes',
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE flink.alert_rule IS 'Alert rules (flink.create_alert); read flink.alert_rules.';
+
+-- Webhook headers (e.g. Authorization): readable by flink_admin and superusers only.
+CREATE TABLE flink.alert_rule_secret (
+  rule    text PRIMARY KEY REFERENCES flink.alert_rule (name) ON DELETE CASCADE ON UPDATE CASCADE,
+  headers jsonb NOT NULL
+);
+COMMENT ON TABLE flink.alert_rule_secret IS 'Webhook headers of alert rules; readable by flink_admin and superusers only.';
+
+-- Open alerts: at most one per rule and pipeline while its condition holds.
+CREATE TABLE flink.alert (
+  rule       text NOT NULL REFERENCES flink.alert_rule (name) ON DELETE CASCADE,
+  pipeline   text NOT NULL,
+  fired_at   timestamptz NOT NULL DEFAULT now(),
+  detail     jsonb NOT NULL,
+  suppressed boolean NOT NULL DEFAULT false,
+  PRIMARY KEY (rule, pipeline)
+);
+COMMENT ON TABLE flink.alert IS 'Open alerts, one per rule and pipeline (written by the worker); read flink.alerts.';
+
+CREATE TABLE flink.alert_event (
+  id               bigserial PRIMARY KEY,
+  rule             text NOT NULL,
+  pipeline         text NOT NULL,
+  condition        text NOT NULL,
+  event            text NOT NULL CHECK (event IN ('fired', 'resolved')),
+  at               timestamptz NOT NULL DEFAULT clock_timestamp(),
+  detail           jsonb NOT NULL,
+  suppressed       boolean NOT NULL DEFAULT false,
+  webhook_status   text CHECK (webhook_status IN ('pending', 'delivered', 'failed')),
+  webhook_attempts integer NOT NULL DEFAULT 0,
+  webhook_next_at  timestamptz,
+  webhook_error    text
+);
+CREATE INDEX alert_event_by_rule ON flink.alert_event (rule, pipeline, id);
+CREATE INDEX alert_event_webhook_due ON flink.alert_event (webhook_next_at) WHERE webhook_status = 'pending';
+COMMENT ON TABLE flink.alert_event IS 'Alerts fired and resolved, with their webhook delivery (written by the worker); read flink.alert_history.';
+
+SELECT pg_catalog.pg_extension_config_dump('flink.alert_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('flink.alert_rule_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('flink.alert', '');
+SELECT pg_catalog.pg_extension_config_dump('flink.alert_event', '');
+SELECT pg_catalog.pg_extension_config_dump('flink.alert_event_id_seq', '');
+
+CREATE VIEW flink.alert_rules AS
+  SELECT r.name, r.pipeline, r.condition, r.threshold, r."window", r.webhook_url,
+         (SELECT pg_catalog.jsonb_object_agg(k, '***') FROM flink.alert_rule_secret s,
+                 pg_catalog.jsonb_object_keys(s.headers) k WHERE s.rule = r.name) AS webhook_headers,
+         r.rate_limit, r.created_at, r.updated_at
+  FROM flink.alert_rule r;
+COMMENT ON VIEW flink.alert_rules IS 'Alert rules; webhook header values show as "***".';
+
+CREATE VIEW flink.alerts AS
+  SELECT a.rule, a.pipeline, r.condition, a.fired_at, a.detail, a.suppressed
+  FROM flink.alert a JOIN flink.alert_rule r ON r.name = a.rule;
+COMMENT ON VIEW flink.alerts IS 'Open alerts: one per rule and pipeline while the rule''s condition holds.';
+
+CREATE VIEW flink.alert_history AS
+  SELECT e.id, e.rule, e.pipeline, e.condition, e.event, e.at, e.detail, e.suppressed,
+         e.webhook_status, e.webhook_attempts, e.webhook_error
+  FROM flink.alert_event e;
+COMMENT ON VIEW flink.alert_history IS 'Every alert fired and resolved (suppressed: fired again within the rule''s rate_limit, recorded but not delivered), with its webhook delivery.';
+
+CREATE FUNCTION flink.create_alert(name text, pipeline text, condition text,
+                                   threshold double precision DEFAULT NULL, "window" interval DEFAULT NULL,
+                                   webhook_url text DEFAULT NULL, webhook_headers jsonb DEFAULT NULL,
+                                   rate_limit interval DEFAULT interval '5 minutes')
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  r flink.alert_rule;
+  old_headers jsonb;
+  th double precision := threshold;
+  w interval := "window";
+  k text;
+BEGIN
+  IF name IS NULL OR name !~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$' THEN
+    RAISE EXCEPTION 'alert rule name % is not valid', COALESCE(quote_literal(name), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'A name starts with a letter or _ and has at most 63 letters, digits, _ . -.';
+  END IF;
+  IF pipeline IS NULL OR pipeline = '' THEN
+    RAISE EXCEPTION 'alert rule "%": pipeline must be a pipeline name or a LIKE pattern', name
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''%'' for every pipeline.';
+  END IF;
+  IF condition IS NULL OR condition NOT IN ('failed', 'restarting', 'no_checkpoint', 'lag', 'stale', 'not_desired', 'dead_letters') THEN
+    RAISE EXCEPTION 'alert rule "%": unknown condition %', name, COALESCE(quote_literal(condition), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Conditions: failed, restarting, no_checkpoint, lag, stale, not_desired, dead_letters.';
+  END IF;
+  -- Defaults and required settings per condition.
+  IF condition = 'restarting' THEN
+    th := COALESCE(th, 0); w := COALESCE(w, interval '10 minutes');
+  ELSIF condition = 'dead_letters' THEN
+    th := COALESCE(th, 0); w := COALESCE(w, interval '5 minutes');
+  ELSIF condition = 'not_desired' THEN
+    w := COALESCE(w, interval '2 minutes');
+  ELSIF condition = 'no_checkpoint' AND w IS NULL THEN
+    RAISE EXCEPTION 'alert rule "%": condition no_checkpoint needs a window', name
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. "window" => ''10 minutes'': fire when no checkpoint completed for that long.';
+  ELSIF condition = 'lag' AND th IS NULL THEN
+    RAISE EXCEPTION 'alert rule "%": condition lag needs a threshold', name
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. threshold => 60: fire when the lag is above 60 seconds.';
+  END IF;
+  IF th IS NOT NULL AND (th < 0 OR th = 'NaN'::float8 OR th = 'Infinity'::float8) THEN
+    RAISE EXCEPTION 'alert rule "%": threshold % must be a finite number >= 0', name, th
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'restarting/dead_letters: a count; lag: seconds.';
+  END IF;
+  IF w IS NOT NULL AND w <= interval '0' THEN
+    RAISE EXCEPTION 'alert rule "%": window % must be positive', name, w
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. ''5 minutes''.';
+  END IF;
+  IF rate_limit IS NULL OR rate_limit < interval '0' THEN
+    RAISE EXCEPTION 'alert rule "%": rate_limit must be an interval >= 0', name
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. ''5 minutes'' (an alert that fires again within it is recorded, not delivered).';
+  END IF;
+  IF webhook_url IS NOT NULL AND webhook_url !~* '^https?://[^/?#@[:space:]]+(/[^[:space:]]*)?$' THEN
+    RAISE EXCEPTION 'alert rule "%": webhook_url must be an http:// or https:// URL without credentials', name
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Put credentials in webhook_headers (stored like datasource secrets).';
+  END IF;
+  IF webhook_headers IS NOT NULL THEN
+    IF jsonb_typeof(webhook_headers) <> 'object' THEN
+      RAISE EXCEPTION 'alert rule "%": webhook_headers must be a JSON object of header names and values', name
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. ''{"Authorization": "Bearer …"}''.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(webhook_headers) LOOP
+      IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(webhook_headers->k) <> 'string'
+         OR (webhook_headers->>k) ~ '[\r\n]' THEN
+        RAISE EXCEPTION 'alert rule "%": webhook_headers: header % is not a valid header name with a one-line string value', name, quote_literal(k)
+          USING ERRCODE = 'invalid_parameter_value', HINT = 'Header values are strings without line breaks.';
+      END IF;
+    END LOOP;
+    IF webhook_url IS NULL THEN
+      RAISE EXCEPTION 'alert rule "%": webhook_headers without webhook_url', name
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'Give webhook_url too, or leave webhook_headers out.';
+    END IF;
+  END IF;
+  SELECT * INTO r FROM flink.alert_rule a WHERE a.name = create_alert.name FOR UPDATE;
+  SELECT s.headers INTO old_headers FROM flink.alert_rule_secret s WHERE s.rule = create_alert.name;
+  IF FOUND OR r.name IS NOT NULL THEN
+    IF r.pipeline = create_alert.pipeline AND r.condition = create_alert.condition
+       AND r.threshold IS NOT DISTINCT FROM th AND r."window" IS NOT DISTINCT FROM w
+       AND r.webhook_url IS NOT DISTINCT FROM create_alert.webhook_url
+       AND r.rate_limit = create_alert.rate_limit
+       AND old_headers IS NOT DISTINCT FROM webhook_headers THEN
+      RETURN 'unchanged';
+    END IF;
+  END IF;
+  IF r.name IS NOT NULL THEN
+    UPDATE flink.alert_rule a SET pipeline = create_alert.pipeline, condition = create_alert.condition,
+           threshold = th, "window" = w, webhook_url = create_alert.webhook_url,
+           rate_limit = create_alert.rate_limit, updated_at = now()
+     WHERE a.name = create_alert.name;
+    -- Open alerts belonged to the old definition: they end without a resolution event.
+    DELETE FROM flink.alert a WHERE a.rule = create_alert.name;
+  ELSE
+    INSERT INTO flink.alert_rule (name, pipeline, condition, threshold, "window", webhook_url, rate_limit)
+      VALUES (create_alert.name, create_alert.pipeline, create_alert.condition, th, w, create_alert.webhook_url,
+              create_alert.rate_limit);
+  END IF;
+  DELETE FROM flink.alert_rule_secret s WHERE s.rule = create_alert.name;
+  IF webhook_headers IS NOT NULL THEN
+    INSERT INTO flink.alert_rule_secret VALUES (create_alert.name, webhook_headers);
+  END IF;
+  RETURN CASE WHEN r.name IS NULL THEN 'created' ELSE 'replaced' END;
+END
+$fn$;
+COMMENT ON FUNCTION flink.create_alert(text, text, text, double precision, interval, text, jsonb, interval) IS
+  'Creates (or replaces, or leaves unchanged) an alert rule: condition failed | restarting | no_checkpoint | lag | stale | not_desired | dead_letters on a pipeline or LIKE pattern; NOTIFY flink_alert and optionally a webhook POST.';
+
+CREATE FUNCTION flink.drop_alert(name text, if_exists boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  DELETE FROM flink.alert_rule a WHERE a.name = drop_alert.name;
+  IF NOT FOUND THEN
+    IF if_exists THEN
+      RETURN false;
+    END IF;
+    RAISE EXCEPTION 'alert rule "%" does not exist', name
+      USING ERRCODE = 'undefined_object', HINT = 'See flink.alert_rules; pass if_exists => true to ignore.';
+  END IF;
+  RETURN true;
+END
+$fn$;
+COMMENT ON FUNCTION flink.drop_alert(text, boolean) IS 'Drops an alert rule (its open alerts end; its history stays).';
+
+-- Conditions that hold now: one row per (rule, pipeline) with what was seen.
+CREATE FUNCTION flink_internal.alert_conditions()
+RETURNS TABLE (rule text, pipeline text, condition text, detail jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $fn$
+  WITH rp AS (
+    SELECT r.name AS rule, r.condition, r.threshold, r."window", p.name AS pipeline,
+           COALESCE(ps.desired, 'stopped') AS desired, ps.requested_at, j.id AS job_id, j.state,
+           j.flink_job_id, j.started_at, j.last_checkpoint_at AS job_checkpoint_at, j.last_error,
+           CASE WHEN m.flink_job_id IS NOT DISTINCT FROM j.flink_job_id AND j.state = 'RUNNING' THEN m END AS m
+    FROM flink.alert_rule r
+    JOIN flink.pipeline p ON p.name = r.pipeline OR p.name LIKE r.pipeline
+    LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
+    LEFT JOIN LATERAL (SELECT * FROM flink.job x WHERE x.pipeline = p.name ORDER BY x.id DESC LIMIT 1) j ON true
+    LEFT JOIN flink.pipeline_metric m ON m.pipeline = p.name
+  ), base AS (
+    -- Counters at the start of the window: the newest sample of the same Flink job at or before
+    -- it, else (the job started within it) zero, else the oldest sample within it.
+    SELECT rp.*,
+           COALESCE(
+             (SELECT h FROM flink.pipeline_metric_history h WHERE h.pipeline = rp.pipeline
+                AND h.flink_job_id = rp.flink_job_id AND h.sampled_at <= now() - rp."window"
+              ORDER BY h.sampled_at DESC LIMIT 1),
+             CASE WHEN rp.started_at > now() - rp."window" THEN NULL ELSE
+               (SELECT h FROM flink.pipeline_metric_history h WHERE h.pipeline = rp.pipeline
+                  AND h.flink_job_id = rp.flink_job_id ORDER BY h.sampled_at LIMIT 1) END) AS b
+    FROM rp WHERE rp.condition IN ('restarting', 'dead_letters')
+  )
+  SELECT rp.rule, rp.pipeline, rp.condition,
+         jsonb_build_object('state', rp.state, 'error', left(rp.last_error, 500))
+  FROM rp WHERE rp.condition = 'failed' AND rp.desired = 'running'
+    AND rp.state IN ('FAILED', 'SUBMIT_FAILED', 'FAILING')
+  UNION ALL
+  SELECT b.rule, b.pipeline, b.condition,
+         jsonb_build_object('restarts', (b.m).restarts - COALESCE((b.b).restarts, 0), 'window', b."window"::text,
+                            'threshold', b.threshold, 'state', b.state, 'error', left(b.last_error, 500))
+  FROM base b WHERE b.condition = 'restarting' AND b.desired = 'running' AND (b.m).restarts IS NOT NULL
+    AND (b.m).restarts - COALESCE((b.b).restarts, 0) > b.threshold
+  UNION ALL
+  SELECT rp.rule, rp.pipeline, rp.condition,
+         jsonb_build_object('last_checkpoint_at', COALESCE((rp.m).last_checkpoint_at, rp.job_checkpoint_at),
+                            'window', rp."window"::text)
+  FROM rp WHERE rp.condition = 'no_checkpoint' AND rp.desired = 'running' AND rp.state = 'RUNNING'
+    AND COALESCE((rp.m).last_checkpoint_at, rp.job_checkpoint_at, rp.started_at) < now() - rp."window"
+  UNION ALL
+  SELECT rp.rule, rp.pipeline, rp.condition,
+         jsonb_build_object('lag_seconds', (rp.m).lag_seconds, 'lag_records', (rp.m).lag_records,
+                            'threshold', rp.threshold)
+  FROM rp WHERE rp.condition = 'lag' AND rp.desired = 'running' AND (rp.m).lag_seconds > rp.threshold
+  UNION ALL
+  SELECT rp.rule, rp.pipeline, rp.condition,
+         jsonb_build_object('lag_seconds', (rp.m).lag_seconds, 'lag_records', (rp.m).lag_records,
+                            'stale_since', (rp.m).stale_since)
+  FROM rp WHERE rp.condition = 'stale' AND rp.desired = 'running' AND (rp.m).stale
+  UNION ALL
+  SELECT rp.rule, rp.pipeline, rp.condition,
+         jsonb_build_object('desired', rp.desired, 'actual', rp.state, 'since', t.since, 'window', rp."window"::text)
+  FROM rp
+  CROSS JOIN LATERAL (SELECT GREATEST(rp.requested_at,
+                               (SELECT max(e.at) FROM flink.job_event e WHERE e.job_id = rp.job_id
+                                  AND e.to_state NOT IN ('FRESH', 'STALE'))) AS since) t
+  WHERE rp.condition = 'not_desired' AND t.since < now() - rp."window"
+    AND CASE WHEN rp.desired = 'running' THEN rp.state IS DISTINCT FROM 'RUNNING'
+             ELSE rp.state IS NOT NULL AND rp.state NOT IN ('STOPPED', 'CANCELED', 'FINISHED', 'LOST', 'DETACHED', 'SUBMIT_FAILED', 'FAILED') END
+  UNION ALL
+  SELECT b.rule, b.pipeline, b.condition,
+         jsonb_build_object('dead_letters', (b.m).dead_letters - COALESCE((b.b).dead_letters, 0),
+                            'window', b."window"::text, 'threshold', b.threshold)
+  FROM base b WHERE b.condition = 'dead_letters' AND (b.m).dead_letters IS NOT NULL
+    AND (b.m).dead_letters - COALESCE((b.b).dead_letters, 0) > b.threshold
+$fn$;
+
+-- Fires alerts whose condition holds (once per rule and pipeline), resolves those whose
+-- condition cleared; NOTIFY flink_alert, webhook deliveries queued. Returns the events made.
+CREATE FUNCTION flink_internal.evaluate_alerts()
+RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  c record;
+  a record;
+  r flink.alert_rule;
+  quiet boolean;
+  payload jsonb;
+  now_true jsonb;
+  n integer := 0;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM flink.alert_rule) THEN
+    RETURN 0;
+  END IF;
+  now_true := COALESCE((SELECT jsonb_agg(to_jsonb(x)) FROM flink_internal.alert_conditions() x), '[]'::jsonb);
+  FOR c IN SELECT x.* FROM jsonb_to_recordset(now_true) AS x(rule text, pipeline text, condition text, detail jsonb)
+           WHERE NOT EXISTS (SELECT 1 FROM flink.alert o WHERE o.rule = x.rule AND o.pipeline = x.pipeline)
+  LOOP
+    SELECT * INTO r FROM flink.alert_rule x WHERE x.name = c.rule;
+    quiet := EXISTS (SELECT 1 FROM flink.alert_event e WHERE e.rule = c.rule AND e.pipeline = c.pipeline
+                       AND e.event = 'fired' AND e.at > now() - r.rate_limit);
+    INSERT INTO flink.alert (rule, pipeline, detail, suppressed) VALUES (c.rule, c.pipeline, c.detail, quiet)
+      ON CONFLICT DO NOTHING;
+    payload := jsonb_build_object('rule', c.rule, 'pipeline', c.pipeline, 'condition', c.condition,
+                                  'event', 'fired', 'at', clock_timestamp(), 'detail', c.detail);
+    INSERT INTO flink.alert_event (rule, pipeline, condition, event, detail, suppressed, webhook_status, webhook_next_at)
+      VALUES (c.rule, c.pipeline, c.condition, 'fired', c.detail, quiet,
+              CASE WHEN r.webhook_url IS NOT NULL AND NOT quiet THEN 'pending' END, now());
+    IF NOT quiet THEN
+      PERFORM pg_notify('flink_alert', payload::text);
+    END IF;
+    n := n + 1;
+  END LOOP;
+  FOR a IN SELECT o.*, ar.condition, ar.webhook_url FROM flink.alert o JOIN flink.alert_rule ar ON ar.name = o.rule
+           WHERE NOT now_true @> jsonb_build_array(jsonb_build_object('rule', o.rule, 'pipeline', o.pipeline))
+  LOOP
+    DELETE FROM flink.alert o WHERE o.rule = a.rule AND o.pipeline = a.pipeline;
+    payload := jsonb_build_object('rule', a.rule, 'pipeline', a.pipeline, 'condition', a.condition,
+                                  'event', 'resolved', 'at', clock_timestamp(), 'detail', a.detail,
+                                  'fired_at', a.fired_at);
+    INSERT INTO flink.alert_event (rule, pipeline, condition, event, detail, suppressed, webhook_status, webhook_next_at)
+      VALUES (a.rule, a.pipeline, a.condition, 'resolved', a.detail || jsonb_build_object('fired_at', a.fired_at),
+              a.suppressed, CASE WHEN a.webhook_url IS NOT NULL AND NOT a.suppressed THEN 'pending' END, now());
+    IF NOT a.suppressed THEN
+      PERFORM pg_notify('flink_alert', payload::text);
+    END IF;
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$fn$;
+
+-- Webhook deliveries due now (the worker POSTs them and reports with webhook_result).
+CREATE FUNCTION flink_internal.webhooks_due(max_rows integer)
+RETURNS TABLE (id bigint, url text, headers jsonb, payload jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT e.id, r.webhook_url, COALESCE(s.headers, '{}'::jsonb),
+         jsonb_build_object('rule', e.rule, 'pipeline', e.pipeline, 'condition', e.condition,
+                            'event', e.event, 'at', e.at, 'detail', e.detail)
+  FROM flink.alert_event e
+  JOIN flink.alert_rule r ON r.name = e.rule AND r.webhook_url IS NOT NULL
+  LEFT JOIN flink.alert_rule_secret s ON s.rule = e.rule
+  WHERE e.webhook_status = 'pending' AND e.webhook_next_at <= now()
+  ORDER BY e.webhook_next_at, e.id
+  LIMIT max_rows
+$fn$;
+
+-- A delivery attempt's outcome: delivered, or retried with backoff (1, 2, 4, 8 s) until
+-- max_attempts, then failed. A rule dropped meanwhile leaves its pending events failed.
+CREATE FUNCTION flink_internal.webhook_result(event_id bigint, ok boolean, error text, max_attempts integer)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $fn$
+  UPDATE flink.alert_event e
+     SET webhook_attempts = e.webhook_attempts + 1,
+         webhook_status = CASE WHEN ok THEN 'delivered'
+                               WHEN e.webhook_attempts + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
+         webhook_error = CASE WHEN ok THEN NULL ELSE left(error, 1000) END,
+         webhook_next_at = CASE WHEN ok OR e.webhook_attempts + 1 >= max_attempts THEN NULL
+                                ELSE now() + make_interval(secs => power(2, e.webhook_attempts)) END
+   WHERE e.id = event_id AND e.webhook_status = 'pending'
+$fn$;
+
+-- ------------------------------------------------------------------------------------------
+-- Dead letters: records a pipeline could not decode (options.on_bad_record = 'dead_letter')
+-- are written by its job, raw, to the Kafka topic <pipeline>.dead_letters, with headers
+-- pg_flink.topic / .partition / .offset / .timestamp / .error. Replays are recorded here.
+-- ------------------------------------------------------------------------------------------
+CREATE TABLE flink.dead_letter_replay (
+  pipeline              text NOT NULL REFERENCES flink.pipeline (name) ON DELETE CASCADE,
+  dead_letter_partition integer NOT NULL,
+  dead_letter_offset    bigint NOT NULL,
+  replayed_at           timestamptz NOT NULL DEFAULT now(),
+  replayed_by           text NOT NULL DEFAULT current_user,
+  changed               boolean NOT NULL,
+  PRIMARY KEY (pipeline, dead_letter_partition, dead_letter_offset)
+);
+COMMENT ON TABLE flink.dead_letter_replay IS 'Dead letters replayed by flink.replay_dead_letters.';
+SELECT pg_catalog.pg_extension_config_dump('flink.dead_letter_replay', '');
+
+-- The foreign table over a pipeline's dead-letter topic (made on first use, in flink_internal,
+-- dropped with the pipeline): the Kafka datasource is the pipeline's first Kafka source.
+CREATE FUNCTION flink_internal.dead_letter_table(pipeline text)
+RETURNS regclass
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p flink.pipeline;
+  ds text;
+  srv text;
+  tbl text := format('flink_internal.%I', left(pipeline, 50) || '.dead_letters');
+  rel regclass;
+BEGIN
+  SELECT * INTO p FROM flink.pipeline x WHERE x.name = dead_letter_table.pipeline;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'pipeline "%" does not exist', pipeline
+      USING ERRCODE = 'undefined_object', HINT = 'See flink.pipelines for the stored pipelines.';
+  END IF;
+  rel := to_regclass(tbl);
+  IF rel IS NOT NULL AND EXISTS (SELECT 1 FROM flink.result_table r WHERE r.pipeline = p.name AND r.relid = rel) THEN
+    RETURN rel;
+  END IF;
+  IF COALESCE(p.options->>'on_bad_record', 'fail') <> 'dead_letter' THEN
+    RAISE EXCEPTION 'pipeline "%" does not keep dead letters (options.on_bad_record is %)', p.name,
+      COALESCE(p.options->>'on_bad_record', 'fail')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Create the pipeline with options {"on_bad_record": "dead_letter"} (then flink.restart) to route records it cannot decode to <pipeline>.dead_letters.';
+  END IF;
+  SELECT d.name INTO ds FROM unnest(ARRAY[p.params->'source'->>'datasource', p.params->'left'->>'datasource',
+                                           p.params->'right'->>'datasource']) WITH ORDINALITY AS c(name, o)
+    JOIN flink.datasource d ON d.name = c.name AND d.kind = 'kafka' ORDER BY c.o LIMIT 1;
+  IF ds IS NULL THEN
+    RAISE EXCEPTION 'pipeline "%" has no Kafka source', p.name
+      USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Dead letters are kept for Kafka JSON sources.';
+  END IF;
+  srv := 'pg_flink_' || ds;
+  IF NOT EXISTS (SELECT 1 FROM pg_foreign_server s WHERE s.srvname = srv) THEN
+    EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (datasource %L)', srv, ds);
+  END IF;
+  IF rel IS NOT NULL THEN
+    RAISE EXCEPTION 'relation % exists and was not made by pg_flink for pipeline "%"', tbl, p.name
+      USING ERRCODE = 'duplicate_table', HINT = 'Rename or drop it.';
+  END IF;
+  EXECUTE format('CREATE FOREIGN TABLE %s (_partition integer, _offset bigint, _timestamp timestamptz, _key bytea, '
+                 '_value bytea, _headers jsonb) SERVER %I OPTIONS (topic %L, format %L)',
+                 tbl, srv, p.name || '.dead_letters', 'text');
+  rel := to_regclass(tbl);
+  INSERT INTO flink.result_table VALUES (p.name, rel) ON CONFLICT DO NOTHING;
+  RETURN rel;
+END
+$fn$;
+
+CREATE FUNCTION flink.dead_letters(pipeline text)
+RETURNS TABLE (source_datasource text, source_topic text, source_partition integer, source_offset bigint,
+               source_timestamp timestamptz, error text, key bytea, value bytea, value_text text,
+               dead_letter_partition integer, dead_letter_offset bigint, replayed_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  rel regclass := flink_internal.dead_letter_table(pipeline);
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = rel) THEN
+    RETURN;
+  END IF;
+  RETURN QUERY EXECUTE format(
+    'SELECT d._headers->>''pg_flink.datasource'', d._headers->>''pg_flink.topic'', (d._headers->>''pg_flink.partition'')::integer, '
+    '       (d._headers->>''pg_flink.offset'')::bigint, d._timestamp, d._headers->>''pg_flink.error'', d._key, d._value, '
+    '       CASE WHEN d._value IS NOT NULL THEN convert_from(d._value, ''UTF8'') END, '
+    '       d._partition, d._offset, r.replayed_at '
+    'FROM %s d LEFT JOIN flink.dead_letter_replay r ON r.pipeline = $1 AND r.dead_letter_partition = d._partition '
+    '  AND r.dead_letter_offset = d._offset '
+    'ORDER BY d._partition, d._offset', rel) USING pipeline;
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+  RAISE EXCEPTION 'pipeline "%": a dead letter''s value is not UTF-8 text', pipeline
+    USING ERRCODE = 'character_not_in_repertoire',
+          HINT = 'Read the raw bytes: SELECT value FROM flink.dead_letters(…) is bytea; value_text needs UTF-8.';
+END
+$fn$;
+COMMENT ON FUNCTION flink.dead_letters(text) IS
+  'Records the pipeline could not decode (options.on_bad_record = dead_letter): where they came from, why, their raw key and value, and when they were replayed.';
+
+-- Re-produces dead letters to their source topics (in the Kafka transaction of this
+-- transaction: rolled back, nothing is produced). With a position, only that dead letter, with
+-- its value replaced by `value` when given; without, every one not replayed yet, unchanged.
+CREATE FUNCTION flink.replay_dead_letters(pipeline text, dead_letter_partition integer DEFAULT NULL,
+                                          dead_letter_offset bigint DEFAULT NULL, value text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  d record;
+  tbl text;
+  srv text;
+  n bigint := 0;
+BEGIN
+  IF (dead_letter_partition IS NULL) <> (dead_letter_offset IS NULL) THEN
+    RAISE EXCEPTION 'pipeline "%": give both dead_letter_partition and dead_letter_offset, or neither', pipeline
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'See flink.dead_letters(pipeline) for the positions.';
+  END IF;
+  IF value IS NOT NULL AND dead_letter_partition IS NULL THEN
+    RAISE EXCEPTION 'pipeline "%": a replacement value needs the position of one dead letter', pipeline
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass dead_letter_partition and dead_letter_offset.';
+  END IF;
+  FOR d IN SELECT * FROM flink.dead_letters(pipeline) x
+           WHERE CASE WHEN replay_dead_letters.dead_letter_partition IS NULL THEN x.replayed_at IS NULL
+                      ELSE x.dead_letter_partition = replay_dead_letters.dead_letter_partition
+                           AND x.dead_letter_offset = replay_dead_letters.dead_letter_offset END
+  LOOP
+    IF d.source_topic IS NULL OR d.source_datasource IS NULL THEN
+      CONTINUE;
+    END IF;
+    -- A writer for the source topic (made once, dropped with the pipeline).
+    tbl := format('flink_internal.%I', 'replay_' || left(md5(pipeline || '/' || d.source_datasource || '/' || d.source_topic), 20));
+    IF to_regclass(tbl) IS NULL THEN
+      srv := 'pg_flink_' || d.source_datasource;
+      IF NOT EXISTS (SELECT 1 FROM pg_foreign_server s WHERE s.srvname = srv) THEN
+        EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER pg_flink_kafka OPTIONS (datasource %L)', srv, d.source_datasource);
+      END IF;
+      EXECUTE format('CREATE FOREIGN TABLE %s (_key bytea, _value bytea, _headers jsonb) SERVER %I OPTIONS (topic %L, format %L)',
+                     tbl, srv, d.source_topic, 'text');
+      INSERT INTO flink.result_table VALUES (pipeline, to_regclass(tbl)) ON CONFLICT DO NOTHING;
+    END IF;
+    EXECUTE format('INSERT INTO %s (_key, _value, _headers) VALUES ($1, $2, $3)', tbl)
+      USING d.key, CASE WHEN replay_dead_letters.value IS NOT NULL THEN convert_to(replay_dead_letters.value, 'UTF8') ELSE d.value END,
+            jsonb_build_object('pg_flink.replay_of', format('%s/%s/%s', pipeline, d.dead_letter_partition, d.dead_letter_offset));
+    INSERT INTO flink.dead_letter_replay (pipeline, dead_letter_partition, dead_letter_offset, changed)
+      VALUES (pipeline, d.dead_letter_partition, d.dead_letter_offset, replay_dead_letters.value IS NOT NULL)
+      ON CONFLICT ON CONSTRAINT dead_letter_replay_pkey
+      DO UPDATE SET replayed_at = now(), replayed_by = current_user, changed = EXCLUDED.changed;
+    n := n + 1;
+  END LOOP;
+  IF n = 0 AND dead_letter_partition IS NOT NULL THEN
+    RAISE EXCEPTION 'pipeline "%" has no dead letter at partition % offset %', pipeline, dead_letter_partition, dead_letter_offset
+      USING ERRCODE = 'undefined_object', HINT = 'See flink.dead_letters(pipeline) for the positions.';
+  END IF;
+  RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION flink.replay_dead_letters(text, integer, bigint, text) IS
+  'Re-produces dead letters to their source topics, in this transaction: all not yet replayed, or one (optionally with a fixed value).';
+
+-- ------------------------------------------------------------------------------------------
+-- Privileges
+-- ------------------------------------------------------------------------------------------
+REVOKE ALL ON flink.pipeline_metric, flink.pipeline_metric_history, flink.alert_rule, flink.alert_rule_secret,
+  flink.alert, flink.alert_event, flink.dead_letter_replay FROM PUBLIC;
+REVOKE ALL ON FUNCTION flink.create_alert(text, text, text, double precision, interval, text, jsonb, interval),
+  flink.drop_alert(text, boolean), flink_internal.record_metrics(jsonb, interval),
+  flink_internal.alert_conditions(), flink_internal.evaluate_alerts(), flink_internal.webhooks_due(integer),
+  flink_internal.webhook_result(bigint, boolean, text, integer), flink_internal.dead_letter_table(text),
+  flink.dead_letters(text), flink.replay_dead_letters(text, integer, bigint, text) FROM PUBLIC;
+GRANT SELECT ON flink.pipeline_metrics, flink.pipeline_metrics_history, flink.alert_rules, flink.alerts,
+  flink.alert_history TO flink_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON flink.alert_rule, flink.alert_rule_secret, flink.alert,
+  flink.dead_letter_replay TO flink_admin;
+GRANT EXECUTE ON FUNCTION flink.create_alert(text, text, text, double precision, interval, text, jsonb, interval),
+  flink.drop_alert(text, boolean), flink.dead_letters(text), flink.replay_dead_letters(text, integer, bigint, text)
+  TO flink_admin;
