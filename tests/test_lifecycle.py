@@ -338,6 +338,23 @@ def test_restoring_a_database_over_itself_adopts_its_running_job():
         assert set(seen) == {(jid,)}, f"live jobs of {name} during the restore: {sorted(set(seen))}"
 
 
+def test_dropping_a_database_restored_over_itself_cancels_the_job_it_adopted():
+    """The adopted job still carries the oid of the database it was submitted from; dropping the
+    restored one must stop it all the same (found by hand: it was left running)."""
+    with scratch_database() as dbname:
+        with pg_connect(dbname) as c:
+            name = new_pipeline(c)
+            start_committed(c, name)
+            jid = wait_running(c, name)["flink_job_id"]
+        restore_in_place(dbname)
+        with pg_connect(dbname) as c:
+            wait_status(c, name, lambda s: s["actual"] == "RUNNING" and s["flink_job_id"] == jid,
+                        "adopts its job again", timeout=30)
+        drop_database(dbname, force=False, if_exists=False)
+        wait_not_live(name, jid, timeout=30)
+        assert flink_job_state(jid) in FLINK_TERMINAL
+
+
 # ------------------------------------------------------------------------------------------------
 # 5. drop_cluster while pipelines use the cluster
 # ------------------------------------------------------------------------------------------------

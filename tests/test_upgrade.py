@@ -1,4 +1,5 @@
-"""Upgrades (issue #17, docs/upgrades.md): a database created on the released 0.1.0 schema, with
+"""Upgrades (issues #17, #16, docs/upgrades.md): a database created on a released schema (0.1.0, and
+again 0.2.0), with
 what a real user has (a cluster, datasources with secrets, pipelines with jobs running in the
 real Flink, Kafka and Elasticsearch foreign tables, results tables, roles), is served by the
 current library, then updated with ALTER EXTENSION pg_flink UPDATE while its jobs keep running.
@@ -6,12 +7,12 @@ current library, then updated with ALTER EXTENSION pg_flink UPDATE while its job
 Checked: on the old schema the worker says once that the database needs the update and stays
 quiet; after the update every catalog row is still there, no job was resubmitted or duplicated
 (pg_flink's job rows and Flink's /jobs/overview), the foreign and results tables answer, grants
-survive, a feature of the new version works with the worker (a manual savepoint), and the
+survive, features of the new versions work with the worker (a manual savepoint, metrics), and the
 upgraded schema equals a fresh install of the new version (a description of everything the
 extension owns, built from the catalogs: DESCRIBE_SQL, also run by scripts/schema-diff.sh).
 
 Runs on the stack's one Postgres with the current library installed together with the frozen
-sql/pg_flink--0.1.0.sql (scripts/stack.sh installs both). At most two jobs run at a time.
+sql/pg_flink--0.1.0.sql and sql/pg_flink--0.2.0.sql (scripts/stack.sh installs them). At most two jobs run at a time.
 """
 import contextlib
 import difflib
@@ -39,7 +40,8 @@ from lifecycle_invariants import (  # noqa: E402
 from test_es_fdw import bulk, make_index  # noqa: E402
 from test_kafka_fdw import produce  # noqa: E402
 
-OLD = "0.1.0"  # the released version the upgrade starts from (sql/pg_flink--0.1.0.sql)
+# The released versions an upgrade starts from (sql/pg_flink--X.sql); each gets its own world.
+RELEASED = ["0.1.0", "0.2.0"]
 PHRASE = "ALTER EXTENSION pg_flink UPDATE"  # what the worker's message on an old schema says to run
 ES = ENV["PG_FLINK_ES_URL"]
 KAFKA_DS, ES_DS = "upg_kafka", "upg_es"
@@ -351,8 +353,8 @@ def wait_count(c, table, want, timeout=120):
 # ------------------------------------------------------------------------------------------------
 def build_old_database(c, w):
     """What a real user has, through the 0.1.0 API."""
-    c.execute(f"CREATE EXTENSION pg_flink VERSION '{OLD}'")
-    assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_flink'").fetchone()[0] == OLD
+    c.execute(f"CREATE EXTENSION pg_flink VERSION '{w.old}'")
+    assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_flink'").fetchone()[0] == w.old
     w.prefix = database_prefix(c)
 
     register(c, "local", KAFKA_DS)  # the stack's Flink cluster and Kafka
@@ -426,10 +428,11 @@ def settle(c, w):
     holds_for(f"results tables stay at {first}", lambda: counts(c, w.results), must=lambda v: v == first, duration=3)
 
 
-@pytest.fixture(scope="module")
-def world():
-    """A database on 0.1.0 with a user's things; 'before' recorded, updated, 'after' recorded."""
-    w = types.SimpleNamespace(tag=f"upg_{uuid.uuid4().hex[:10]}", pipelines=[], topics=[], indexes=[], roles=[])
+@pytest.fixture(scope="module", params=RELEASED)
+def world(request):
+    """A database on a released version with a user's things; 'before' recorded, updated, 'after' recorded."""
+    w = types.SimpleNamespace(tag=f"upg_{uuid.uuid4().hex[:10]}", pipelines=[], topics=[], indexes=[], roles=[],
+                              old=request.param)
     w.db = f"pgflink_{w.tag}"
     w.fresh_db = f"pgflink_fresh_{w.tag}"
     w.prefix = None
@@ -452,7 +455,7 @@ def world():
 
             w.default_version = c.execute("SELECT default_version FROM pg_available_extensions"
                                           " WHERE name = 'pg_flink'").fetchone()[0]
-            assert w.default_version != OLD, f"the installed default version is still {OLD}: install the new one first"
+            assert w.default_version != w.old, f"the installed default version is still {w.old}: install the new one first"
             w.update_from = w.log.mark()
             c.execute("SET lock_timeout = '30s'")  # an ALTER stuck behind the worker fails, naming the lock
             t = time.monotonic()
@@ -528,7 +531,7 @@ def test_on_the_old_schema_the_worker_says_once_to_update_and_stays_quiet(world)
 
 
 def test_update_goes_to_the_default_version(world):
-    assert world.version == world.default_version != OLD
+    assert world.version == world.default_version != world.old
     assert world.update_s < 30, f"ALTER EXTENSION took {world.update_s:.1f} s"
 
 
@@ -573,7 +576,7 @@ def test_the_upgraded_schema_equals_a_fresh_install(world):
         assert fresh.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_flink'").fetchone()[0] == world.version
         a, b = describe(upgraded), describe(fresh)
         assert any(l.startswith("function flink.savepoint(") for l in b)  # the description sees 0.2.0's objects
-        diff = schema_diff(a, b, f"upgraded from {OLD} ({world.db})", f"fresh {world.version} ({world.fresh_db})")
+        diff = schema_diff(a, b, f"upgraded from {world.old} ({world.db})", f"fresh {world.version} ({world.fresh_db})")
         assert not diff, "the upgraded schema differs from a fresh install:\n" + diff
         roles = upgraded.execute(ROLES_SQL).fetchall()
         assert roles == [("flink_admin", False, False, ["flink_reader"]), ("flink_reader", False, False, [])]
@@ -587,6 +590,17 @@ def test_after_the_update_the_worker_is_quiet(world):
     assert again == [], f"still asked for {PHRASE!r} after the update:\n" + "\n".join(again[:20])
     noisy = [l for l in world.log.lines() if pid_of(l) in pids and re.search(r" (WARNING|ERROR|FATAL|PANIC): ", l)]
     assert noisy == [], "the database's worker complained:\n" + "\n".join(noisy[:20])
+
+
+def test_metrics_are_sampled_on_the_upgraded_database(world):
+    """0.3.0: the worker samples the running jobs once the schema has its metrics tables."""
+    with pg_connect(world.db) as c:
+        running = {r[0] for r in c.execute("SELECT pipeline FROM flink.pipeline_status WHERE actual = 'RUNNING'").fetchall()}
+        assert running, "no running pipeline to sample"
+        got = wait_for("every running pipeline in flink.pipeline_metrics (seen: sampled pipelines)",
+                       lambda: {r[0] for r in c.execute("SELECT pipeline FROM flink.pipeline_metrics").fetchall()},
+                       until=lambda v: running <= v, timeout=60, interval=1)
+        assert running <= got
 
 
 def test_a_new_feature_works_on_the_upgraded_database(world):

@@ -173,8 +173,12 @@ fn scan(
             continue;
         }
         if !dbs.iter().any(|d| d.name == e.name) {
+            // Any oid: a job the database adopted from an earlier one of the same name (restored
+            // in place) still carries that one's oid. None of a database that exists (renamed).
             let n = stop_all_jobs(rt, &e, |j| {
-                j.system_identifier == sysid && j.database_oid == e.oid && j.database == e.name
+                j.system_identifier == sysid
+                    && j.database == e.name
+                    && !dbs.iter().any(|d| d.oid == j.database_oid)
             });
             log!(
                 "pg_flink launcher: database \"{}\" (oid {}) was dropped; cancelled {n} of its jobs",
