@@ -197,3 +197,70 @@ impl Ctx<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::script::split_statements;
+    use crate::pipeline::testing::{catalog, render_example, shape};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn pipeline(name: &str, col: &str, value: &str, topic: &str, mode: &str) -> Value {
+        json!({
+            "name": name,
+            "template": "filter_alert",
+            "params": {
+                "source": {"datasource": "kafka_local", "object": topic,
+                           "columns": [{"name": col, "type": "STRING"}, {"name": "n", "type": "BIGINT"}]},
+                "conditions": [{"column": col, "op": "=", "value": value}],
+                "sink": {"datasource": "kafka_local", "object": "alerts"}
+            },
+            "options": {"on_bad_record": mode}
+        })
+    }
+
+    #[test]
+    fn dead_letter_makes_one_statement_set_job_and_skip_only_sets_the_option() {
+        let cat = catalog(false);
+        let dead = render_example(&pipeline("p", "c", "v", "t", "dead_letter"), &cat).unwrap();
+        let stmts = split_statements(&dead);
+        let last = stmts.last().unwrap();
+        assert!(last.starts_with("EXECUTE STATEMENT SET\nBEGIN\nINSERT INTO `sink`"), "{last}");
+        assert!(last.contains("INSERT INTO `pg_flink_dead_letters`") && last.ends_with("END"));
+        assert_eq!(stmts.iter().filter(|s| s.contains("INSERT INTO")).count(), 1);
+        assert!(dead.contains("'topic' = 'p.dead_letters'"));
+        let skip = render_example(&pipeline("p", "c", "v", "t", "skip"), &cat).unwrap();
+        assert!(skip.contains("'json.ignore-parse-errors' = 'true'"));
+        assert!(!skip.contains("STATEMENT SET") && !skip.contains("dead_letters"));
+        let fail = render_example(&pipeline("p", "c", "v", "t", "fail"), &cat).unwrap();
+        assert!(!fail.contains("ignore-parse-errors"));
+    }
+
+    proptest! {
+        // Fixed seed and budget: CI runs the same 512 cases every time.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xdead_1e77),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Names, values and topics that try to break out of their positions change no
+        /// statement boundary and no token outside quotes of the dead-letter rendering.
+        #[test]
+        fn no_name_or_value_escapes_the_dead_letter_rendering(
+            name in "[^\\p{Cc}]{1,24}",
+            col in "[^\\p{Cc}]{1,24}",
+            value in "[^\\x00]{0,40}",
+            topic in "[A-Za-z0-9._-]{1,30}",
+        ) {
+            prop_assume!(!col.eq_ignore_ascii_case("n"));
+            let cat = catalog(false);
+            let benign = render_example(&pipeline("p", "c", "v", "t", "dead_letter"), &cat).unwrap();
+            let fuzzed = render_example(&pipeline(&name, &col, &value, &topic, "dead_letter"), &cat).unwrap();
+            prop_assert_eq!(shape(&fuzzed), shape(&benign));
+            prop_assert_eq!(split_statements(&fuzzed).len(), split_statements(&benign).len());
+        }
+    }
+}
