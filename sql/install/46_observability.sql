@@ -374,7 +374,9 @@ AS $fn$
     SELECT r.name AS rule, r.condition, r.threshold, r."window", p.name AS pipeline,
            COALESCE(ps.desired, 'stopped') AS desired, ps.requested_at, j.id AS job_id, j.state,
            j.flink_job_id, j.started_at, j.last_checkpoint_at AS job_checkpoint_at, j.last_error,
-           CASE WHEN m.flink_job_id IS NOT DISTINCT FROM j.flink_job_id AND j.state = 'RUNNING' THEN m END AS m
+           CASE WHEN m.flink_job_id IS NOT DISTINCT FROM j.flink_job_id AND j.state = 'RUNNING' THEN m END AS m,
+           -- The job's counters whatever its state (a crash-looping job is mostly RESTARTING).
+           CASE WHEN m.flink_job_id = j.flink_job_id THEN m END AS mj
     FROM flink.alert_rule r
     JOIN flink.pipeline p ON p.name = r.pipeline OR p.name LIKE r.pipeline
     LEFT JOIN flink.pipeline_state ps ON ps.pipeline = p.name
@@ -399,10 +401,10 @@ AS $fn$
     AND rp.state IN ('FAILED', 'SUBMIT_FAILED', 'FAILING')
   UNION ALL
   SELECT b.rule, b.pipeline, b.condition,
-         jsonb_build_object('restarts', (b.m).restarts - COALESCE((b.b).restarts, 0), 'window', b."window"::text,
+         jsonb_build_object('restarts', (b.mj).restarts - COALESCE((b.b).restarts, 0), 'window', b."window"::text,
                             'threshold', b.threshold, 'state', b.state, 'error', left(b.last_error, 500))
-  FROM base b WHERE b.condition = 'restarting' AND b.desired = 'running' AND (b.m).restarts IS NOT NULL
-    AND (b.m).restarts - COALESCE((b.b).restarts, 0) > b.threshold
+  FROM base b WHERE b.condition = 'restarting' AND b.desired = 'running' AND (b.mj).restarts IS NOT NULL
+    AND (b.mj).restarts - COALESCE((b.b).restarts, 0) > b.threshold
   UNION ALL
   SELECT rp.rule, rp.pipeline, rp.condition,
          jsonb_build_object('last_checkpoint_at', COALESCE((rp.m).last_checkpoint_at, rp.job_checkpoint_at),
@@ -431,10 +433,19 @@ AS $fn$
              ELSE rp.state IS NOT NULL AND rp.state NOT IN ('STOPPED', 'CANCELED', 'FINISHED', 'LOST', 'DETACHED', 'SUBMIT_FAILED', 'FAILED') END
   UNION ALL
   SELECT b.rule, b.pipeline, b.condition,
-         jsonb_build_object('dead_letters', (b.m).dead_letters - COALESCE((b.b).dead_letters, 0),
+         jsonb_build_object('dead_letters', (b.mj).dead_letters - COALESCE((b.b).dead_letters, 0),
                             'window', b."window"::text, 'threshold', b.threshold)
-  FROM base b WHERE b.condition = 'dead_letters' AND (b.m).dead_letters IS NOT NULL
-    AND (b.m).dead_letters - COALESCE((b.b).dead_letters, 0) > b.threshold
+  FROM base b WHERE b.condition = 'dead_letters' AND (b.mj).dead_letters IS NOT NULL
+    AND (b.mj).dead_letters - COALESCE((b.b).dead_letters, 0) > b.threshold
+$fn$;
+
+-- The JSON of an alert event: the NOTIFY payload and the webhook body are the same.
+CREATE FUNCTION flink_internal.alert_payload(e flink.alert_event)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT jsonb_build_object('rule', e.rule, 'pipeline', e.pipeline, 'condition', e.condition,
+                            'event', e.event, 'at', e.at, 'detail', e.detail)
 $fn$;
 
 -- Fires alerts whose condition holds (once per rule and pipeline), resolves those whose
@@ -448,7 +459,7 @@ DECLARE
   a record;
   r flink.alert_rule;
   quiet boolean;
-  payload jsonb;
+  ev flink.alert_event;
   now_true jsonb;
   n integer := 0;
 BEGIN
@@ -464,13 +475,12 @@ BEGIN
                        AND e.event = 'fired' AND e.at > now() - r.rate_limit);
     INSERT INTO flink.alert (rule, pipeline, detail, suppressed) VALUES (c.rule, c.pipeline, c.detail, quiet)
       ON CONFLICT DO NOTHING;
-    payload := jsonb_build_object('rule', c.rule, 'pipeline', c.pipeline, 'condition', c.condition,
-                                  'event', 'fired', 'at', clock_timestamp(), 'detail', c.detail);
     INSERT INTO flink.alert_event (rule, pipeline, condition, event, detail, suppressed, webhook_status, webhook_next_at)
       VALUES (c.rule, c.pipeline, c.condition, 'fired', c.detail, quiet,
-              CASE WHEN r.webhook_url IS NOT NULL AND NOT quiet THEN 'pending' END, now());
+              CASE WHEN r.webhook_url IS NOT NULL AND NOT quiet THEN 'pending' END, now())
+      RETURNING * INTO ev;
     IF NOT quiet THEN
-      PERFORM pg_notify('flink_alert', payload::text);
+      PERFORM pg_notify('flink_alert', flink_internal.alert_payload(ev)::text);
     END IF;
     n := n + 1;
   END LOOP;
@@ -478,14 +488,12 @@ BEGIN
            WHERE NOT now_true @> jsonb_build_array(jsonb_build_object('rule', o.rule, 'pipeline', o.pipeline))
   LOOP
     DELETE FROM flink.alert o WHERE o.rule = a.rule AND o.pipeline = a.pipeline;
-    payload := jsonb_build_object('rule', a.rule, 'pipeline', a.pipeline, 'condition', a.condition,
-                                  'event', 'resolved', 'at', clock_timestamp(), 'detail', a.detail,
-                                  'fired_at', a.fired_at);
     INSERT INTO flink.alert_event (rule, pipeline, condition, event, detail, suppressed, webhook_status, webhook_next_at)
       VALUES (a.rule, a.pipeline, a.condition, 'resolved', a.detail || jsonb_build_object('fired_at', a.fired_at),
-              a.suppressed, CASE WHEN a.webhook_url IS NOT NULL AND NOT a.suppressed THEN 'pending' END, now());
+              a.suppressed, CASE WHEN a.webhook_url IS NOT NULL AND NOT a.suppressed THEN 'pending' END, now())
+      RETURNING * INTO ev;
     IF NOT a.suppressed THEN
-      PERFORM pg_notify('flink_alert', payload::text);
+      PERFORM pg_notify('flink_alert', flink_internal.alert_payload(ev)::text);
     END IF;
     n := n + 1;
   END LOOP;
@@ -498,9 +506,7 @@ CREATE FUNCTION flink_internal.webhooks_due(max_rows integer)
 RETURNS TABLE (id bigint, url text, headers jsonb, payload jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT e.id, r.webhook_url, COALESCE(s.headers, '{}'::jsonb),
-         jsonb_build_object('rule', e.rule, 'pipeline', e.pipeline, 'condition', e.condition,
-                            'event', e.event, 'at', e.at, 'detail', e.detail)
+  SELECT e.id, r.webhook_url, COALESCE(s.headers, '{}'::jsonb), flink_internal.alert_payload(e)
   FROM flink.alert_event e
   JOIN flink.alert_rule r ON r.name = e.rule AND r.webhook_url IS NOT NULL
   LEFT JOIN flink.alert_rule_secret s ON s.rule = e.rule
@@ -693,7 +699,7 @@ REVOKE ALL ON flink.pipeline_metric, flink.pipeline_metric_history, flink.alert_
   flink.alert, flink.alert_event, flink.dead_letter_replay FROM PUBLIC;
 REVOKE ALL ON FUNCTION flink.create_alert(text, text, text, double precision, interval, text, jsonb, interval),
   flink.drop_alert(text, boolean), flink_internal.record_metrics(jsonb, interval),
-  flink_internal.alert_conditions(), flink_internal.evaluate_alerts(), flink_internal.webhooks_due(integer),
+  flink_internal.alert_conditions(), flink_internal.evaluate_alerts(), flink_internal.alert_payload(flink.alert_event), flink_internal.webhooks_due(integer),
   flink_internal.webhook_result(bigint, boolean, text, integer), flink_internal.dead_letter_table(text),
   flink.dead_letters(text), flink.replay_dead_letters(text, integer, bigint, text) FROM PUBLIC;
 GRANT SELECT ON flink.pipeline_metrics, flink.pipeline_metrics_history, flink.alert_rules, flink.alerts,

@@ -16,6 +16,7 @@ use crate::gucs;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -42,7 +43,8 @@ struct Target {
 type Sampled = Vec<(Target, Result<JobSample, String>)>;
 /// Outcomes of webhook POSTs, by alert event id.
 type Delivered = Vec<(i64, Result<(), String>)>;
-type Plans = BTreeMap<String, (MetricPlan, Instant)>;
+/// Per Flink job id: its metric plan and when it was made.
+type Plans = BTreeMap<String, (Arc<MetricPlan>, Instant)>;
 
 /// What the worker keeps between ticks for observation.
 #[derive(Default)]
@@ -71,13 +73,15 @@ fn spawn<T: Send + 'static>(
     }
 }
 
-/// The jobs to sample this round: running pipelines' running jobs.
+/// The jobs to sample this round: running and restarting jobs.
 fn targets(snap: &Snapshot) -> Vec<Target> {
     snap.pipelines
         .values()
         .filter_map(|p| {
             let job = p.job.as_ref()?;
-            if job.state != JobState::Running {
+            // A crash-looping job is RESTARTING most of the time: its restart count is what
+            // the restarting alert needs.
+            if !matches!(job.state, JobState::Running | JobState::Restarting) {
                 return None;
             }
             Some(Target {
@@ -95,7 +99,7 @@ async fn sample_all(
     mut plans: Plans,
     limits: HttpLimits,
 ) -> (Sampled, Plans) {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(ROUND_CONCURRENCY));
+    let gate = Arc::new(tokio::sync::Semaphore::new(ROUND_CONCURRENCY));
     let mut clients: BTreeMap<String, JobManager> = BTreeMap::new();
     let mut asks = tokio::task::JoinSet::new();
     let mut out = Vec::with_capacity(targets.len());
@@ -119,30 +123,25 @@ async fn sample_all(
             .filter(|(p, at)| {
                 p.vertices.iter().any(|v| v.picked()) || at.elapsed() < EMPTY_PLAN_TTL
             })
-            .cloned();
+            .map(|(p, at)| (p.clone(), *at));
         let gate = gate.clone();
         asks.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let plan = match plan {
-                Some(p) => Ok((p.0, p.1, false)),
-                None => jm
-                    .metric_plan(&t.jid, Some(DEAD_LETTER_SINK))
-                    .await
-                    .map(|p| (p, Instant::now(), true)),
+            let (plan, at) = match plan {
+                Some(p) => p,
+                None => match jm.metric_plan(&t.jid, Some(DEAD_LETTER_SINK)).await {
+                    Ok(p) => (Arc::new(p), Instant::now()),
+                    Err(e) => return (t, Err(e.to_string()), None),
+                },
             };
-            match plan {
-                Ok((plan, at, fresh)) => {
-                    let got = jm.sample(&t.jid, &plan).await.map_err(|e| e.to_string());
-                    (t, got, fresh.then_some((plan, at)))
-                }
-                Err(e) => (t, Err(e.to_string()), None),
-            }
+            let got = jm.sample(&t.jid, &plan).await.map_err(|e| e.to_string());
+            (t, got, Some((plan, at)))
         });
     }
     while let Some(done) = asks.join_next().await {
-        if let Ok((t, got, new_plan)) = done {
-            if let Some(p) = new_plan {
-                plans.insert(t.jid.clone(), p);
+        if let Ok((t, got, kept)) = done {
+            if let Some(k) = kept {
+                plans.insert(t.jid.clone(), k);
             }
             out.push((t, got));
         }

@@ -15,7 +15,8 @@ use serde_json::Value;
 pub struct JobSample {
     /// Records of the Kafka sources' partitions not read yet (sum).
     pub lag_records: Option<i64>,
-    /// 0 when nothing is pending; else how old (event time) the records being read are.
+    /// How far behind (event time) the records the sources emit are: Flink's
+    /// `currentEmitEventTimeLag`; 0 when nothing is pending and the sources are idle.
     pub lag_seconds: Option<f64>,
     pub records_in_per_second: Option<f64>,
     pub records_out_per_second: Option<f64>,
@@ -27,6 +28,8 @@ pub struct JobSample {
     pub restarts: Option<i64>,
     /// Records the job wrote to its dead-letter topic (since the job started).
     pub dead_letters: Option<i64>,
+    /// How long the least idle source subtask has emitted nothing (ms).
+    pub idle_ms: Option<f64>,
 }
 
 /// The metric ids to ask one vertex for.
@@ -35,6 +38,7 @@ pub struct VertexPlan {
     pub id: String,
     pending: Vec<String>,
     emit_lag: Vec<String>,
+    idle: Vec<String>,
     records_in: Vec<String>,
     records_out: Vec<String>,
     dead_letters: Vec<String>,
@@ -47,6 +51,9 @@ pub struct MetricPlan {
 }
 
 const BACKPRESSURE: &str = "backPressuredTimeMsPerSecond";
+
+/// A source that emitted nothing for this long (ms) is idle.
+const IDLE_MS: f64 = 1000.0;
 
 /// The operator part of an operator metric id (`Source__orders[1]` of
 /// `Source__orders[1].pendingRecords`) and the metric name.
@@ -81,6 +88,7 @@ impl VertexPlan {
             match name {
                 "pendingRecords" if source => plan.pending.push(m.clone()),
                 "currentEmitEventTimeLag" if source => plan.emit_lag.push(m.clone()),
+                "sourceIdleTime" if source => plan.idle.push(m.clone()),
                 "numRecordsOutPerSecond" if source => plan.records_in.push(m.clone()),
                 "numRecordsIn" if writer && dead => plan.dead_letters.push(m.clone()),
                 "numRecordsInPerSecond" if writer && !dead => plan.records_out.push(m.clone()),
@@ -108,6 +116,7 @@ impl VertexPlan {
         let mut ids: Vec<&str> = [
             &self.pending,
             &self.emit_lag,
+            &self.idle,
             &self.records_in,
             &self.records_out,
             &self.dead_letters,
@@ -121,8 +130,11 @@ impl VertexPlan {
     }
 }
 
-/// `[{id, sum, max}]` as (id → (sum, max)).
-fn aggregates(v: &Value) -> Vec<(String, Option<f64>, Option<f64>)> {
+/// One metric aggregated over subtasks: (id, sum, max, min).
+type Aggregate = (String, Option<f64>, Option<f64>, Option<f64>);
+
+/// `[{id, sum, max, min}]`.
+fn aggregates(v: &Value) -> Vec<Aggregate> {
     let num = |x: Option<&Value>| {
         x.and_then(|x| {
             x.as_f64()
@@ -135,7 +147,7 @@ fn aggregates(v: &Value) -> Vec<(String, Option<f64>, Option<f64>)> {
         .flatten()
         .filter_map(|m| {
             let id = m.get("id")?.as_str()?.to_string();
-            Some((id, num(m.get("sum")), num(m.get("max"))))
+            Some((id, num(m.get("sum")), num(m.get("max")), num(m.get("min"))))
         })
         .collect()
 }
@@ -151,7 +163,7 @@ impl JobSample {
     /// Folds one vertex's aggregated metrics into the sample.
     pub fn add_vertex(&mut self, plan: &VertexPlan, v: &Value) {
         let mut emit_lag_ms: Option<f64> = None;
-        for (id, sum, max) in aggregates(v) {
+        for (id, sum, max, min) in aggregates(v) {
             let is = |list: &Vec<String>| list.contains(&id);
             if id == BACKPRESSURE {
                 if let Some(m) = max {
@@ -161,6 +173,11 @@ impl JobSample {
             } else if is(&plan.pending) {
                 if let Some(s) = sum {
                     add(&mut self.lag_records, s.max(0.0) as i64);
+                }
+            } else if is(&plan.idle) {
+                // The least idle subtask: a source is idle only when all of it is.
+                if let Some(m) = min {
+                    self.idle_ms = Some(self.idle_ms.map_or(m, |i| i.min(m)));
                 }
             } else if is(&plan.emit_lag) {
                 if let Some(m) = max {
@@ -186,23 +203,14 @@ impl JobSample {
         }
     }
 
-    /// Caught up (nothing pending) is a lag of 0 s, whatever the last emitted record's age.
+    /// Caught up — nothing pending and the sources idle for a second — is a lag of 0 s,
+    /// whatever the age of the last record emitted (the gauge keeps it while idle). Records
+    /// already fetched into the sources' buffers are not pending, so without idleness the
+    /// emitted records' age is the lag.
     fn settle(&mut self) {
-        if self.lag_records == Some(0) {
+        if self.lag_records == Some(0) && self.idle_ms.is_some_and(|ms| ms >= IDLE_MS) {
             self.lag_seconds = Some(0.0);
-        } else if self.lag_records.is_none() {
-            self.lag_seconds = None;
         }
-    }
-
-    /// `GET /jobs/{id}/checkpoints`.
-    pub fn add_checkpoints(&mut self, v: &Value) {
-        self.checkpoints_completed = v.pointer("/counts/completed").and_then(Value::as_i64);
-        self.checkpoints_failed = v.pointer("/counts/failed").and_then(Value::as_i64);
-        self.last_checkpoint_ms = v
-            .pointer("/latest/completed/latest_ack_timestamp")
-            .and_then(Value::as_i64)
-            .filter(|t| *t > 0);
     }
 }
 
@@ -250,22 +258,85 @@ impl JobManager {
     /// One sample of a running job, by its plan.
     pub async fn sample(&self, jid: &str, plan: &MetricPlan) -> Result<JobSample, RestError> {
         let mut s = JobSample::default();
+        // A vertex whose tasks are not running (a job restarting) has no metrics to give; the
+        // job-level ones below still do.
         for v in &plan.vertices {
             let got = self
                 .ep
                 .get(&format!(
-                    "/jobs/{jid}/vertices/{}/subtasks/metrics?get={}&agg=sum,max",
+                    "/jobs/{jid}/vertices/{}/subtasks/metrics?get={}&agg=sum,max,min",
                     v.id,
                     query(&v.ids())
                 ))
-                .await?;
-            s.add_vertex(v, &got);
+                .await;
+            if let Ok(got) = got {
+                s.add_vertex(v, &got);
+            }
         }
         s.settle();
-        let cp = self.ep.get(&format!("/jobs/{jid}/checkpoints")).await?;
-        s.add_checkpoints(&cp);
-        s.restarts = self.restarts(jid).await?;
+        let job = self
+            .ep
+            .get(&format!("/jobs/{jid}/metrics?get={JOB_METRICS}"))
+            .await?;
+        s.add_job_metrics(&job);
+        // Checkpoints from the checkpoint statistics, which are current (the metrics the
+        // JobManager serves are refreshed only every 10 s); only the fields needed are decoded.
+        let cp: Checkpoints = self
+            .ep
+            .get_typed(&format!("/jobs/{jid}/checkpoints"))
+            .await?;
+        s.checkpoints_completed = Some(cp.counts.completed);
+        s.checkpoints_failed = Some(cp.counts.failed);
+        s.last_checkpoint_ms = cp
+            .latest
+            .and_then(|l| l.completed)
+            .map(|c| c.latest_ack_timestamp)
+            .filter(|t| *t > 0);
         Ok(s)
+    }
+}
+
+/// The parts of `GET /jobs/{id}/checkpoints` a sample uses.
+#[derive(serde::Deserialize)]
+struct Checkpoints {
+    counts: CheckpointCounts,
+    latest: Option<LatestCheckpoints>,
+}
+
+#[derive(serde::Deserialize)]
+struct CheckpointCounts {
+    completed: i64,
+    failed: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct LatestCheckpoints {
+    completed: Option<CompletedCheckpoint>,
+}
+
+#[derive(serde::Deserialize)]
+struct CompletedCheckpoint {
+    latest_ack_timestamp: i64,
+}
+
+/// The job-level metrics of one request.
+const JOB_METRICS: &str = "numRestarts";
+
+impl JobSample {
+    /// `GET /jobs/{id}/metrics?get=…`: `[{"id", "value"}]`, values as strings.
+    pub fn add_job_metrics(&mut self, v: &Value) {
+        for m in v.as_array().into_iter().flatten() {
+            let value = m.get("value").and_then(|x| {
+                x.as_i64()
+                    .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            });
+            match m.get("id").and_then(Value::as_str) {
+                Some("numRestarts") => self.restarts = value,
+                Some("numberOfCompletedCheckpoints") => self.checkpoints_completed = value,
+                Some("numberOfFailedCheckpoints") => self.checkpoints_failed = value,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -357,29 +428,37 @@ mod tests {
     }
 
     #[test]
-    fn caught_up_is_zero_lag_and_no_kafka_source_is_unknown() {
+    fn lag_is_the_emitted_records_age_until_the_sources_are_caught_up_and_idle() {
         let p = VertexPlan::select(
             "v",
             &ids(&[
                 "Source__a[1].pendingRecords",
                 "Source__a[1].currentEmitEventTimeLag",
+                "Source__a[1].sourceIdleTime",
             ]),
             None,
         );
-        let mut s = JobSample::default();
-        s.add_vertex(
-            &p,
-            &json!([
-                {"id": "Source__a[1].pendingRecords", "sum": 0.0, "max": 0.0},
-                {"id": "Source__a[1].currentEmitEventTimeLag", "max": 86400000.0}
-            ]),
-        );
-        s.settle();
-        assert_eq!((s.lag_records, s.lag_seconds), (Some(0), Some(0.0)));
-        let mut none = JobSample {
-            lag_seconds: Some(3.0),
-            ..Default::default()
+        let sample = |pending: f64, idle_min: f64| {
+            let mut s = JobSample::default();
+            s.add_vertex(
+                &p,
+                &json!([
+                    {"id": "Source__a[1].pendingRecords", "sum": pending, "max": pending},
+                    {"id": "Source__a[1].currentEmitEventTimeLag", "max": 29000.0, "min": 10.0},
+                    {"id": "Source__a[1].sourceIdleTime", "min": idle_min, "max": 90000.0}
+                ]),
+            );
+            s.settle();
+            (s.lag_records, s.lag_seconds)
         };
+        // Draining a backlog already fetched (nothing pending, but busy): 29 s behind.
+        assert_eq!(sample(0.0, 3.0), (Some(0), Some(29.0)));
+        // Records pending: behind, however idle one subtask is.
+        assert_eq!(sample(500.0, 5000.0), (Some(500), Some(29.0)));
+        // Nothing pending and every subtask idle for a second: caught up.
+        assert_eq!(sample(0.0, 1500.0), (Some(0), Some(0.0)));
+        // Without the metrics, nothing is known.
+        let mut none = JobSample::default();
         none.settle();
         assert_eq!(none.lag_seconds, None);
         // Garbage from the network is ignored, not a panic.
@@ -389,23 +468,45 @@ mod tests {
             &p,
             &json!([{"id": 5}, {"sum": 1}, {"id": "Source__a[1].pendingRecords", "sum": "NaN"}]),
         );
-        g.add_checkpoints(&json!("nope"));
         assert_eq!(g, JobSample::default());
     }
 
     #[test]
-    fn checkpoints_are_read_from_counts_and_latest() {
+    fn job_metrics_give_restarts_and_checkpoint_counts() {
         let mut s = JobSample::default();
-        s.add_checkpoints(&json!({"counts": {"completed": 7, "failed": 2},
-                                  "latest": {"completed": {"latest_ack_timestamp": 1796043005810i64}}}));
+        s.add_job_metrics(&json!([
+            {"id": "numRestarts", "value": "3"},
+            {"id": "numberOfCompletedCheckpoints", "value": "12"},
+            {"id": "numberOfFailedCheckpoints", "value": 1},
+            {"id": "other", "value": "x"}
+        ]));
         assert_eq!(
-            (
-                s.checkpoints_completed,
-                s.checkpoints_failed,
-                s.last_checkpoint_ms
-            ),
-            (Some(7), Some(2), Some(1796043005810))
+            (s.restarts, s.checkpoints_completed, s.checkpoints_failed),
+            (Some(3), Some(12), Some(1))
         );
+        s.add_job_metrics(&json!({"errors": ["x"]}));
+        assert_eq!(s.restarts, Some(3));
+    }
+
+    #[test]
+    fn the_checkpoint_statistics_decode_to_what_a_sample_needs() {
+        let v: Checkpoints = serde_json::from_value(json!({
+            "counts": {"restored": 0, "total": 9, "in_progress": 0, "completed": 7, "failed": 2},
+            "summary": {"state_size": {"min": 0}},
+            "latest": {"completed": {"id": 7, "latest_ack_timestamp": 1796043005810i64}, "savepoint": null, "failed": null},
+            "history": []
+        }))
+        .unwrap();
+        assert_eq!((v.counts.completed, v.counts.failed), (7, 2));
+        assert_eq!(
+            v.latest.unwrap().completed.unwrap().latest_ack_timestamp,
+            1796043005810
+        );
+        let none: Checkpoints = serde_json::from_value(json!({
+            "counts": {"completed": 0, "failed": 0}, "latest": {"completed": null}
+        }))
+        .unwrap();
+        assert!(none.latest.unwrap().completed.is_none());
     }
 
     #[test]

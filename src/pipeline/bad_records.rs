@@ -225,9 +225,15 @@ mod tests {
         let dead = render_example(&pipeline("p", "c", "v", "t", "dead_letter"), &cat).unwrap();
         let stmts = split_statements(&dead);
         let last = stmts.last().unwrap();
-        assert!(last.starts_with("EXECUTE STATEMENT SET\nBEGIN\nINSERT INTO `sink`"), "{last}");
+        assert!(
+            last.starts_with("EXECUTE STATEMENT SET\nBEGIN\nINSERT INTO `sink`"),
+            "{last}"
+        );
         assert!(last.contains("INSERT INTO `pg_flink_dead_letters`") && last.ends_with("END"));
-        assert_eq!(stmts.iter().filter(|s| s.contains("INSERT INTO")).count(), 1);
+        assert_eq!(
+            stmts.iter().filter(|s| s.contains("INSERT INTO")).count(),
+            1
+        );
         assert!(dead.contains("'topic' = 'p.dead_letters'"));
         let skip = render_example(&pipeline("p", "c", "v", "t", "skip"), &cat).unwrap();
         assert!(skip.contains("'json.ignore-parse-errors' = 'true'"));
