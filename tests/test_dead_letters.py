@@ -12,7 +12,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import ENV, connect, unique
-from test_control import ctl, db, live_jobs, identity_of  # noqa: F401  (fixtures)
+from test_control import cleanup as stop, ctl, db, live_jobs, identity_of  # noqa: F401  (fixtures)
+from test_worker import wait_for
 
 SEED = 16016
 TOTAL = 3000
@@ -70,16 +71,6 @@ def read_all(topic):
         c.close()
 
 
-def wait_for(what, pred, timeout, seen=lambda: None):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout} s; last seen: {seen()}")
-
-
 def records(rng):
     """TOTAL keyed records, about 1 % malformed in four ways: (records, {index: expected error})."""
     bad_kinds = [
@@ -105,14 +96,6 @@ def pipeline(c, name, source, sink, mode):
               "sink": {"datasource": "ctl_kafka", "object": sink}}
     c.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s, %s)",
               (name, json.dumps(params), json.dumps({"on_bad_record": mode, "checkpoint_interval": "2 seconds"})))
-
-
-def stop(c, name):
-    c.execute("SELECT flink.stop(%s, with_savepoint => false)", (name,))
-    try:
-        c.execute("SELECT flink.wait(%s, 'stopped', '60 seconds')", (name,))
-    except psycopg.Error:
-        pass
 
 
 def test_dead_letters_keep_the_job_running_results_exact_and_replay_fills_the_gap(db):

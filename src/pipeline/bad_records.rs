@@ -60,7 +60,9 @@ fn shared(with: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn raw_formats(with: &mut Vec<(String, String)>) {
+/// A Kafka table of raw key `k` and value `v` (bytes as they are in the topic), with
+/// `metadata` columns, on connector options `with`.
+fn raw_table(name: &str, metadata: &[(&str, &str)], mut with: Vec<(String, String)>) -> Statement {
     for (k, v) in [
         ("key.format", "raw"),
         ("key.fields", "k"),
@@ -69,6 +71,16 @@ fn raw_formats(with: &mut Vec<(String, String)>) {
     ] {
         with.push((k.into(), v.into()));
     }
+    let mut columns = vec![("k".into(), "BYTES".into()), ("v".into(), "BYTES".into())];
+    columns.extend(metadata.iter().map(|(n, t)| (n.to_string(), t.to_string())));
+    Statement::CreateTable(CreateTable {
+        name: name.to_string(),
+        columns,
+        watermark: None,
+        proctime: None,
+        primary_key: vec![],
+        with,
+    })
 }
 
 impl Ctx<'_> {
@@ -132,24 +144,15 @@ impl Ctx<'_> {
             if let Some(mode) = s.with.iter().find(|(k, _)| k.starts_with("scan.startup.")) {
                 with.push(mode.clone());
             }
-            raw_formats(&mut with);
-            self.script.push(Statement::CreateTable(CreateTable {
-                name: name.clone(),
-                columns: vec![
-                    ("k".into(), "BYTES".into()),
-                    ("v".into(), "BYTES".into()),
-                    ("partition".into(), "INT METADATA VIRTUAL".into()),
-                    ("offset".into(), "BIGINT METADATA VIRTUAL".into()),
-                    (
-                        "ts".into(),
-                        "TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL".into(),
-                    ),
+            self.script.push(raw_table(
+                &name,
+                &[
+                    ("partition", "INT METADATA VIRTUAL"),
+                    ("offset", "BIGINT METADATA VIRTUAL"),
+                    ("ts", "TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL"),
                 ],
-                watermark: None,
-                proctime: None,
-                primary_key: vec![],
                 with,
-            }));
+            ));
             selects.push(format!(
                 "SELECT `k`, `v`, MAP['pg_flink.error', CAST(`error` AS BYTES), 'pg_flink.datasource', CAST({datasource} AS BYTES), 'pg_flink.topic', CAST({topic} AS BYTES), 'pg_flink.partition', CAST(CAST(`partition` AS STRING) AS BYTES), 'pg_flink.offset', CAST(CAST(`offset` AS STRING) AS BYTES)] AS `headers`, `ts`\nFROM (SELECT *, CASE WHEN `v` IS NULL THEN 'the message has no value' WHEN NOT (CAST(`v` AS STRING) IS JSON) THEN 'the value is not JSON' WHEN NOT (CAST(`v` AS STRING) IS JSON OBJECT) THEN 'the value is not a JSON object' END AS `error` FROM `{name}`)\nWHERE `error` IS NOT NULL",
                 topic = literal(&s.topic),
@@ -161,23 +164,14 @@ impl Ctx<'_> {
             ("topic".to_string(), topic(self.pipeline)),
         ];
         with.extend(shared(&first.with));
-        raw_formats(&mut with);
-        self.script.push(Statement::CreateTable(CreateTable {
-            name: SINK_TABLE.into(),
-            columns: vec![
-                ("k".into(), "BYTES".into()),
-                ("v".into(), "BYTES".into()),
-                ("headers".into(), "MAP<STRING, BYTES> METADATA".into()),
-                (
-                    "ts".into(),
-                    "TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'".into(),
-                ),
+        self.script.push(raw_table(
+            SINK_TABLE,
+            &[
+                ("headers", "MAP<STRING, BYTES> METADATA"),
+                ("ts", "TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'"),
             ],
-            watermark: None,
-            proctime: None,
-            primary_key: vec![],
             with,
-        }));
+        ));
         let dead = Statement::SqlInsert(format!(
             "INSERT INTO `{SINK_TABLE}`\n{}",
             selects.join("\nUNION ALL\n")
