@@ -14,6 +14,10 @@
 #                                  5433 (pg_basebackup -R; scripts/pg-pair.sh). Once made, `up`
 #                                  starts it and `down` stops it too; `standby down` stops it
 #                                  and deletes its data (the next `standby up` makes a new one)
+#   scripts/stack.sh flink2 up|down|status   a Flink 2.x session cluster + SQL Gateway with its own
+#                                  connectors, beside the 1.20 one (REST 8091, gateway 8093). Once
+#                                  started, `up` starts it and `down` stops it too; `flink2 down`
+#                                  stops it and leaves it out of `up` until the next `flink2 up`
 #
 # State lives in $PG_FLINK_STACK (default /opt/pg_flink-stack): cache/ (downloads, reused by every
 # later `up`), the unpacked distributions, and run/ (data, logs/, pids/).
@@ -38,13 +42,25 @@ FLINK_HOME=$STACK/flink-$FLINK_VERSION
 ES_HOME=$STACK/elasticsearch-$ES_VERSION
 KAFKA_LIBS=$CACHE/kafka-libs-$KAFKA_VERSION
 FLINK_EXTRAS=$CACHE/flink-extras-$FLINK_VERSION
+# Flink 2.x beside 1.20 (`flink2 up`): the newest 2.x on which the connectors shipped here load and
+# run (docs/stack.md, "Version matrix"); connector versions are pinned in stack/maven-flink2/pom.xml.
+# PG_FLINK2_VERSION=2.x.y tries another 2.x release with the same connector set (`flink2 down` the
+# running one first: both use the same ports and pid files); only the default is verified.
+FLINK2_VERSION=${PG_FLINK2_VERSION:-2.3.0}
+FLINK2_HOME=$STACK/flink-$FLINK2_VERSION
+FLINK2_EXTRAS=$CACHE/flink2-extras-$FLINK2_VERSION
 SERVICE_USER=pgflink      # unprivileged user for Elasticsearch
 
 PG_PORT=5432 STANDBY_PORT=5433 JM_PORT=8081 GW_PORT=8083 KAFKA_PORT=9092 KAFKA_CTRL_PORT=9093 ES_PORT=9200 MARIADB_PORT=3306
 DBS=(pg_flink_demo pg_flink_test)
+# Flink 2.x ports: its own REST/gateway ports and fixed rpc/blob/data ports (the 1.20 cluster uses
+# 6123 for rpc and ephemeral ports above 32768 for the others).
+JM2_PORT=8091 GW2_PORT=8093 JM2_RPC_PORT=6130 BLOB2_PORT=6131 TM2_RPC_PORT=6132 TM2_DATA_PORT=6133 JM2_QUERY_PORT=6134 TM2_QUERY_PORT=6135
 
 # Heaps: keep the idle stack well under 8 GiB RSS on a 24 GiB machine.
 JM_PROCESS_MB=1024 TM_PROCESS_MB=2048 TM_SLOTS=4 GW_HEAP=384m KAFKA_HEAP=512m ES_HEAP=512m
+# Flink 2.x: leaner (hashmap state needs no managed memory, so its fraction is small).
+JM2_PROCESS_MB=768 TM2_PROCESS_MB=1280 TM2_MANAGED_FRACTION=0.1 GW2_HEAP=256m
 
 # The primary's settings and the standby's pg_basebackup (shared with tests/test_failover.py).
 # shellcheck source=scripts/pg-pair.sh
@@ -139,6 +155,74 @@ install_flink_extras() {
       *) cp -u "$j" "$FLINK_HOME/lib/" ;;
     esac
   done
+}
+
+# Flink 2.x: `apache-flink-libraries` is a wheel from 2.2.0 on (pyflink/{lib,opt,plugins},
+# pyflink/bin/bash-java-utils.jar), an sdist with deps/ (as 1.20) before; bin/ and conf/ come from
+# the `apache-flink` wheel, as for 1.20.
+install_flink2() {
+  [ -f "$FLINK2_HOME/.complete" ] && return 0
+  mkdir -p "$CACHE/dl"
+  local libs whl
+  libs=$(ls "$CACHE"/dl/apache_flink_libraries-"$FLINK2_VERSION"-*.whl "$CACHE/dl/apache-flink-libraries-$FLINK2_VERSION.tar.gz" 2>/dev/null | head -n1 || true)
+  if [ -z "$libs" ]; then
+    log "downloading apache-flink-libraries $FLINK2_VERSION (PyPI, ~330 MB)"
+    pip download --no-deps --only-binary=:all: -d "$CACHE/dl" "apache-flink-libraries==$FLINK2_VERSION" \
+      >"$LOGS/download.log" 2>&1 \
+      || pip download --no-deps --no-binary apache-flink-libraries -d "$CACHE/dl" "apache-flink-libraries==$FLINK2_VERSION" \
+      >>"$LOGS/download.log" 2>&1 \
+      || die "flink2: download of apache-flink-libraries==$FLINK2_VERSION failed (log: $LOGS/download.log)"
+    libs=$(ls "$CACHE"/dl/apache_flink_libraries-"$FLINK2_VERSION"-*.whl "$CACHE/dl/apache-flink-libraries-$FLINK2_VERSION.tar.gz" 2>/dev/null | head -n1)
+  fi
+  whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK2_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ]; then
+    log "downloading apache-flink $FLINK2_VERSION wheel (bin/ and conf/)"
+    pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+      -d "$CACHE/dl" "apache-flink==$FLINK2_VERSION" >"$LOGS/download.log" 2>&1 \
+      || die "flink2: download of apache-flink==$FLINK2_VERSION failed (log: $LOGS/download.log)"
+    whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK2_VERSION"-*.whl | head -n1)
+  fi
+  log "assembling Flink $FLINK2_VERSION at $FLINK2_HOME"
+  local tmp=$STACK/flink2.tmp; rm -rf "$tmp" "$FLINK2_HOME"; mkdir -p "$tmp"
+  case "$libs" in
+    *.whl)
+      (cd "$tmp" && unzip -q "$libs" 'pyflink/bin/*' 'pyflink/lib/*' 'pyflink/opt/*' 'pyflink/plugins/*') \
+        || die "flink2: unpacking $libs failed"
+      mv "$tmp/pyflink" "$FLINK2_HOME" ;;
+    *)
+      tar xzf "$libs" -C "$tmp" "apache-flink-libraries-$FLINK2_VERSION/deps" || die "flink2: unpacking $libs failed"
+      mv "$tmp/apache-flink-libraries-$FLINK2_VERSION/deps" "$FLINK2_HOME" ;;
+  esac
+  (cd "$tmp" && unzip -q -o "$whl" 'pyflink/bin/*' 'pyflink/conf/*') || die "flink2: unpacking $whl failed"
+  cp -r "$tmp/pyflink/bin/." "$FLINK2_HOME/bin/"
+  cp -r "$tmp/pyflink/conf" "$FLINK2_HOME/conf"
+  chmod +x "$FLINK2_HOME"/bin/*.sh "$FLINK2_HOME/bin/flink"
+  rm -rf "$tmp"
+  touch "$FLINK2_HOME/.complete"
+}
+
+# The extras are cached per Flink version and pom content; the jars a previous pom put into lib/
+# and opt/ (listed in .extras) are removed first, so lib/ holds exactly the pom's connector set.
+install_flink2_extras() {
+  local pom=$REPO/stack/maven-flink2 sum
+  sum=$(md5sum "$pom/pom.xml" | head -c 8)
+  local extras=$FLINK2_EXTRAS-$sum
+  mvn_fetch "$pom" "$extras" -DexcludeTransitive=true -Dflink.version="$FLINK2_VERSION"
+  local old
+  for old in "$FLINK2_EXTRAS"-*; do [ "$old" = "$extras" ] || rm -rf "$old"; done
+  [ "$(cat "$FLINK2_HOME/.extras-from" 2>/dev/null)" = "$extras" ] && return 0
+  local j
+  if [ -f "$FLINK2_HOME/.extras" ]; then
+    while read -r j; do rm -f "$FLINK2_HOME/$j"; done <"$FLINK2_HOME/.extras"
+  fi
+  : >"$FLINK2_HOME/.extras"
+  for j in "$extras"/*.jar; do
+    case "$(basename "$j")" in
+      flink-sql-gateway-*) cp "$j" "$FLINK2_HOME/opt/"; echo "opt/$(basename "$j")" >>"$FLINK2_HOME/.extras" ;;
+      *) cp "$j" "$FLINK2_HOME/lib/"; echo "lib/$(basename "$j")" >>"$FLINK2_HOME/.extras" ;;
+    esac
+  done
+  echo "$extras" >"$FLINK2_HOME/.extras-from"
 }
 
 install_kafka() { mvn_fetch "$REPO/stack/maven-kafka" "$KAFKA_LIBS" -DincludeScope=runtime; }
@@ -367,6 +451,142 @@ start_flink() {
   wait_until flink-sql-gateway 120 "$LOGS/flink/start.log" gw_healthy
 }
 
+# ------------------------------------------------------------------------------------------------
+# Flink 2.x beside 1.20: own home, ports, config.yaml (2.x reads no flink-conf.yaml), logs in
+# run/logs/flink2/, pid files run/pids/flink-pgflink2-*.pid, data in run/flink2/.
+# ------------------------------------------------------------------------------------------------
+FLINK2_IDENT=pgflink2
+FLINK2_ENABLED=$RUN/flink2.enabled   # written by `flink2 up`, removed by `flink2 down`
+flink2_pid() { echo "$PIDS/flink-$FLINK2_IDENT-$1.pid"; }
+flink2_daemon() { # script args...
+  local script=$1; shift
+  env -u FLINK_LIB_DIR -u FLINK_OPT_DIR -u FLINK_PLUGINS_DIR -u _FLINK_HOME_DETERMINED -u FLINK_ENV_JAVA_OPTS \
+    FLINK_HOME="$FLINK2_HOME" FLINK_IDENT_STRING=$FLINK2_IDENT FLINK_CONF_DIR="$FLINK2_HOME/conf" \
+    "$FLINK2_HOME/bin/$script" "$@" \
+    >>"$LOGS/flink2/start.log" 2>&1
+}
+jm2_healthy() { http_ok "http://127.0.0.1:$JM2_PORT/overview"; }
+tm2_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$JM2_PORT/overview" | grep -q '"taskmanagers":[1-9]'; }
+gw2_healthy() { http_ok "http://127.0.0.1:$GW2_PORT/v4/info"; }
+
+write_flink2_conf() {
+  mkdir -p "$RUN/flink2/checkpoints" "$RUN/flink2/savepoints" "$RUN/flink2/tmp" "$LOGS/flink2"
+  cat >"$FLINK2_HOME/conf/config.yaml" <<EOF
+# Written by scripts/stack.sh (flink2); edit there. Flink 2.x reads only this file (standard YAML).
+env:
+  java:
+    opts:
+      all: --add-exports=java.base/sun.net.util=ALL-UNNAMED --add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.api=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.parser=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.tree=ALL-UNNAMED --add-exports=jdk.compiler/com.sun.tools.javac.util=ALL-UNNAMED --add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.text=ALL-UNNAMED --add-opens=java.base/java.time=ALL-UNNAMED --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.locks=ALL-UNNAMED
+      sql-gateway: -Xmx$GW2_HEAP -Xms64m
+  log:
+    dir: $LOGS/flink2
+  pid:
+    dir: $PIDS
+io:
+  tmp:
+    dirs: $RUN/flink2/tmp
+jobmanager:
+  bind-host: 127.0.0.1
+  rpc:
+    address: 127.0.0.1
+    port: $JM2_RPC_PORT
+  memory:
+    process:
+      size: ${JM2_PROCESS_MB}m
+  execution:
+    failover-strategy: region
+taskmanager:
+  bind-host: 127.0.0.1
+  host: 127.0.0.1
+  rpc:
+    port: $TM2_RPC_PORT
+  data:
+    port: $TM2_DATA_PORT
+  numberOfTaskSlots: $TM_SLOTS
+  memory:
+    process:
+      size: ${TM2_PROCESS_MB}m
+    managed:
+      fraction: $TM2_MANAGED_FRACTION
+blob:
+  server:
+    port: $BLOB2_PORT
+metrics:
+  internal:
+    query-service:
+      port: $JM2_QUERY_PORT
+parallelism:
+  default: 1
+rest:
+  address: 127.0.0.1
+  bind-address: 127.0.0.1
+  port: $JM2_PORT
+execution:
+  checkpointing:
+    interval: 10s
+    dir: file://$RUN/flink2/checkpoints
+    savepoint-dir: file://$RUN/flink2/savepoints
+sql-gateway:
+  endpoint:
+    rest:
+      address: 127.0.0.1
+      bind-address: 127.0.0.1
+      port: $GW2_PORT
+  session:
+    idle-timeout: 10min
+EOF
+}
+
+start_flink2() {
+  [ -f "$FLINK2_HOME/.complete" ] || die "flink2: Flink $FLINK2_VERSION is not installed (run \`$0 flink2 up\`)"
+  write_flink2_conf
+  if ! pid_alive "$(flink2_pid standalonesession)"; then
+    rm -f "$(flink2_pid standalonesession)"
+    local p
+    for p in $JM2_PORT $JM2_RPC_PORT $BLOB2_PORT; do require_free_port flink2-jobmanager "$p" "$LOGS/flink2"; done
+    log "flink2: starting JobManager $FLINK2_VERSION (REST :$JM2_PORT)"
+    flink2_daemon jobmanager.sh start
+  fi
+  wait_until flink2-jobmanager 120 "$LOGS/flink2/start.log" jm2_healthy
+  if ! pid_alive "$(flink2_pid taskexecutor)"; then
+    rm -f "$(flink2_pid taskexecutor)"
+    require_free_port flink2-taskmanager $TM2_RPC_PORT "$LOGS/flink2"
+    require_free_port flink2-taskmanager $TM2_DATA_PORT "$LOGS/flink2"
+    require_free_port flink2-taskmanager $TM2_QUERY_PORT "$LOGS/flink2"
+    log "flink2: starting TaskManager ($TM_SLOTS slots)"
+    flink2_daemon taskmanager.sh start -Dmetrics.internal.query-service.port=$TM2_QUERY_PORT
+  fi
+  wait_until flink2-taskmanager 120 "$LOGS/flink2/start.log" tm2_healthy
+  if ! pid_alive "$(flink2_pid sql-gateway)"; then
+    rm -f "$(flink2_pid sql-gateway)"
+    require_free_port flink2-sql-gateway $GW2_PORT "$LOGS/flink2"
+    log "flink2: starting SQL Gateway (REST :$GW2_PORT)"
+    flink2_daemon sql-gateway.sh start -Dsql-gateway.endpoint.rest.address=127.0.0.1
+  fi
+  wait_until flink2-sql-gateway 120 "$LOGS/flink2/start.log" gw2_healthy
+}
+
+stop_flink2() {
+  stop_pidfile flink2-sql-gateway "$(flink2_pid sql-gateway)"
+  stop_pidfile flink2-taskmanager "$(flink2_pid taskexecutor)"
+  stop_pidfile flink2-jobmanager "$(flink2_pid standalonesession)"
+}
+
+flink2_status_rows() { # prints the three rows; returns 1 if any is not healthy
+  local bad=0 name pidf port probe pid state row
+  for row in "flink2-jobmanager standalonesession $JM2_PORT jm2_healthy" \
+             "flink2-taskmanager taskexecutor $JM2_PORT tm2_healthy" \
+             "flink2-sql-gateway sql-gateway $GW2_PORT gw2_healthy"; do
+    read -r name pidf port probe <<<"$row"
+    pidf=$(flink2_pid "$pidf"); pid=-; state=down
+    [ -f "$pidf" ] && pid=$(head -n1 "$pidf")
+    if pid_alive "$pidf" && $probe >/dev/null 2>&1; then state=healthy; elif pid_alive "$pidf"; then state=unhealthy; fi
+    printf '%-20s %-10s pid=%-8s 127.0.0.1:%s\n' "$name" "$state" "$pid" "$port"
+    [ "$state" = healthy ] || bad=1
+  done
+  return $bad
+}
+
 KAFKA_DIR=$RUN/kafka
 kafka_healthy() { port_open $KAFKA_PORT && grep -q "Kafka Server started" "$LOGS/kafka.log"; }
 
@@ -484,6 +704,7 @@ cmd_up() {
   start_es
   start_mariadb
   start_flink
+  if [ -f "$FLINK2_ENABLED" ]; then install_flink2; install_flink2_extras; start_flink2; fi
   cmd_status
 }
 
@@ -508,6 +729,7 @@ stop_pidfile() { # service pidfile
 }
 
 cmd_down() {
+  stop_flink2
   stop_pidfile flink-sql-gateway "$(flink_pid sql-gateway)"
   stop_pidfile flink-taskmanager "$(flink_pid taskexecutor)"
   stop_pidfile flink-jobmanager "$(flink_pid standalonesession)"
@@ -542,6 +764,7 @@ cmd_status() {
   check kafka "$PIDS/kafka.pid" $KAFKA_PORT kafka_healthy
   check elasticsearch "$PIDS/elasticsearch.pid" $ES_PORT es_healthy
   check mariadb "$PIDS/mariadb.pid" $MARIADB_PORT mariadb_healthy
+  if [ -f "$FLINK2_ENABLED" ]; then flink2_status_rows || bad=1; fi
   local rss=0 f p
   for f in "$PIDS"/*.pid; do
     [ -f "$f" ] || continue
@@ -563,8 +786,12 @@ cmd_logs() {
     elasticsearch) tail -n 100 "$RUN/es/logs/pg-flink.log" ;;
     mariadb) tail -n 100 "$LOGS/mariadb.log" ;;
     flink|jobmanager|taskmanager|sql-gateway) tail -n 100 "$LOGS"/flink/*"${1#flink}"*.log ;;
-    all) for f in "$LOGS"/*.log "$LOGS"/flink/*.log "$RUN/es/logs/pg-flink.log"; do [ -f "$f" ] && { echo "==> $f"; tail -n 20 "$f"; }; done ;;
-    *) die "unknown service '$1' (postgres, postgres-standby, flink, jobmanager, taskmanager, sql-gateway, kafka, elasticsearch, mariadb)" ;;
+    flink2|flink2-jobmanager|flink2-taskmanager|flink2-sql-gateway)
+      local part=${1#flink2}; part=${part#-}
+      case "$part" in jobmanager) part=standalonesession ;; taskmanager) part=taskexecutor ;; esac
+      tail -n 100 "$LOGS"/flink2/*"$part"*.log ;;
+    all) for f in "$LOGS"/*.log "$LOGS"/flink/*.log "$LOGS"/flink2/*.log "$RUN/es/logs/pg-flink.log"; do [ -f "$f" ] && { echo "==> $f"; tail -n 20 "$f"; }; done ;;
+    *) die "unknown service '$1' (postgres, postgres-standby, flink, jobmanager, taskmanager, sql-gateway, flink2, flink2-jobmanager, flink2-taskmanager, flink2-sql-gateway, kafka, elasticsearch, mariadb)" ;;
   esac
 }
 
@@ -583,6 +810,13 @@ PG_FLINK_MARIADB=127.0.0.1:$MARIADB_PORT
 PG_FLINK_FLINK_HOME=$FLINK_HOME
 PG_FLINK_LOGS=$LOGS
 EOF
+  if [ -f "$FLINK2_HOME/.complete" ]; then
+    cat <<EOF
+PG_FLINK2_REST_URL=http://127.0.0.1:$JM2_PORT
+PG_FLINK2_GATEWAY_URL=http://127.0.0.1:$GW2_PORT
+PG_FLINK2_FLINK_HOME=$FLINK2_HOME
+EOF
+  fi
 }
 
 # Start or stop one service (used by fault tests): scripts/stack.sh start|stop <service>
@@ -601,7 +835,11 @@ cmd_service() {
     start:elasticsearch) start_es ;;
     stop:mariadb) stop_pidfile mariadb "$PIDS/mariadb.pid" ;;
     start:mariadb) start_mariadb ;;
-    *) die "usage: stack.sh start|stop flink|sql-gateway|kafka|elasticsearch|mariadb" ;;
+    stop:flink2) stop_flink2 ;;
+    start:flink2) start_flink2 ;;
+    stop:flink2-sql-gateway) stop_pidfile flink2-sql-gateway "$(flink2_pid sql-gateway)" ;;
+    start:flink2-sql-gateway) start_flink2 ;;
+    *) die "usage: stack.sh start|stop flink|sql-gateway|flink2|flink2-sql-gateway|kafka|elasticsearch|mariadb" ;;
   esac
 }
 
@@ -629,6 +867,34 @@ cmd_standby() {
   esac
 }
 
+# scripts/stack.sh flink2 up|down|status
+cmd_flink2() {
+  case "${1:-}" in
+    up)
+      mkdir -p "$CACHE" "$LOGS/flink2" "$PIDS"
+      [ -x "$JAVA_HOME/bin/java" ] || die "java 17 not found at $JAVA_HOME (run scripts/install-deps.sh)"
+      install_flink2; install_flink2_extras
+      touch "$FLINK2_ENABLED"
+      start_flink2
+      cmd_flink2 status ;;
+    down) stop_flink2; rm -f "$FLINK2_ENABLED" ;;
+    status)
+      local bad=0 rss=0 f p version=""
+      flink2_status_rows || bad=1
+      for f in "$(flink2_pid standalonesession)" "$(flink2_pid taskexecutor)" "$(flink2_pid sql-gateway)"; do
+        pid_alive "$f" || continue
+        p=$(head -n1 "$f")
+        rss=$((rss + $(ps -o rss= -p "$p" 2>/dev/null | awk '{s+=$1} END{print s+0}')))
+      done
+      version=$(curl -fsS --max-time 3 "http://127.0.0.1:$JM2_PORT/overview" 2>/dev/null \
+        | sed -n 's/.*"flink-version":"\([^"]*\)".*/\1/p' || true)
+      echo "flink2: Flink ${version:-$FLINK2_VERSION (not running)} at $FLINK2_HOME; resident memory $((rss / 1024)) MiB"
+      echo "logs: $LOGS/flink2"
+      return $bad ;;
+    *) die "usage: stack.sh flink2 up|down|status" ;;
+  esac
+}
+
 mkdir -p "$LOGS" "$PIDS"
 case "${1:-}" in
   up) if [ "${2:-}" = postgres ]; then cmd_up_postgres; else cmd_up; fi ;;
@@ -638,5 +904,6 @@ case "${1:-}" in
   env) cmd_env ;;
   start|stop) cmd_service "$1" "${2:-}" ;;
   standby) cmd_standby "${2:-}" ;;
-  *) echo "usage: $0 up [postgres]|down|status|logs [service]|env|start <svc>|stop <svc>|standby up|down|status" >&2; exit 2 ;;
+  flink2) cmd_flink2 "${2:-}" ;;
+  *) echo "usage: $0 up [postgres]|down|status|logs [service]|env|start <svc>|stop <svc>|standby up|down|status|flink2 up|down|status" >&2; exit 2 ;;
 esac

@@ -4,7 +4,8 @@
 #   2. cargo fmt --check, cargo clippy -D warnings, unit tests of the pure core (cargo test --lib)
 #   3. the Postgres-only tier: builds + installs the extension, starts PostgreSQL alone
 #      (scripts/stack.sh up postgres) and runs pg_regress (scripts/test-pg.sh)
-#   4. brings the rest of the real stack up (scripts/stack.sh up)
+#   4. brings the rest of the real stack up (scripts/stack.sh up), and the Flink 2.x cluster beside
+#      the 1.20 one (scripts/stack.sh flink2 up)
 #   5. integration tests against the real services (pytest tests/)
 # Extra arguments go to pytest (e.g. scripts/test.sh -k health).
 set -euo pipefail
@@ -20,5 +21,6 @@ step "cargo clippy"; cargo clippy --all-targets -- -D warnings
 step "unit tests (cargo test --lib)"; cargo test --lib
 step "Postgres-only tier (pg_regress)"; scripts/stack.sh up postgres; scripts/test-pg.sh
 step "stack up"; PG_FLINK_SKIP_BUILD=1 scripts/stack.sh up
+step "Flink 2.x cluster beside 1.20 (tests/test_flink2.py)"; scripts/stack.sh flink2 up
 step "integration tests (pytest)"
 "$STACK/venv/bin/python" -m pytest tests -v -p no:cacheprovider "$@"

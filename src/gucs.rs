@@ -40,6 +40,8 @@ pub static METRICS_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000)
 pub static METRICS_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(1_440);
 /// Webhook delivery attempts of one alert event.
 pub static WEBHOOK_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+/// Allow resuming from a savepoint written by another Flink major version (per session).
+pub static RESTORE_ACROSS_VERSIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// How often the worker polls Flink, in milliseconds.
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 
@@ -129,6 +131,14 @@ pub fn init() {
         1,
         100_000,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_flink.restore_across_versions",
+        c"Allow flink.start(pipeline, from_savepoint) to resume from a savepoint written by another Flink major version than the pipeline's cluster runs.",
+        c"Off: such a start is refused (SQLSTATE 55000); Flink does not guarantee state compatibility across major versions. Set it for one transaction with SET LOCAL.",
+        &RESTORE_ACROSS_VERSIONS,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -17,18 +17,22 @@ pub struct PipelineDef {
     pub options: Value,
     pub version: i32,
     pub datasources: Value,
+    /// The Flink version of the pipeline's cluster, as the worker recorded it (None: not known,
+    /// or a schema before 0.3.0).
+    #[serde(default)]
+    pub flink_version: Option<String>,
 }
 
 /// Masked: readable by flink_reader (views only).
 const PIPELINE_MASKED: &str = "SELECT jsonb_build_object('name', p.name, 'template', p.template, 'params', p.params,
-    'options', p.options, 'version', p.version,
+    'options', p.options, 'version', p.version, 'flink_version', (SELECT to_jsonb(c) ->> 'flink_version' FROM flink.clusters c WHERE c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default) ORDER BY c.name = p.options->>'cluster' DESC LIMIT 1),
     'datasources', COALESCE((SELECT jsonb_object_agg(m.name, jsonb_build_object('kind', m.kind, 'options', m.options))
                              FROM flink.datasources m WHERE m.name = ANY (p.datasources)), '{}'))
   FROM flink.pipelines p WHERE p.name = $1";
 
 /// Revealed: needs SELECT on the tables (flink_admin, the worker).
 const PIPELINE_REVEALED: &str = "SELECT jsonb_build_object('name', p.name, 'template', p.template, 'params', p.params,
-    'options', p.options, 'version', p.version,
+    'options', p.options, 'version', p.version, 'flink_version', (SELECT to_jsonb(c) ->> 'flink_version' FROM flink.clusters c WHERE c.name = p.options->>'cluster' OR (p.options->>'cluster' IS NULL AND c.is_default) ORDER BY c.name = p.options->>'cluster' DESC LIMIT 1),
     'datasources', COALESCE((SELECT jsonb_object_agg(d.name, jsonb_build_object('kind', d.kind, 'options', d.options,
                                       'secrets', COALESCE(s.secrets, '{}')))
                              FROM flink.pipeline_datasource pd

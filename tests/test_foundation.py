@@ -87,6 +87,10 @@ def test_gucs_are_registered_with_their_defaults(conn):
         "pg_flink.details_interval_ms": "10000",
         "pg_flink.details_per_tick": "8",
         "pg_flink.launcher_interval_ms": "2000",
+        "pg_flink.metrics_interval_ms": "10000",
+        "pg_flink.metrics_retention_min": "1440",
+        "pg_flink.webhook_attempts": "5",
+        "pg_flink.restore_across_versions": "off",
     }
     rows = dict(conn.execute(
         "SELECT name, boot_val FROM pg_settings WHERE name LIKE 'pg_flink.%'"

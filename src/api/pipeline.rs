@@ -81,6 +81,7 @@ fn definition<'a>(p: &'a PipelineDef, database: &'a Database) -> Definition<'a> 
         options: &p.options,
         database,
         version: p.version,
+        flink_version: p.flink_version.as_deref(),
     }
 }
 
@@ -212,6 +213,8 @@ mod flink_internal {
             options: &options,
             database: &database,
             version,
+            // The stored hash is the version-neutral script's.
+            flink_version: None,
         };
         let script = pipeline::render(&def, &shown).unwrap_or_else(|e| raise_catalog(e, F));
         JsonB(json!({

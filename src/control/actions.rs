@@ -43,7 +43,22 @@ impl Worker<'_> {
                     .restart_requested
                     .then(|| it.job.as_ref().and_then(|j| j.savepoint.clone()))
                     .flatten();
-                self.submit(it, it.from_savepoint.clone().or(restart_from).as_deref())
+                // A restart that moves the pipeline to a cluster of another Flink major version
+                // starts fresh (flink.start refuses such a savepoint unless allowed).
+                let (restart_from, note) = match (&restart_from, &it.rest_url) {
+                    (Some(sp), Some(rest)) if it.from_savepoint.is_none() => {
+                        match store::savepoint_mismatch(&it.pipeline, sp, rest) {
+                            Some(why) => (None, Some(why)),
+                            None => (restart_from, None),
+                        }
+                    }
+                    _ => (restart_from, None),
+                };
+                self.submit(
+                    it,
+                    it.from_savepoint.clone().or(restart_from).as_deref(),
+                    note.as_deref(),
+                )
             }
             Action::Adopt { jid, state } => match (tracked, &it.job) {
                 (Some(t), Some(job))
@@ -365,9 +380,17 @@ impl Worker<'_> {
     }
 
     /// Renders the pipeline from its own datasources and submits it in one gateway session.
-    fn submit(&self, it: &PipelineRow, savepoint: Option<&str>) -> Result<(), String> {
+    fn submit(
+        &self,
+        it: &PipelineRow,
+        savepoint: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<(), String> {
         let gw_url = it.gateway_url.as_deref().ok_or("no cluster")?;
         let id = self.begin(&it.pipeline, JobState::Submitting, None, savepoint)?;
+        if let Some(note) = note {
+            store::job_note(id, note);
+        }
         let submit_failed =
             |why: &str| store::transition(id, JobState::SubmitFailed, None, None, Some(why));
         let rendered = store::pipeline_def(&it.pipeline)

@@ -1,5 +1,5 @@
-//! Metrics rounds, alert evaluation and webhook delivery, run by the worker after each
-//! reconcile pass (0.3.0 schema).
+//! Metrics rounds, alert evaluation, webhook delivery and the clusters' Flink versions, run by
+//! the worker after each reconcile pass (0.3.0 schema).
 //!
 //! A round samples every running job at once ([`crate::flink::metrics`]) on the background
 //! runtime, so a slow JobManager never holds up reconciling; the worker's own thread records
@@ -56,6 +56,35 @@ pub struct Observer {
     webhooks: Option<JoinHandle<Delivered>>,
     /// The last error logged (the same one is not logged every round).
     last_error: Option<String>,
+    /// The webhook queue was read empty and nothing made an alert event since: it is not read
+    /// again on every poll.
+    webhooks_idle: bool,
+    /// Each cluster's Flink version as last recorded, and when the versions were last asked.
+    versions: BTreeMap<String, String>,
+    versions_asked: Option<Instant>,
+    asking: Option<JoinHandle<Vec<(String, String)>>>,
+}
+
+/// How often each cluster's Flink version is asked again (GET /overview).
+const VERSION_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a cluster whose version is not known yet is asked again.
+const NEW_CLUSTER_RETRY: Duration = Duration::from_secs(3);
+
+/// Every cluster's Flink version (clusters that do not answer are left out).
+async fn versions_of(urls: Vec<String>, limits: HttpLimits) -> Vec<(String, String)> {
+    let mut asks = tokio::task::JoinSet::new();
+    for url in urls {
+        if let Ok(jm) = JobManager::new(&url, limits) {
+            asks.spawn(async move { (url, jm.overview().await.map(|o| o.flink_version)) });
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(done) = asks.join_next().await {
+        if let Ok((url, Ok(v))) = done {
+            out.push((url, v));
+        }
+    }
+    out
 }
 
 /// Runs `fut` on the background runtime, or (without one) to completion right here.
@@ -161,8 +190,26 @@ fn sample_json(t: &Target, s: &JobSample) -> serde_json::Value {
     })
 }
 
-/// Records a finished round, evaluates the alert rules.
-fn record(sampled: &Sampled) -> Result<(), String> {
+/// Observation never waits for a lock long: a DROP EXTENSION (or another DDL) in progress wins,
+/// and the write is retried next round instead of deadlocking with it.
+const QUIET: &str = "SET LOCAL lock_timeout = '200ms'";
+
+/// Whether any webhook delivery is still pending (a retry waiting for its time).
+fn webhooks_pending() -> bool {
+    store::in_txn(|| {
+        Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM flink.alert_event e JOIN flink.alert_rule r ON r.name = e.rule \
+             WHERE e.webhook_status = 'pending' AND r.webhook_url IS NOT NULL)",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(true)
+    })
+    .unwrap_or(true)
+}
+
+/// Records a finished round, evaluates the alert rules; true when alert events were made.
+fn record(sampled: &Sampled) -> Result<bool, String> {
     let samples: Vec<serde_json::Value> = sampled
         .iter()
         .filter_map(|(t, r)| r.as_ref().ok().map(|s| sample_json(t, s)))
@@ -174,6 +221,7 @@ fn record(sampled: &Sampled) -> Result<(), String> {
     ];
     let recorded = store::in_txn(move || -> Result<(), String> {
         Spi::run("SET LOCAL synchronous_commit = off").map_err(|e| e.to_string())?;
+        Spi::run(QUIET).map_err(|e| e.to_string())?;
         Spi::run_with_args(
             "SELECT flink_internal.record_metrics($1, $2::interval)",
             &args,
@@ -184,20 +232,22 @@ fn record(sampled: &Sampled) -> Result<(), String> {
     .map_err(|e| format!("recording metrics: {e}"));
     // Alerts are evaluated on their own: a failing rule never costs the metrics.
     let evaluated = store::in_txn(|| {
-        Spi::run("SELECT flink_internal.evaluate_alerts()").map_err(|e| e.to_string())
+        Spi::run(QUIET).map_err(|e| e.to_string())?;
+        Spi::get_one::<i32>("SELECT flink_internal.evaluate_alerts()").map_err(|e| e.to_string())
     })
     .and_then(|r| r)
     .map_err(|e| format!("evaluating alerts: {e}"));
-    recorded.and(evaluated)
+    recorded.and(evaluated.map(|n| n.unwrap_or(0) > 0))
 }
 
 impl Observer {
     /// One step: record what finished, start what is due.
     pub fn step(memory: &Memory, rt: &tokio::runtime::Runtime, snap: &Snapshot) {
+        let mut me = memory.observer.borrow_mut();
+        me.record_versions(memory, rt, snap);
         let Some(interval) = gucs::metrics_interval() else {
             return;
         };
-        let mut me = memory.observer.borrow_mut();
         if me
             .round
             .as_ref()
@@ -212,7 +262,12 @@ impl Observer {
                             me.last_error = Some(e);
                         }
                         Err(_) => {}
-                        Ok(()) => me.last_error = None,
+                        Ok(events) => {
+                            me.last_error = None;
+                            if events {
+                                me.webhooks_idle = false;
+                            }
+                        }
                     }
                 }
             }
@@ -227,6 +282,47 @@ impl Observer {
         me.deliver(memory, rt);
     }
 
+    /// Records the clusters' Flink versions (when they changed), asking again every minute.
+    fn record_versions(&mut self, memory: &Memory, rt: &tokio::runtime::Runtime, snap: &Snapshot) {
+        if self
+            .asking
+            .as_ref()
+            .is_some_and(|h| h.is_finished() || memory.background.is_none())
+        {
+            if let Some(h) = self.asking.take() {
+                for (url, v) in rt.block_on(h).unwrap_or_default() {
+                    if self.versions.get(&url) == Some(&v) {
+                        continue;
+                    }
+                    let args: Vec<DatumWithOid<'static>> =
+                        vec![url.clone().into(), v.clone().into()];
+                    let done = store::in_txn(move || {
+                        Spi::run(QUIET).map_err(|e| e.to_string())?;
+                        Spi::run_with_args("SELECT flink_internal.cluster_version($1, $2)", &args)
+                            .map_err(|e| e.to_string())
+                    })
+                    .and_then(|r| r);
+                    if done.is_ok() {
+                        self.versions.insert(url, v);
+                    }
+                }
+            }
+        }
+        // Every minute, and within seconds of a cluster being registered.
+        let unknown = snap
+            .clusters
+            .iter()
+            .any(|c| !self.versions.contains_key(&c.rest_url));
+        let due = self.versions_asked.is_none_or(|t| {
+            t.elapsed() >= VERSION_INTERVAL || (unknown && t.elapsed() >= NEW_CLUSTER_RETRY)
+        });
+        if self.asking.is_none() && due {
+            self.versions_asked = Some(Instant::now());
+            let urls = snap.clusters.iter().map(|c| c.rest_url.clone()).collect();
+            self.asking = Some(spawn(memory, rt, versions_of(urls, gucs::http_limits())));
+        }
+    }
+
     /// Records finished webhook POSTs and starts the ones due.
     fn deliver(&mut self, memory: &Memory, rt: &tokio::runtime::Runtime) {
         let attempts = gucs::webhook_attempts();
@@ -238,6 +334,7 @@ impl Observer {
             if let Some(h) = self.webhooks.take() {
                 let done = rt.block_on(h).unwrap_or_default();
                 let _ = store::in_txn(move || {
+                    let _ = Spi::run(QUIET);
                     for (id, r) in &done {
                         let err = r.as_ref().err().cloned();
                         let _ = Spi::run_with_args(
@@ -249,6 +346,11 @@ impl Observer {
             }
         }
         if self.webhooks.is_some() {
+            return;
+        }
+        // Read after the worker starts, after alert events were made, and while deliveries are
+        // pending (retries back off); not on every poll of an idle queue.
+        if self.webhooks_idle {
             return;
         }
         let due = store::in_txn(
@@ -277,6 +379,8 @@ impl Observer {
         )
         .unwrap_or_default();
         if due.is_empty() {
+            // Nothing due now; deliveries waiting for a retry keep the queue read.
+            self.webhooks_idle = !webhooks_pending();
             return;
         }
         let limits = gucs::http_limits();

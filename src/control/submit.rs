@@ -21,6 +21,7 @@ pub fn render(
         options: &def.options,
         database,
         version: def.version,
+        flink_version: def.flink_version.as_deref(),
     };
     let script = pipeline::render_script(&d, &cat).map_err(|e| {
         scrub(
@@ -31,10 +32,12 @@ pub fn render(
     Ok((script.statements(), secrets))
 }
 
-/// The statement that makes the next job start from a savepoint.
+/// The statement that makes the next job start from a savepoint: `execution.state-recovery.path`,
+/// the key Flink 1.20 introduced and 2.x keeps (`execution.savepoint.path`, its deprecated alias,
+/// is what older scripts use).
 pub fn restore_from(savepoint: &str) -> String {
     format!(
-        "SET 'execution.savepoint.path' = {}",
+        "SET 'execution.state-recovery.path' = {}",
         quote::literal(savepoint)
     )
 }
@@ -67,6 +70,7 @@ mod tests {
             version: 2,
             datasources: json!({"k": {"kind": "kafka", "options": {"bootstrap_servers": "h:1"},
                                       "secrets": {"sasl_password": "kafka-pw-1"}}}),
+            flink_version: None,
         };
         let db = Database {
             system_identifier: 1,
@@ -87,7 +91,7 @@ mod tests {
     fn savepoint_paths_are_quoted() {
         assert_eq!(
             restore_from("file:///a'b"),
-            "SET 'execution.savepoint.path' = 'file:///a''b'"
+            "SET 'execution.state-recovery.path' = 'file:///a''b'"
         );
     }
 }

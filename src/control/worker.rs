@@ -78,6 +78,9 @@ pub extern "C-unwind" fn pg_flink_worker_main(arg: pg_sys::Datum) {
     if !gucs::database_allowed(&name) {
         exit(0);
     }
+    // The worker never waits long for a lock: DDL in progress (DROP EXTENSION, ALTER EXTENSION
+    // UPDATE) wins, and the worker retries on its next poll instead of deadlocking with it.
+    let _ = store::in_txn(|| Spi::run("SET SESSION lock_timeout = '500ms'"));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

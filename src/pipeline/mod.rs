@@ -69,6 +69,17 @@ pub struct Definition<'a> {
     /// The instance and database the jobs are named for.
     pub database: &'a crate::control::identity::Database,
     pub version: i32,
+    /// The Flink version of the cluster the script is for (None: not known; rendered for 1.20).
+    pub flink_version: Option<&'a str>,
+}
+
+/// Whether Flink `version` wants an INSERT into a sink with a primary key to say how conflicts
+/// between upsert keys resolve (FLIP-558, Flink 2.3).
+fn wants_on_conflict(version: Option<&str>) -> bool {
+    let Some(v) = version else { return false };
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 3)
 }
 
 /// Renders the whole script as text (`render_script(..).to_string()`). Errors name the
@@ -136,6 +147,10 @@ fn render_full(
         ));
     }
     cx.route_bad_records()?;
+    if wants_on_conflict(def.flink_version) {
+        // The latest row per key wins, as it does on earlier versions.
+        cx.script.on_conflict_deduplicate();
+    }
     Ok((cx.script, cx.sink_cols))
 }
 

@@ -82,6 +82,31 @@ impl Script {
         self.statements.iter().map(Statement::to_string).collect()
     }
 
+    /// Flink 2.3: the template INSERT into a sink with a primary key ends with
+    /// `ON CONFLICT DO DEDUPLICATE` (FLIP-558 refuses it otherwise when the query's upsert key
+    /// differs from the key).
+    pub fn on_conflict_deduplicate(&mut self) {
+        let keyed = self.statements.iter().any(|s| {
+            matches!(s, Statement::CreateTable(t) if t.name == "sink" && !t.primary_key.is_empty())
+        });
+        if !keyed {
+            return;
+        }
+        for s in self.statements.iter_mut() {
+            let inserts: Vec<&mut Statement> = match s {
+                Statement::StatementSet(all) => all.iter_mut().collect(),
+                other => vec![other],
+            };
+            for i in inserts {
+                if let Statement::Insert { sink, rest, .. } = i {
+                    if sink == "sink" {
+                        rest.push_str("\nON CONFLICT DO DEDUPLICATE");
+                    }
+                }
+            }
+        }
+    }
+
     /// Makes the job's INSERT and `extra` one statement set (the last statement).
     pub fn into_statement_set(&mut self, extra: Statement) {
         let pos = self.statements.iter().rposition(Statement::is_insert);
@@ -199,6 +224,38 @@ mod tests {
             let items = script.items();
             assert!(items.last().unwrap().is_insert(), "{name}");
             assert_eq!(items.iter().filter(|s| s.is_insert()).count(), 1, "{name}");
+        }
+    }
+
+    /// Flink 2.3 (FLIP-558): the INSERT into a sink with a primary key says how upsert-key
+    /// conflicts resolve; into a sink without one, and before 2.3, nothing changes.
+    #[test]
+    fn on_conflict_for_keyed_sinks_from_flink_2_3() {
+        let cat = catalog(false);
+        for p in examples()["pipelines"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let mut d = definition(p);
+            let plain = render(&d, &cat).unwrap();
+            d.flink_version = Some("2.2.1");
+            assert_eq!(render(&d, &cat).unwrap(), plain, "{name}");
+            d.flink_version = Some("2.3.0");
+            let v23 = render(&d, &cat).unwrap();
+            let keyed = render_script(&definition(p), &cat).unwrap().items().iter().any(|s| {
+                matches!(s, Statement::CreateTable(t) if t.name == "sink" && !t.primary_key.is_empty())
+            });
+            let templated = p["template"] != "sql";
+            assert_eq!(
+                v23.contains("ON CONFLICT DO DEDUPLICATE"),
+                keyed && templated,
+                "{name}"
+            );
+            if keyed && templated {
+                assert_eq!(
+                    v23.replace("\nON CONFLICT DO DEDUPLICATE", ""),
+                    plain,
+                    "{name}"
+                );
+            }
         }
     }
 

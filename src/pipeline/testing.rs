@@ -39,6 +39,7 @@ pub static TEST_DB: std::sync::LazyLock<crate::control::identity::Database> =
 /// The definition of example pipeline `p` (database [`TEST_DB`], version 1).
 pub fn definition(p: &Value) -> Definition<'_> {
     Definition {
+        flink_version: None,
         name: p["name"].as_str().unwrap(),
         template: p["template"].as_str().unwrap(),
         params: &p["params"],
