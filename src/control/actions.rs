@@ -46,7 +46,7 @@ impl Worker<'_> {
                 // A restart that moves the pipeline to a cluster of another Flink major version
                 // starts fresh (flink.start refuses such a savepoint unless allowed).
                 let (restart_from, note) = match (&restart_from, &it.rest_url) {
-                    (Some(sp), Some(rest)) if it.from_savepoint.is_none() => {
+                    (Some(sp), Some(rest)) if it.from_savepoint.is_none() && self.observes => {
                         match store::savepoint_mismatch(&it.pipeline, sp, rest) {
                             Some(why) => (None, Some(why)),
                             None => (restart_from, None),
@@ -388,7 +388,7 @@ impl Worker<'_> {
     ) -> Result<(), String> {
         let gw_url = it.gateway_url.as_deref().ok_or("no cluster")?;
         let id = self.begin(&it.pipeline, JobState::Submitting, None, savepoint)?;
-        if let Some(note) = note {
+        if let Some(note) = note.filter(|_| self.observes) {
             store::job_note(id, note);
         }
         let submit_failed =

@@ -87,6 +87,22 @@ async fn versions_of(urls: Vec<String>, limits: HttpLimits) -> Vec<(String, Stri
     out
 }
 
+/// The output of the task in `slot` once it has finished (without a background runtime it
+/// finished when it was spawned); the slot is then empty.
+fn finished<T>(
+    slot: &mut Option<JoinHandle<T>>,
+    memory: &Memory,
+    rt: &tokio::runtime::Runtime,
+) -> Option<T> {
+    if !slot
+        .as_ref()
+        .is_some_and(|h| h.is_finished() || memory.background.is_none())
+    {
+        return None;
+    }
+    rt.block_on(slot.take()?).ok()
+}
+
 /// Runs `fut` on the background runtime, or (without one) to completion right here.
 fn spawn<T: Send + 'static>(
     memory: &Memory,
@@ -190,10 +206,6 @@ fn sample_json(t: &Target, s: &JobSample) -> serde_json::Value {
     })
 }
 
-/// Observation never waits for a lock long: a DROP EXTENSION (or another DDL) in progress wins,
-/// and the write is retried next round instead of deadlocking with it.
-const QUIET: &str = "SET LOCAL lock_timeout = '200ms'";
-
 /// Whether any webhook delivery is still pending (a retry waiting for its time).
 fn webhooks_pending() -> bool {
     store::in_txn(|| {
@@ -221,7 +233,6 @@ fn record(sampled: &Sampled) -> Result<bool, String> {
     ];
     let recorded = store::in_txn(move || -> Result<(), String> {
         Spi::run("SET LOCAL synchronous_commit = off").map_err(|e| e.to_string())?;
-        Spi::run(QUIET).map_err(|e| e.to_string())?;
         Spi::run_with_args(
             "SELECT flink_internal.record_metrics($1, $2::interval)",
             &args,
@@ -232,7 +243,6 @@ fn record(sampled: &Sampled) -> Result<bool, String> {
     .map_err(|e| format!("recording metrics: {e}"));
     // Alerts are evaluated on their own: a failing rule never costs the metrics.
     let evaluated = store::in_txn(|| {
-        Spi::run(QUIET).map_err(|e| e.to_string())?;
         Spi::get_one::<i32>("SELECT flink_internal.evaluate_alerts()").map_err(|e| e.to_string())
     })
     .and_then(|r| r)
@@ -248,26 +258,18 @@ impl Observer {
         let Some(interval) = gucs::metrics_interval() else {
             return;
         };
-        if me
-            .round
-            .as_ref()
-            .is_some_and(|h| h.is_finished() || memory.background.is_none())
-        {
-            if let Some(h) = me.round.take() {
-                if let Ok((sampled, plans)) = rt.block_on(h) {
-                    me.plans = plans;
-                    match record(&sampled) {
-                        Err(e) if me.last_error.as_ref() != Some(&e) => {
-                            warning!("pg_flink worker: {e}; logged again only if it changes");
-                            me.last_error = Some(e);
-                        }
-                        Err(_) => {}
-                        Ok(events) => {
-                            me.last_error = None;
-                            if events {
-                                me.webhooks_idle = false;
-                            }
-                        }
+        if let Some((sampled, plans)) = finished(&mut me.round, memory, rt) {
+            me.plans = plans;
+            match record(&sampled) {
+                Err(e) if me.last_error.as_ref() != Some(&e) => {
+                    warning!("pg_flink worker: {e}; logged again only if it changes");
+                    me.last_error = Some(e);
+                }
+                Err(_) => {}
+                Ok(events) => {
+                    me.last_error = None;
+                    if events {
+                        me.webhooks_idle = false;
                     }
                 }
             }
@@ -284,28 +286,18 @@ impl Observer {
 
     /// Records the clusters' Flink versions (when they changed), asking again every minute.
     fn record_versions(&mut self, memory: &Memory, rt: &tokio::runtime::Runtime, snap: &Snapshot) {
-        if self
-            .asking
-            .as_ref()
-            .is_some_and(|h| h.is_finished() || memory.background.is_none())
-        {
-            if let Some(h) = self.asking.take() {
-                for (url, v) in rt.block_on(h).unwrap_or_default() {
-                    if self.versions.get(&url) == Some(&v) {
-                        continue;
-                    }
-                    let args: Vec<DatumWithOid<'static>> =
-                        vec![url.clone().into(), v.clone().into()];
-                    let done = store::in_txn(move || {
-                        Spi::run(QUIET).map_err(|e| e.to_string())?;
-                        Spi::run_with_args("SELECT flink_internal.cluster_version($1, $2)", &args)
-                            .map_err(|e| e.to_string())
-                    })
-                    .and_then(|r| r);
-                    if done.is_ok() {
-                        self.versions.insert(url, v);
-                    }
-                }
+        for (url, v) in finished(&mut self.asking, memory, rt).unwrap_or_default() {
+            if self.versions.get(&url) == Some(&v) {
+                continue;
+            }
+            let args: Vec<DatumWithOid<'static>> = vec![url.clone().into(), v.clone().into()];
+            let done = store::in_txn(move || {
+                Spi::run_with_args("SELECT flink_internal.cluster_version($1, $2)", &args)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|r| r);
+            if done.is_ok() {
+                self.versions.insert(url, v);
             }
         }
         // Every minute, and within seconds of a cluster being registered.
@@ -326,24 +318,16 @@ impl Observer {
     /// Records finished webhook POSTs and starts the ones due.
     fn deliver(&mut self, memory: &Memory, rt: &tokio::runtime::Runtime) {
         let attempts = gucs::webhook_attempts();
-        if self
-            .webhooks
-            .as_ref()
-            .is_some_and(|h| h.is_finished() || memory.background.is_none())
-        {
-            if let Some(h) = self.webhooks.take() {
-                let done = rt.block_on(h).unwrap_or_default();
-                let _ = store::in_txn(move || {
-                    let _ = Spi::run(QUIET);
-                    for (id, r) in &done {
-                        let err = r.as_ref().err().cloned();
-                        let _ = Spi::run_with_args(
-                            "SELECT flink_internal.webhook_result($1, $2, $3, $4)",
-                            &[(*id).into(), r.is_ok().into(), err.into(), attempts.into()],
-                        );
-                    }
-                });
-            }
+        if let Some(done) = finished(&mut self.webhooks, memory, rt) {
+            let _ = store::in_txn(move || {
+                for (id, r) in &done {
+                    let err = r.as_ref().err().cloned();
+                    let _ = Spi::run_with_args(
+                        "SELECT flink_internal.webhook_result($1, $2, $3, $4)",
+                        &[(*id).into(), r.is_ok().into(), err.into(), attempts.into()],
+                    );
+                }
+            });
         }
         if self.webhooks.is_some() {
             return;

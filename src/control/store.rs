@@ -490,7 +490,7 @@ pub fn begin_job(
 }
 
 /// Why a restart must not resume from `savepoint` on the cluster at `rest_url` (another Flink
-/// major version wrote it), if so. Unknown versions, or a 0.2.0 schema, give None.
+/// major version wrote it), if so. Unknown versions give None. 0.3.0 schema.
 pub fn savepoint_mismatch(pipeline: &str, savepoint: &str, rest_url: &str) -> Option<String> {
     let args: Vec<DatumWithOid<'static>> = vec![
         pipeline.to_string().into(),
@@ -498,9 +498,6 @@ pub fn savepoint_mismatch(pipeline: &str, savepoint: &str, rest_url: &str) -> Op
         rest_url.to_string().into(),
     ];
     in_txn(move || {
-        if !has_function("flink_internal.savepoint_mismatch(text, text, text)") {
-            return None;
-        }
         crate::stored::optional::<String>(
             "SELECT flink_internal.savepoint_mismatch($1, $2, $3)",
             &args,
@@ -512,25 +509,10 @@ pub fn savepoint_mismatch(pipeline: &str, savepoint: &str, rest_url: &str) -> Op
     .flatten()
 }
 
-/// Whether the schema has this function (an older one may not).
-fn has_function(signature: &str) -> bool {
-    Spi::get_one_with_args::<bool>(
-        "SELECT to_regprocedure($1) IS NOT NULL",
-        &[signature.to_string().into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
-}
-
-/// A job event that is not a state change.
+/// A job event that is not a state change. 0.3.0 schema.
 pub fn job_note(job: i64, detail: &str) {
     let args: Vec<DatumWithOid<'static>> = vec![job.into(), detail.to_string().into()];
-    let _ = in_txn(move || {
-        if has_function("flink_internal.job_note(bigint, text)") {
-            let _ = Spi::run_with_args("SELECT flink_internal.job_note($1, $2)", &args);
-        }
-    });
+    let _ = in_txn(move || Spi::run_with_args("SELECT flink_internal.job_note($1, $2)", &args));
 }
 
 /// The version of the pipeline's definition (for the job name of an adopted job).

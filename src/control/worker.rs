@@ -216,6 +216,8 @@ pub struct Worker<'a> {
     details_left: std::cell::Cell<u32>,
     /// Never-started pipelines with a live job this tick (see [`Memory::unstarted`]).
     unstarted_seen: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// The schema has 0.3.0's objects (Flink versions, job notes).
+    pub(super) observes: bool,
 }
 
 /// What the worker keeps from one tick to the next.
@@ -419,6 +421,7 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
         memory,
         details_left: std::cell::Cell::new(gucs::details_per_tick()),
         unstarted_seen: Default::default(),
+        observes: installation.observes(),
     };
     for row in snap.pipelines.values() {
         if stopping() {
