@@ -261,6 +261,9 @@ impl Observer {
         if let Some((sampled, plans)) = finished(&mut me.round, memory, rt) {
             me.plans = plans;
             match record(&sampled) {
+                Err(e) if store::briefly_busy() => {
+                    debug1!("pg_flink worker: {e}; DDL in progress, this round is dropped");
+                }
                 Err(e) if me.last_error.as_ref() != Some(&e) => {
                     warning!("pg_flink worker: {e}; logged again only if it changes");
                     me.last_error = Some(e);

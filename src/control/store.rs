@@ -8,6 +8,7 @@ use crate::stored::PipelineDef;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use pgrx::PgSqlErrorCode;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -216,6 +217,21 @@ impl JobRow {
     }
 }
 
+thread_local! {
+    /// Since when the worker's transactions keep failing on its lock timeout: DDL (ALTER
+    /// EXTENSION UPDATE, DROP EXTENSION) holds the catalog, and the worker steps aside.
+    static BUSY_SINCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// How long the worker may step aside for DDL before that is worth a WARNING.
+const BUSY_QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The last transaction failed only because a lock was held by someone else (its lock timeout),
+/// and that has not lasted longer than a minute: expected while DDL runs, not worth a WARNING.
+pub fn briefly_busy() -> bool {
+    BUSY_SINCE.with(|b| b.get().is_some_and(|since| since.elapsed() < BUSY_QUIET))
+}
+
 /// Runs `f` in its own transaction; a Postgres error aborts it and comes back as Err.
 pub fn in_txn<R>(
     f: impl FnOnce() -> R + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
@@ -230,15 +246,25 @@ pub fn in_txn<R>(
     }
     let r = PgTryBuilder::new(|| Ok(f()))
         .catch_others(|e| {
-            Err(match e {
+            let report = match &e {
                 pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-                pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
-                    ereport.message().to_string()
-                }
-            })
+                | pg_sys::panic::CaughtError::ErrorReport(r) => r,
+                pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport,
+            };
+            let lock = report.sql_error_code() == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE;
+            BUSY_SINCE.with(|b| {
+                b.set(match (lock, b.get()) {
+                    (true, Some(since)) => Some(since),
+                    (true, None) => Some(std::time::Instant::now()),
+                    (false, _) => None,
+                })
+            });
+            Err(report.message().to_string())
         })
         .execute();
+    if r.is_ok() {
+        BUSY_SINCE.with(|b| b.set(None));
+    }
     // SAFETY: the transaction started above is still the current one: on success its snapshot
     // is popped and it commits; on error (the error state was caught and flushed by
     // PgTryBuilder) it is aborted, which also releases the snapshot.

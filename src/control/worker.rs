@@ -382,6 +382,11 @@ pub(super) fn tick(rt: &tokio::runtime::Runtime, memory: &mut Memory) -> Tick {
     super::actions::finish_submissions(rt, memory);
     if let Err(e) = store::refresh(&mut memory.catalog, installation.legacy()) {
         memory.forget();
+        if store::briefly_busy() {
+            // DDL holds the catalog (ALTER EXTENSION UPDATE): step aside quietly, retry next poll.
+            debug1!("pg_flink worker: {e}; DDL in progress, retrying next poll");
+            return Tick::Unreadable;
+        }
         // Logged once per distinct error (e.g. a schema older than the library): no spam.
         LAST_ERROR.with(|last| {
             if last.borrow().as_deref() != Some(e.as_str()) {
