@@ -914,3 +914,9 @@ $fn$;
 REVOKE ALL ON FUNCTION flink_internal.savepoint_mismatch(text, text, text), flink_internal.job_note(bigint, text),
   flink_internal.cluster_version(text, text), flink_internal.savepoint_version(),
   flink_internal.check_savepoint_version(text, text) FROM PUBLIC;
+
+-- 0.3.0: datasource kinds for trying rules without real systems: datagen (a source of
+-- generated rows) and print (a sink writing to the TaskManager log).
+ALTER TABLE flink.datasource DROP CONSTRAINT datasource_kind_check;
+ALTER TABLE flink.datasource ADD CONSTRAINT datasource_kind_check
+  CHECK (kind IN ('kafka', 'elasticsearch', 'postgres', 'mysql', 'blackhole', 'datagen', 'print'));

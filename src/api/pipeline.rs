@@ -171,18 +171,23 @@ mod flink_internal {
             let derive_sink = role == Role::Sink && src.kind.derives_sink_columns();
             // A sink-only kind as a source is refused by the renderer with a clear message.
             let bad_source = role == Role::Source && src.kind.sink_only();
-            if t.columns.is_none() && !derive_sink && !bad_source {
+            let bad_sink = role == Role::Sink && src.kind.source_only();
+            if t.columns.is_none() && !derive_sink && !bad_source && !bad_sink {
                 t.columns = Some(describe_into(src, &t.object, &path, &name));
             }
         }
         if let Params::Sql(sp) = &mut p {
+            let targets = pipeline::templates::sql::insert_targets(&sp.sql);
             for r in pipeline::sql_refs(&sp.sql) {
                 let Some((ds, obj)) = r.split_once('.') else {
                     continue;
                 };
                 let Some(src) = source_of(ds) else { continue };
+                // An INSERT's target on a kind that takes the query's columns may not exist
+                // yet: its columns are declared (the renderer says so), not described.
+                let target = targets.contains(&r) && src.kind.derives_sink_columns();
                 let entry = sp.tables.entry(r.clone()).or_default();
-                if entry.columns.is_none() {
+                if entry.columns.is_none() && !target && !src.kind.sink_only() {
                     entry.columns = Some(describe_into(
                         src,
                         obj,

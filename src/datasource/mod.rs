@@ -1,6 +1,7 @@
 //! Datasources: the external systems pipelines read and write and the FDWs query.
 //!
-//! One file per kind ([`kafka`], [`elasticsearch`], [`postgres`], [`mysql`], [`blackhole`]) holds everything
+//! One file per kind ([`kafka`], [`elasticsearch`], [`postgres`], [`mysql`], [`blackhole`],
+//! [`datagen`], [`print`]) holds everything
 //! about that kind: its option schema and cross-checks, its client calls (connection test,
 //! describe, listing), the mapping of its types to Flink types, and the Flink connector
 //! (`WITH` options) pipelines render for it. Each kind file implements [`DatasourceKind`] for a
@@ -40,6 +41,14 @@ macro_rules! dispatch {
                 type $k = $crate::datasource::blackhole::Blackhole;
                 $body
             }
+            $crate::datasource::Kind::Datagen => {
+                type $k = $crate::datasource::datagen::Datagen;
+                $body
+            }
+            $crate::datasource::Kind::Print => {
+                type $k = $crate::datasource::print::Print;
+                $body
+            }
         }
     };
 }
@@ -48,10 +57,12 @@ pub mod blackhole;
 pub mod catalog;
 mod client;
 pub mod cluster;
+pub mod datagen;
 pub mod elasticsearch;
 pub mod kafka;
 pub mod mysql;
 pub mod postgres;
+pub mod print;
 pub mod schema;
 
 pub use catalog::{
@@ -71,9 +82,19 @@ pub enum Kind {
     Postgres,
     Mysql,
     Blackhole,
+    Datagen,
+    Print,
 }
 
-pub const KINDS: [&str; 5] = ["kafka", "elasticsearch", "postgres", "mysql", "blackhole"];
+pub const KINDS: [&str; 7] = [
+    "kafka",
+    "elasticsearch",
+    "postgres",
+    "mysql",
+    "blackhole",
+    "datagen",
+    "print",
+];
 
 /// What every datasource kind provides. Implemented in the kind's file.
 pub(crate) trait DatasourceKind {
@@ -86,6 +107,9 @@ pub(crate) trait DatasourceKind {
     /// Whether the kind can only be written to (a pipeline refuses it as a source, and a raw
     /// `sql` pipeline declares its tables as sinks).
     const SINK_ONLY: bool = false;
+
+    /// Whether the kind can only be read from (a pipeline refuses it as a sink).
+    const SOURCE_ONLY: bool = false;
 
     /// Whether a sink of this kind without declared columns takes the query's output columns
     /// (otherwise they are read from the object with `describe`).
@@ -130,6 +154,8 @@ impl Kind {
             "postgres" => Some(Kind::Postgres),
             "mysql" => Some(Kind::Mysql),
             "blackhole" => Some(Kind::Blackhole),
+            "datagen" => Some(Kind::Datagen),
+            "print" => Some(Kind::Print),
             _ => None,
         }
     }
@@ -141,6 +167,8 @@ impl Kind {
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
             Kind::Blackhole => "blackhole",
+            Kind::Datagen => "datagen",
+            Kind::Print => "print",
         }
     }
 
@@ -157,6 +185,11 @@ impl Kind {
     /// Whether the kind can only be written to.
     pub fn sink_only(self) -> bool {
         dispatch!(self, K => K::SINK_ONLY)
+    }
+
+    /// Whether the kind can only be read from.
+    pub fn source_only(self) -> bool {
+        dispatch!(self, K => K::SOURCE_ONLY)
     }
 
     /// Whether a sink of this kind takes the query's output columns when none are declared.
@@ -193,6 +226,18 @@ impl Kind {
                     self.as_str()
                 ),
                 "Flink has no source connector for it: read from a Kafka topic or a Postgres/MySQL table instead.",
+            ));
+        }
+        if table.role == crate::pipeline::Role::Sink && self.source_only() {
+            return Err(table.error(
+                ErrorClass::WrongObjectType,
+                "datasource",
+                format!(
+                    "datasource \"{}\" is {}, which can only be a source",
+                    table.table.datasource,
+                    self.as_str()
+                ),
+                "Write to a Kafka topic, an Elasticsearch index, a Postgres/MySQL table, print or blackhole.",
             ));
         }
         dispatch!(self, K => K::flink_options(table))

@@ -27,11 +27,25 @@ pub(crate) struct Ctx<'a> {
     pub(crate) pipeline: &'a str,
     pub(crate) catalog: &'a Catalog,
     pub(crate) script: Script,
-    /// The sink's columns (name, Flink type), once rendered.
-    pub(crate) sink_cols: Vec<(String, String)>,
     /// `options.on_bad_record`, and the Kafka JSON sources whose bad records are routed.
     pub(crate) bad_record: super::bad_records::BadRecord,
     pub(crate) raw_sources: Vec<super::bad_records::RawSource>,
+    /// Prefix of the table names of the template being rendered (`b0_` for the first branch of
+    /// a `branches` pipeline; empty otherwise).
+    pub(crate) prefix: String,
+    /// Tables already rendered, by what they were rendered from: a branch that declares the
+    /// same table reads (or writes) the one already there. (key, name, columns).
+    pub(crate) rendered: Vec<(String, String, Vec<Col>)>,
+    /// Table names of this template that refer to a table of another: (local, actual).
+    pub(crate) aliases: Vec<(String, String)>,
+    /// Every sink written with its columns, in order (the first is the pipeline's sink).
+    pub(crate) sinks: Vec<(TableRef, Vec<(String, String)>)>,
+    /// INSERTs that join the job's statement set after the template's own (late rows).
+    pub(crate) extra_inserts: Vec<Statement>,
+    /// A source asked for processing time gets it even with event time (lookup joins).
+    pub(crate) proctime_always: bool,
+    /// Why names a JDBC table would need quoted cannot be mapped here (a hint), if so.
+    pub(crate) quote_refusal: Option<&'static str>,
 }
 
 impl<'a> Ctx<'a> {
@@ -40,9 +54,15 @@ impl<'a> Ctx<'a> {
             pipeline,
             catalog,
             script,
-            sink_cols: Vec::new(),
             bad_record: Default::default(),
             raw_sources: Vec::new(),
+            prefix: String::new(),
+            rendered: Vec::new(),
+            aliases: Vec::new(),
+            sinks: Vec::new(),
+            extra_inserts: Vec::new(),
+            proctime_always: false,
+            quote_refusal: None,
         }
     }
 }
@@ -81,6 +101,28 @@ impl Ctx<'_> {
                 path,
                 e,
                 "Write intervals like '30 seconds', '5 minutes', '1 hour'.",
+            )
+        })
+    }
+
+    /// The name of this template's table `local` (`source`, `sink`, `left_source`, ...) in the
+    /// script: prefixed in a branch, or the table an earlier branch rendered the same way.
+    pub(crate) fn tname(&self, local: &str) -> String {
+        let name = format!("{}{local}", self.prefix);
+        self.aliases
+            .iter()
+            .find(|(l, _)| l == &name)
+            .map(|(_, actual)| actual.clone())
+            .unwrap_or(name)
+    }
+
+    /// A bound param: an interval that may be zero.
+    pub(crate) fn bound(&self, path: &str, s: &str) -> Result<Interval, PipelineError> {
+        Interval::parse_bound(s).map_err(|e| {
+            self.invalid(
+                path,
+                e,
+                "Write bounds like '0 seconds', '30 seconds', '5 minutes'.",
             )
         })
     }
@@ -208,7 +250,7 @@ impl Ctx<'_> {
         let mut out: Vec<Col> = Vec::new();
         for (i, c) in cols.iter().enumerate() {
             check_ident(self.pipeline, &format!("{path}.columns[{i}].name"), &c.name)?;
-            let ty = flinktype::parse(&c.ty).map_err(|e| {
+            let ty = flinktype::parse(flinktype::split_not_null(&c.ty).0).map_err(|e| {
                 self.invalid(
                     &format!("{path}.columns[{i}].type"),
                     format!(
@@ -268,6 +310,33 @@ impl Ctx<'_> {
         derived: Option<&[Col]>,
         proctime: bool,
     ) -> Result<Vec<Col>, PipelineError> {
+        // Asking for processing time changes nothing on an event-time table.
+        let proctime = proctime && (t.event_time.is_none() || self.proctime_always);
+        let key = format!(
+            "{role:?} {proctime} {} {:?}",
+            serde_json::to_string(t).unwrap_or_default(),
+            derived
+        );
+        let local = format!("{}{name}", self.prefix);
+        if let Some((_, actual, cols)) = self.rendered.iter().find(|(k, _, _)| k == &key) {
+            let (actual, cols) = (actual.clone(), cols.clone());
+            self.aliases.push((local, actual));
+            return Ok(cols);
+        }
+        let cols = self.table_once(path, &local, t, role, derived, proctime)?;
+        self.rendered.push((key, local, cols.clone()));
+        Ok(cols)
+    }
+
+    fn table_once(
+        &mut self,
+        path: &str,
+        name: &str,
+        t: &TableRef,
+        role: Role,
+        derived: Option<&[Col]>,
+        proctime: bool,
+    ) -> Result<Vec<Col>, PipelineError> {
         let ds = self.datasource(path, &t.datasource)?.clone();
         let mut cols = match (&t.columns, derived) {
             (Some(c), _) => self.columns(path, c)?,
@@ -276,9 +345,23 @@ impl Ctx<'_> {
                 return Err(self.invalid(&format!("{path}.columns"), "are not known", "Declare the columns, or let flink.create_pipeline() read them from the datasource."))
             }
         };
+        let not_null = |name: &str| {
+            t.columns
+                .iter()
+                .flatten()
+                .any(|d| d.name == name && flinktype::split_not_null(&d.ty).1)
+        };
         let columns: Vec<(String, String)> = cols
             .iter()
-            .map(|c| (c.name.clone(), c.ty.to_string()))
+            .map(|c| {
+                let ty = c.ty.to_string();
+                let ty = if not_null(&c.name) {
+                    ty + " NOT NULL"
+                } else {
+                    ty
+                };
+                (c.name.clone(), ty)
+            })
             .collect();
         let mut watermark = None;
         let mut proctime_column = None;
@@ -301,7 +384,8 @@ impl Ctx<'_> {
                 "needs event_time",
                 "Name the event-time column in event_time.",
             ));
-        } else if proctime {
+        }
+        if proctime && (t.event_time.is_none() || self.proctime_always) {
             if cols.iter().any(|c| c.name == "proc_time") {
                 return Err(self.invalid(
                     &format!("{path}.columns"),
@@ -320,17 +404,62 @@ impl Ctx<'_> {
             self.find(&format!("{path}.primary_key[{i}]"), &cols, k)?;
         }
         let mut with = self.connector(path, &ds, t, role)?;
+        // Names Flink's JDBC dialect would fold or misread are quoted in the Flink table; a
+        // source view (or the sink's positional INSERT) gives them back their own names.
+        let renamed = self.jdbc_names(path, &ds, t, &cols)?;
+        let flink_name = |n: &str| {
+            renamed
+                .iter()
+                .find(|(from, _)| from == n)
+                .map(|(_, to)| to.clone())
+                .unwrap_or_else(|| n.to_string())
+        };
+        let columns = columns
+            .into_iter()
+            .map(|(n, ty)| (flink_name(&n), ty))
+            .collect();
+        let watermark = watermark.map(|w| Watermark {
+            column: flink_name(&w.column),
+            delay: w.delay,
+        });
+        let primary_key = primary_key.iter().map(|k| flink_name(k)).collect();
+        let view = role == Role::Source
+            && (t.filter.is_some()
+                || t.computed.is_some()
+                || t.late.is_some()
+                || !renamed.is_empty());
+        if role != Role::Source && (t.filter.is_some() || t.computed.is_some() || t.late.is_some())
+        {
+            let field = match (&t.filter, &t.computed) {
+                (Some(_), _) => "filter",
+                (None, Some(_)) => "computed",
+                _ => "late",
+            };
+            return Err(self.invalid(
+                &format!("{path}.{field}"),
+                "applies to sources only",
+                "Filter or compute on the source; the sink receives the query's columns.",
+            ));
+        }
+        let physical = if view {
+            format!("{name}_table")
+        } else {
+            name.to_string()
+        };
         if role == Role::Source {
-            self.bad_records(name, &t.datasource, &mut with);
+            self.bad_records(&physical, &t.datasource, &mut with);
         }
         self.script.push(Statement::CreateTable(CreateTable {
-            name: name.to_string(),
+            name: physical.clone(),
             columns,
             watermark,
             proctime: proctime_column,
             primary_key,
             with,
         }));
+        if view {
+            cols = self.source_view(path, name, &physical, t, cols, &renamed)?;
+        }
         Ok(cols)
     }
 
@@ -353,6 +482,23 @@ impl Ctx<'_> {
     ) -> Result<Vec<String>, PipelineError> {
         let derived = if t.columns.is_none() { Some(out) } else { None };
         let sink_cols = self.table(path, "sink", t, Role::Sink, derived, false)?;
+        let order = self.match_sink(path, &sink_cols, out)?;
+        let declared = sink_cols
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_string()))
+            .collect();
+        self.sinks.push((t.clone(), declared));
+        Ok(order)
+    }
+
+    /// Checks that the query output `out` fits the sink's columns; returns the INSERT column
+    /// order (query column names).
+    pub(crate) fn match_sink(
+        &self,
+        path: &str,
+        sink_cols: &[Col],
+        out: &[Col],
+    ) -> Result<Vec<String>, PipelineError> {
         if sink_cols.len() != out.len() {
             return Err(self.mismatch(
                 &format!("{path}.columns"),
@@ -360,12 +506,8 @@ impl Ctx<'_> {
                 "Make the sink's columns match the query output, or omit sink columns for Kafka/Elasticsearch sinks to derive them.",
             ));
         }
-        self.sink_cols = sink_cols
-            .iter()
-            .map(|c| (c.name.clone(), c.ty.to_string()))
-            .collect();
         let mut order = Vec::new();
-        for s in &sink_cols {
+        for s in sink_cols {
             let q = out
                 .iter()
                 .find(|c| c.name.eq_ignore_ascii_case(&s.name))
@@ -414,7 +556,7 @@ impl Ctx<'_> {
             })
             .collect();
         self.script.push(Statement::Insert {
-            sink: "sink".into(),
+            sink: self.tname("sink"),
             select: exprs,
             rest: rest.to_string(),
         });

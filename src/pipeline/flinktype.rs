@@ -173,6 +173,28 @@ impl FlinkType {
 
 /// Parses a type as users write it: `BIGINT`, `decimal(10,2)`, `VARCHAR(20)`, `STRING`,
 /// `TIMESTAMP(3)`, `TIMESTAMP_LTZ(3)`, `ARRAY<INT>`, `MAP<STRING, INT>`, `ROW<a INT, b STRING>`.
+/// A declared column type's nullability suffix: `BIGINT NOT NULL` → ("BIGINT", true);
+/// `BIGINT NULL` or `BIGINT` → ("BIGINT", false).
+pub fn split_not_null(s: &str) -> (&str, bool) {
+    /// `t` without its last word when that word is `word` (and something precedes it).
+    fn strip_word<'a>(t: &'a str, word: &str) -> Option<&'a str> {
+        let t = t.trim_end();
+        let cut = t.rfind(char::is_whitespace)?;
+        t[cut..]
+            .trim()
+            .eq_ignore_ascii_case(word)
+            .then(|| t[..cut].trim_end())
+    }
+    let t = s.trim_end();
+    match strip_word(t, "null") {
+        Some(rest) => match strip_word(rest, "not") {
+            Some(ty) if !ty.is_empty() => (ty, true),
+            _ => (rest, false),
+        },
+        None => (t, false),
+    }
+}
+
 pub fn parse(s: &str) -> Result<FlinkType, String> {
     let mut p = Parser {
         s: s.as_bytes(),
@@ -400,6 +422,19 @@ mod tests {
         ] {
             assert_eq!(parse(input).unwrap().to_string(), out, "{input}");
         }
+    }
+
+    #[test]
+    fn not_null_suffixes() {
+        assert_eq!(split_not_null("BIGINT NOT NULL"), ("BIGINT", true));
+        assert_eq!(
+            split_not_null("DECIMAL(10, 2)  not   null "),
+            ("DECIMAL(10, 2)", true)
+        );
+        assert_eq!(split_not_null("STRING NULL"), ("STRING", false));
+        assert_eq!(split_not_null("STRING"), ("STRING", false));
+        assert_eq!(split_not_null("NULL"), ("NULL", false));
+        assert!(parse(split_not_null("NOT NULL").0).is_err());
     }
 
     #[test]

@@ -9,6 +9,14 @@ pub struct Interval {
 
 impl Interval {
     pub fn parse(s: &str) -> Result<Interval, String> {
+        match Interval::parse_bound(s)? {
+            Interval { millis: 0 } => Err(format!("\"{s}\" must be between 1 and 1000000 units")),
+            i => Ok(i),
+        }
+    }
+
+    /// Like [`Interval::parse`], but zero is allowed ("0 seconds"): a bound, not a duration.
+    pub fn parse_bound(s: &str) -> Result<Interval, String> {
         let t = s.trim().to_ascii_lowercase();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
@@ -27,8 +35,8 @@ impl Interval {
                 ))
             }
         };
-        if n == 0 || n > 1_000_000 {
-            return Err(format!("\"{s}\" must be between 1 and 1000000 units"));
+        if n > 1_000_000 {
+            return Err(format!("\"{s}\" must be between 0 and 1000000 units"));
         }
         Ok(Interval { millis: n * mult })
     }
@@ -36,6 +44,9 @@ impl Interval {
     /// `INTERVAL '5' SECOND` in the largest unit that divides the duration.
     pub fn sql(&self) -> String {
         let m = self.millis;
+        if m == 0 {
+            return "INTERVAL '0' SECOND".into();
+        }
         for (unit, size) in [
             ("DAY", 86_400_000),
             ("HOUR", 3_600_000),
@@ -78,6 +89,11 @@ mod tests {
             "INTERVAL '1.500' SECOND"
         );
         assert_eq!(Interval::parse("1 day").unwrap().option(), "86400000 ms");
+        assert!(Interval::parse("0 seconds").is_err());
+        assert_eq!(
+            Interval::parse_bound("0 seconds").unwrap().sql(),
+            "INTERVAL '0' SECOND"
+        );
         for bad in [
             "",
             "0 s",

@@ -12,13 +12,16 @@ mod conditions;
 mod connector;
 mod context;
 mod error;
+mod expressions;
 pub mod flinktype;
 mod interval;
+mod joins;
 pub mod params;
 pub mod script;
 pub mod templates;
 #[cfg(test)]
 pub(crate) mod testing;
+mod updates;
 
 pub use connector::ConnectorUse;
 pub use context::Col;
@@ -28,7 +31,7 @@ pub use params::{ColumnDecl, Condition, Params, PipelineOptions, Role, TableRef}
 pub use script::{Script, Statement};
 pub use templates::cep::{CepParams, Measure, PatternVar};
 pub use templates::deduplicate::DeduplicateParams;
-pub use templates::filter_alert::{Constant, FilterAlertParams};
+pub use templates::filter_alert::{Constant, FilterAlertParams, Selected};
 pub use templates::interval_join::{Bounds, IntervalJoinParams, JoinKey, SideColumn};
 pub use templates::sql::{sql_refs, SqlParams, SqlTable};
 pub use templates::sync::{Mapping, SyncParams};
@@ -39,14 +42,18 @@ use context::Ctx;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-pub const TEMPLATES: [&str; 7] = [
+pub const TEMPLATES: [&str; 11] = [
     "window_aggregate",
     "filter_alert",
     "interval_join",
     "cep",
     "sync",
     "deduplicate",
+    "top_n",
+    "lookup_join",
+    "temporal_join",
     "sql",
+    "branches",
 ];
 
 /// A catalog entry as the renderer sees it: options merged with secrets (real values, or
@@ -96,27 +103,23 @@ pub fn render_script(def: &Definition, catalog: &Catalog) -> Result<Script, Pipe
 /// A pipeline's sink and its columns as (name, Flink type).
 pub type SinkInfo = (TableRef, Vec<(String, String)>);
 
-/// The sink of a pipeline: (datasource, object, columns as (name, Flink type)); None for raw
-/// SQL pipelines, whose sink is inside the statement.
+/// The sink of a pipeline: (datasource, object, columns as (name, Flink type)); for a raw SQL
+/// pipeline, the first table its INSERTs write.
 pub fn sink(def: &Definition, catalog: &Catalog) -> Result<Option<SinkInfo>, PipelineError> {
-    let params = Params::parse(def.name, def.template, def.params)?;
-    let sink = match &params {
-        Params::WindowAggregate(p) => p.sink.clone(),
-        Params::FilterAlert(p) => p.sink.clone(),
-        Params::IntervalJoin(p) => p.sink.clone(),
-        Params::Cep(p) => p.sink.clone(),
-        Params::Sync(p) => p.sink.clone(),
-        Params::Deduplicate(p) => p.sink.clone(),
-        Params::Sql(_) => return Ok(None),
-    };
-    let (_, cols) = render_full(def, catalog)?;
-    Ok(Some((sink, cols)))
+    Ok(sinks(def, catalog)?.into_iter().next())
+}
+
+/// Every sink a template pipeline writes, with its columns, in order (the main sink first; a
+/// source's late rows sink; each branch's).
+pub fn sinks(def: &Definition, catalog: &Catalog) -> Result<Vec<SinkInfo>, PipelineError> {
+    let (_, sinks) = render_full(def, catalog)?;
+    Ok(sinks)
 }
 
 fn render_full(
     def: &Definition,
     catalog: &Catalog,
-) -> Result<(Script, Vec<(String, String)>), PipelineError> {
+) -> Result<(Script, Vec<SinkInfo>), PipelineError> {
     let params = Params::parse(def.name, def.template, def.params)?;
     let opts: PipelineOptions = if def.options.is_null() {
         PipelineOptions::default()
@@ -129,15 +132,7 @@ fn render_full(
     );
     let mut cx = Ctx::new(def.name, catalog, Script::new(header));
     cx.sets(def, &opts)?;
-    match &params {
-        Params::WindowAggregate(p) => templates::window_aggregate::render(&mut cx, p)?,
-        Params::FilterAlert(p) => templates::filter_alert::render(&mut cx, p)?,
-        Params::IntervalJoin(p) => templates::interval_join::render(&mut cx, p)?,
-        Params::Cep(p) => templates::cep::render(&mut cx, p)?,
-        Params::Sync(p) => templates::sync::render(&mut cx, p)?,
-        Params::Deduplicate(p) => templates::deduplicate::render(&mut cx, p)?,
-        Params::Sql(p) => templates::sql::render(&mut cx, p)?,
-    }
+    render_template(&mut cx, &params)?;
     if matches!(params, Params::Sql(_)) && cx.bad_record == bad_records::BadRecord::DeadLetter {
         return Err(PipelineError::invalid(
             def.name,
@@ -146,12 +141,31 @@ fn render_full(
             "Use skip, or a template pipeline (its Kafka JSON sources route bad records to <pipeline>.dead_letters).",
         ));
     }
+    let extra = std::mem::take(&mut cx.extra_inserts);
+    cx.script.gather_inserts(extra);
     cx.route_bad_records()?;
     if wants_on_conflict(def.flink_version) {
         // The latest row per key wins, as it does on earlier versions.
         cx.script.on_conflict_deduplicate();
     }
-    Ok((cx.script, cx.sink_cols))
+    Ok((cx.script, cx.sinks))
+}
+
+/// One template's tables and INSERT.
+fn render_template(cx: &mut Ctx, params: &Params) -> Result<(), PipelineError> {
+    match params {
+        Params::WindowAggregate(p) => templates::window_aggregate::render(cx, p),
+        Params::FilterAlert(p) => templates::filter_alert::render(cx, p),
+        Params::IntervalJoin(p) => templates::interval_join::render(cx, p),
+        Params::Cep(p) => templates::cep::render(cx, p),
+        Params::Sync(p) => templates::sync::render(cx, p),
+        Params::Deduplicate(p) => templates::deduplicate::render(cx, p),
+        Params::TopN(p) => templates::top_n::render(cx, p),
+        Params::LookupJoin(p) => templates::lookup_join::render(cx, p),
+        Params::TemporalJoin(p) => templates::temporal_join::render(cx, p),
+        Params::Sql(p) => templates::sql::render(cx, p),
+        Params::Branches(b) => templates::branches::render(cx, b, render_template),
+    }
 }
 
 /// `{name: {kind, options, secrets?}}` (as read from the catalog) → the renderer's catalog, with
@@ -199,7 +213,10 @@ pub fn referenced_datasources(params: &mut Params) -> Vec<String> {
         other => other
             .table_refs_mut()
             .into_iter()
-            .map(|(_, _, t)| t.datasource.clone())
+            .flat_map(|(_, _, t)| {
+                std::iter::once(t.datasource.clone())
+                    .chain(t.late.as_ref().map(|l| l.datasource.clone()))
+            })
             .collect(),
     };
     out.sort();

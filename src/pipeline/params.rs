@@ -5,7 +5,8 @@
 use super::error::PipelineError;
 use super::templates::{
     cep::CepParams, deduplicate::DeduplicateParams, filter_alert::FilterAlertParams,
-    interval_join::IntervalJoinParams, sql::SqlParams, sync::SyncParams,
+    interval_join::IntervalJoinParams, lookup_join::LookupJoinParams, sql::SqlParams,
+    sync::SyncParams, temporal_join::TemporalJoinParams, top_n::TopNParams,
     window_aggregate::WindowAggregateParams,
 };
 use super::TEMPLATES;
@@ -39,9 +40,29 @@ pub struct TableRef {
     pub primary_key: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdc: Option<bool>,
+    /// Only rows for which this Flink SQL boolean expression is true are read (a source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Columns computed from the physical ones (a source): name, Flink SQL expression, type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<Vec<Computed>>,
+    /// Where a source's late rows go (rows at or behind the watermark when read), instead of
+    /// being dropped: a sink of the source's columns. Needs event_time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<Box<TableRef>>,
     /// Extra connector options (`'key' = 'value'` in WITH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector_options: Option<BTreeMap<String, String>>,
+}
+
+/// A computed source column: `CAST((expr) AS type) AS name`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Computed {
+    pub name: String,
+    pub expr: String,
+    #[serde(rename = "type")]
+    pub ty: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,7 +87,12 @@ pub enum Params {
     Cep(CepParams),
     Sync(SyncParams),
     Deduplicate(DeduplicateParams),
+    TopN(TopNParams),
+    LookupJoin(LookupJoinParams),
+    TemporalJoin(TemporalJoinParams),
     Sql(SqlParams),
+    /// Several templates as one job: (template, params) per branch.
+    Branches(Vec<(String, Params)>),
 }
 
 /// Pipeline options: Flink job settings.
@@ -134,7 +160,14 @@ impl Params {
             "cep" => Params::Cep(from_json(pipeline, "params", params)?),
             "sync" => Params::Sync(from_json(pipeline, "params", params)?),
             "deduplicate" => Params::Deduplicate(from_json(pipeline, "params", params)?),
+            "top_n" => Params::TopN(from_json(pipeline, "params", params)?),
+            "lookup_join" => Params::LookupJoin(from_json(pipeline, "params", params)?),
+            "temporal_join" => Params::TemporalJoin(from_json(pipeline, "params", params)?),
             "sql" => Params::Sql(from_json(pipeline, "params", params)?),
+            "branches" => Params::Branches(super::templates::branches::parse(
+                pipeline,
+                &from_json(pipeline, "params", params)?,
+            )?),
             other => {
                 let hint =
                     match crate::core::messages::did_you_mean(other, TEMPLATES.iter().copied()) {
@@ -163,7 +196,16 @@ impl Params {
             Params::Cep(p) => serde_json::to_value(p),
             Params::Sync(p) => serde_json::to_value(p),
             Params::Deduplicate(p) => serde_json::to_value(p),
+            Params::TopN(p) => serde_json::to_value(p),
+            Params::LookupJoin(p) => serde_json::to_value(p),
+            Params::TemporalJoin(p) => serde_json::to_value(p),
             Params::Sql(p) => serde_json::to_value(p),
+            Params::Branches(b) => Ok(serde_json::json!({
+                "branches": b
+                    .iter()
+                    .map(|(t, p)| serde_json::json!({"template": t, "params": p.to_json()}))
+                    .collect::<Vec<_>>()
+            })),
         };
         r.unwrap_or(Value::Null)
     }
@@ -196,7 +238,22 @@ impl Params {
                 ("params.source".into(), Role::Source, &mut p.source),
                 ("params.sink".into(), Role::Sink, &mut p.sink),
             ],
+            Params::TopN(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
+            Params::LookupJoin(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.lookup".into(), Role::Source, &mut p.lookup),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
+            Params::TemporalJoin(p) => vec![
+                ("params.source".into(), Role::Source, &mut p.source),
+                ("params.versions".into(), Role::Source, &mut p.versions),
+                ("params.sink".into(), Role::Sink, &mut p.sink),
+            ],
             Params::Sql(_) => vec![],
+            Params::Branches(b) => super::templates::branches::table_refs(b),
         }
     }
 }

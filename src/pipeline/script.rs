@@ -20,6 +20,17 @@ pub enum Statement {
     Set { key: String, value: String },
     /// `CREATE TEMPORARY TABLE`.
     CreateTable(CreateTable),
+    /// `CREATE TEMPORARY VIEW <name> AS SELECT <select, ...> FROM <from> [WHERE <filter>]`: a
+    /// source seen through its filter, computed columns and renamed columns.
+    CreateView {
+        name: String,
+        /// Select-list expressions, already rendered.
+        select: Vec<String>,
+        /// What is read: a table name (quoted) or a parenthesised query.
+        from: String,
+        /// A checked boolean expression, already parenthesised.
+        filter: Option<String>,
+    },
     /// `INSERT INTO <sink> SELECT <select, ...> <rest>`: the job of a template pipeline.
     Insert {
         /// Table written to.
@@ -86,10 +97,15 @@ impl Script {
     /// `ON CONFLICT DO DEDUPLICATE` (FLIP-558 refuses it otherwise when the query's upsert key
     /// differs from the key).
     pub fn on_conflict_deduplicate(&mut self) {
-        let keyed = self.statements.iter().any(|s| {
-            matches!(s, Statement::CreateTable(t) if t.name == "sink" && !t.primary_key.is_empty())
-        });
-        if !keyed {
+        let keyed: Vec<String> = self
+            .statements
+            .iter()
+            .filter_map(|s| match s {
+                Statement::CreateTable(t) if !t.primary_key.is_empty() => Some(t.name.clone()),
+                _ => None,
+            })
+            .collect();
+        if keyed.is_empty() {
             return;
         }
         for s in self.statements.iter_mut() {
@@ -99,11 +115,31 @@ impl Script {
             };
             for i in inserts {
                 if let Statement::Insert { sink, rest, .. } = i {
-                    if sink == "sink" {
+                    if keyed.contains(sink) {
                         rest.push_str("\nON CONFLICT DO DEDUPLICATE");
                     }
                 }
             }
+        }
+    }
+
+    /// Every INSERT of the script, then `extra`, as the job: one INSERT alone, several as one
+    /// statement set (the last statement).
+    pub fn gather_inserts(&mut self, extra: Vec<Statement>) {
+        let mut inserts: Vec<Statement> = Vec::new();
+        self.statements.retain(|s| {
+            if s.is_insert() {
+                inserts.push(s.clone());
+                false
+            } else {
+                true
+            }
+        });
+        inserts.extend(extra);
+        match inserts.len() {
+            0 => {}
+            1 => self.statements.extend(inserts),
+            _ => self.statements.push(Statement::StatementSet(inserts)),
         }
     }
 
@@ -147,6 +183,24 @@ impl fmt::Display for Statement {
         match self {
             Statement::Set { key, value } => write!(f, "SET {} = {}", literal(key), literal(value)),
             Statement::CreateTable(t) => t.fmt(f),
+            Statement::CreateView {
+                name,
+                select,
+                from,
+                filter,
+            } => {
+                write!(
+                    f,
+                    "CREATE TEMPORARY VIEW {} AS\nSELECT\n  {}\nFROM {}",
+                    ident(name),
+                    select.join(",\n  "),
+                    from
+                )?;
+                match filter {
+                    Some(w) => write!(f, "\nWHERE {w}"),
+                    None => Ok(()),
+                }
+            }
             Statement::Insert { sink, select, rest } => write!(
                 f,
                 "INSERT INTO {}\nSELECT\n  {}\n{rest}",

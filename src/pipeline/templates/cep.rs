@@ -15,7 +15,13 @@ pub struct PatternVar {
     pub quantifier: Option<String>,
     #[serde(default = "match_all")]
     pub r#match: String,
+    /// Conditions on the row (none, and no `where`: the variable matches any row).
+    #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// A Flink SQL boolean expression, ANDed with the conditions; it may refer to earlier rows
+    /// (`PREV(price)`, `LAST(DOWN.price, 1)`, `FIRST(UP.price)`, `AVG(DOWN.price)`).
+    #[serde(rename = "where", default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,7 +32,7 @@ pub struct Measure {
     pub var: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
-    /// first, last, count (default last)
+    /// first, last, count, sum, avg, min, max (default last)
     #[serde(rename = "fn", default, skip_serializing_if = "Option::is_none")]
     pub func: Option<String>,
 }
@@ -41,12 +47,17 @@ pub struct CepParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<String>,
     pub measures: Vec<Measure>,
+    /// Where the next match starts: past_last_row (default), to_next_row, "to_first VAR",
+    /// "to_last VAR".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_match: Option<String>,
     pub sink: TableRef,
 }
 
 /// Renders the tables and the INSERT of a cep pipeline.
 pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
     let src = cx.source(&p.source, true)?;
+    let t_source = ident(&cx.tname("source"));
     let time_col = p
         .source
         .event_time
@@ -100,14 +111,30 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
             )),
         };
         pattern.push(format!("{}{q}", v.var));
-        let cond = cx.conditions(
-            &format!("{path}.conditions"),
-            &src,
-            &v.conditions,
-            &v.r#match.to_ascii_lowercase(),
-            Some(&v.var),
-        )?;
+        let mut parts = Vec::new();
+        if !v.conditions.is_empty() {
+            parts.push(cx.conditions(
+                &format!("{path}.conditions"),
+                &src,
+                &v.conditions,
+                &v.r#match.to_ascii_lowercase(),
+                Some(&v.var),
+            )?);
+        }
+        if let Some(w) = &v.expr {
+            let all: Vec<String> = p.pattern.iter().map(|v| v.var.clone()).collect();
+            parts.push(define_expr(cx, &format!("{path}.where"), w, &src, &all)?);
+        }
+        let cond = match parts.as_slice() {
+            [] => continue, // an undefined variable matches every row
+            [one] => one.clone(),
+            _ => format!("({}) AND {}", parts[0], parts[1]),
+        };
         defines.push(format!("    {} AS {cond}", v.var));
+    }
+    if defines.is_empty() {
+        // MATCH_RECOGNIZE needs one definition: a variable that matches every row.
+        defines.push(format!("    {} AS TRUE", vars[0]));
     }
     if p.measures.is_empty() {
         return Err(cx.invalid(
@@ -173,7 +200,34 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
                     ty,
                 )
             }
-            ("first" | "last", None) => {
+            ("sum" | "avg" | "min" | "max", Some(c)) => {
+                let col = cx.find(&format!("{path}.column"), &src, c)?;
+                let ty = match func.as_str() {
+                    "sum" => col.ty.sum_type(),
+                    "avg" => col.ty.avg_type(),
+                    _ => Some(col.ty.clone()),
+                };
+                let ty = ty.ok_or_else(|| {
+                    cx.mismatch(
+                        &format!("{path}.column"),
+                        format!(
+                            "\"{func}\" needs a numeric column, \"{}\" is {}",
+                            col.name, col.ty
+                        ),
+                        "Aggregate a numeric column.",
+                    )
+                })?;
+                (
+                    format!(
+                        "{}({}.{})",
+                        func.to_ascii_uppercase(),
+                        m.var,
+                        ident(&col.name)
+                    ),
+                    ty,
+                )
+            }
+            ("first" | "last" | "sum" | "avg" | "min" | "max", None) => {
                 return Err(cx.invalid(
                     &format!("{path}.column"),
                     format!("\"{func}\" needs a column"),
@@ -187,7 +241,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
                         "unknown measure function \"{}\"",
                         func.chars().take(20).collect::<String>()
                     ),
-                    "Measure functions: first, last, count.",
+                    "Measure functions: first, last, count, sum, avg, min, max.",
                 ))
             }
         };
@@ -217,8 +271,9 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
                 .join(", ")
         )
     };
+    let skip = after_match(cx, p.after_match.as_deref(), &vars)?;
     let rest = format!(
-        "FROM `source`\n  MATCH_RECOGNIZE (\n{part}  ORDER BY {}\n  MEASURES\n{}\n  ONE ROW PER MATCH\n  AFTER MATCH SKIP PAST LAST ROW\n  PATTERN ({}){within}\n  DEFINE\n{}\n  )",
+        "FROM {t_source}\n  MATCH_RECOGNIZE (\n{part}  ORDER BY {}\n  MEASURES\n{}\n  ONE ROW PER MATCH\n  AFTER MATCH SKIP {skip}\n  PATTERN ({}){within}\n  DEFINE\n{}\n  )",
         ident(&time_col),
         measures.join(",\n"),
         pattern.join(" "),
@@ -226,6 +281,72 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
     );
     cx.insert(&order, &select, &rest);
     Ok(())
+}
+
+/// A DEFINE expression: qualified names must be pattern variables, columns must be the
+/// source's.
+fn define_expr(
+    cx: &Ctx,
+    path: &str,
+    text: &str,
+    src: &[Col],
+    vars: &[String],
+) -> Result<String, PipelineError> {
+    let e = crate::core::expr::check(text).map_err(|e| {
+        cx.invalid(
+            path,
+            format!("the expression {e}"),
+            "Write one Flink SQL condition, e.g. \"price < LAST(DOWN.price, 1)\".",
+        )
+    })?;
+    for r in &e.columns {
+        if let Some(q) = &r.qualifier {
+            if !vars.contains(q) {
+                return Err(cx.invalid(
+                    path,
+                    format!(
+                        "\"{}\" is not a pattern variable",
+                        q.chars().take(30).collect::<String>()
+                    ),
+                    format!("Variables: {}.", vars.join(", ")),
+                ));
+            }
+        }
+        cx.find_in_expr(path, src, &r.name)?;
+    }
+    Ok(e.sql())
+}
+
+/// `AFTER MATCH SKIP …`: where the next match may start.
+fn after_match(cx: &Ctx, v: Option<&str>, vars: &[String]) -> Result<String, PipelineError> {
+    let words: Vec<String> = v
+        .unwrap_or("past_last_row")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let var_ok = |name: &str| vars.iter().any(|v| v == name);
+    match words.as_slice() {
+        [w] if w.eq_ignore_ascii_case("past_last_row") => return Ok("PAST LAST ROW".into()),
+        [w] if w.eq_ignore_ascii_case("to_next_row") => return Ok("TO NEXT ROW".into()),
+        [w, var] if w.eq_ignore_ascii_case("to_first") && var_ok(var) => {
+            return Ok(format!("TO FIRST {var}"))
+        }
+        [w, var] if w.eq_ignore_ascii_case("to_last") && var_ok(var) => {
+            return Ok(format!("TO LAST {var}"))
+        }
+        _ => {}
+    }
+    Err(cx.invalid(
+        "params.after_match",
+        format!(
+            "\"{}\" is not an AFTER MATCH choice",
+            v.unwrap_or_default().chars().take(40).collect::<String>()
+        ),
+        format!(
+            "Use past_last_row, to_next_row, \"to_first VAR\" or \"to_last VAR\" (variables: {}).",
+            vars.join(", ")
+        ),
+    ))
 }
 
 /// A MATCH_RECOGNIZE quantifier: +, *, ?, {n}, {n,}, {n,m}, optionally reluctant (?).

@@ -6,6 +6,7 @@ use crate::core::quote::ident;
 use crate::pipeline::context::{Col, Ctx};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::params::TableRef;
+use crate::pipeline::updates::keyed_sink;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,6 +109,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &DeduplicateParams) -> Result<(), Pipeline
         ));
     }
     let mut src = cx.source(&p.source, !by_event_time)?;
+    let t_source = ident(&cx.tname("source"));
     if !by_event_time {
         // The processing-time column is for ordering, not for key, select or the sink.
         src.pop();
@@ -138,8 +140,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &DeduplicateParams) -> Result<(), Pipeline
 
     // Anything but the first row by processing time updates rows: the sink applies them by key.
     let updates = keep_last || by_event_time;
-    let mut sink = p.sink.clone();
-    if updates && sink.primary_key.as_ref().is_none_or(|k| k.is_empty()) {
+    let sink = if updates {
         let why = format!(
             "keeping the {} row per key by {} updates rows",
             if keep_last { "last" } else { "first" },
@@ -149,36 +150,17 @@ pub(crate) fn render(cx: &mut Ctx, p: &DeduplicateParams) -> Result<(), Pipeline
                 "processing time"
             }
         );
-        // An unknown datasource is reported by the sink table itself.
-        if let Some(ds) = cx.catalog.get(&sink.datasource) {
-            if !ds.kind.accepts_updates() {
-                return Err(cx.invalid(
-                    "params.sink",
-                    format!("a {} sink is append-only, but {why}", ds.kind.as_str()),
-                    "Keep the first row by processing time (\"keep\": \"first\", \"order_by\": \"proctime\"), or write to a sink that applies updates by key (Kafka, Elasticsearch, Postgres, MySQL).",
-                ));
-            }
-        }
-        let mut pk = Vec::new();
-        for k in &keys {
-            if !out.iter().any(|c| c.name == k.name) {
-                return Err(cx.invalid(
-                    "params.select",
-                    format!("must include key column \"{}\": {why}, by key", k.name),
-                    "Add the key columns to select (they become the sink's primary key), or set params.sink.primary_key.",
-                ));
-            }
-            // Declared sink columns may differ in case from the query's.
-            let name = sink
-                .columns
-                .iter()
-                .flatten()
-                .find(|c| c.name.eq_ignore_ascii_case(&k.name))
-                .map_or_else(|| k.name.clone(), |c| c.name.clone());
-            pk.push(name);
-        }
-        sink.primary_key = Some(pk);
-    }
+        keyed_sink(
+            cx,
+            &p.sink,
+            &keys,
+            &out,
+            &why,
+            "Keep the first row by processing time (\"keep\": \"first\", \"order_by\": \"proctime\")",
+        )?
+    } else {
+        p.sink.clone()
+    };
     let order = cx.sink("params.sink", &sink, &out)?;
 
     // The row number's name must not hide a source column.
@@ -197,7 +179,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &DeduplicateParams) -> Result<(), Pipeline
         .collect::<Vec<_>>()
         .join(", ");
     let rest = format!(
-        "FROM (\n  SELECT *,\n    ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {} {}) AS {rn}\n  FROM `source`)\nWHERE {rn} = 1",
+        "FROM (\n  SELECT *,\n    ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {} {}) AS {rn}\n  FROM {t_source})\nWHERE {rn} = 1",
         ident(&time),
         if keep_last { "DESC" } else { "ASC" },
         rn = ident(&rownum),
@@ -338,7 +320,12 @@ mod tests {
         p["params"]["sink"] = json!({"datasource": "pg_local", "object": "public.order_status",
             "columns": [{"name": "ORDER_ID", "type": "BIGINT"}, {"name": "status", "type": "STRING"}, {"name": "ts", "type": "TIMESTAMP(3)"}]});
         let s = render_example(&p, &cat).unwrap();
-        assert!(s.contains("PRIMARY KEY (`ORDER_ID`) NOT ENFORCED"), "{s}");
+        // Upper case in Postgres needs quoting, which Flink's JDBC dialect does not do: the
+        // Flink column carries the quotes.
+        assert!(
+            s.contains("PRIMARY KEY (`\"ORDER_ID\"`) NOT ENFORCED"),
+            "{s}"
+        );
         assert!(s.contains("'connector' = 'jdbc'"), "{s}");
     }
 

@@ -17,15 +17,31 @@ pub struct Constant {
     pub value: Value,
 }
 
+/// A selected column: its name, or `{"column": …, "as": …}` to write it under another name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Selected {
+    Name(String),
+    Renamed {
+        column: String,
+        #[serde(rename = "as", default, skip_serializing_if = "Option::is_none")]
+        alias: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilterAlertParams {
     pub source: TableRef,
     #[serde(default = "match_all")]
     pub r#match: String,
+    #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// A Flink SQL boolean expression, ANDed with the conditions.
+    #[serde(rename = "where", default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub select: Option<Vec<String>>,
+    pub select: Option<Vec<Selected>>,
     #[serde(default)]
     pub enrich: Vec<Constant>,
     pub sink: TableRef,
@@ -34,21 +50,61 @@ pub struct FilterAlertParams {
 /// Renders the tables and the INSERT of a filter_alert pipeline.
 pub(crate) fn render(cx: &mut Ctx, p: &FilterAlertParams) -> Result<(), PipelineError> {
     let src = cx.source(&p.source, false)?;
-    let cond = cx.conditions(
-        "params.conditions",
-        &src,
-        &p.conditions,
-        &p.r#match.to_ascii_lowercase(),
-        None,
-    )?;
+    let t_source = ident(&cx.tname("source"));
+    let mut parts = Vec::new();
+    if !p.conditions.is_empty() || p.expr.is_none() {
+        parts.push(cx.conditions(
+            "params.conditions",
+            &src,
+            &p.conditions,
+            &p.r#match.to_ascii_lowercase(),
+            None,
+        )?);
+    }
+    if let Some(w) = &p.expr {
+        let e = cx.expr("params.where", w, &src)?;
+        if e.has_aggregate {
+            return Err(cx.invalid(
+                "params.where",
+                "a row filter cannot aggregate",
+                "Compare the row's columns; aggregate with window_aggregate.",
+            ));
+        }
+        parts.push(e.sql());
+    }
+    let cond = match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({}) AND {}", parts[0], parts[1]),
+    };
     let mut out = Vec::new();
     let mut select = Vec::new();
     match &p.select {
         Some(list) => {
             for (i, c) in list.iter().enumerate() {
-                let col = cx.find(&format!("params.select[{i}]"), &src, c)?.clone();
-                select.push((ident(&col.name), col.name.clone()));
-                out.push(col);
+                let (name, alias, path) = match c {
+                    Selected::Name(n) => (n, None, format!("params.select[{i}]")),
+                    Selected::Renamed { column, alias } => {
+                        (column, alias.as_ref(), format!("params.select[{i}].column"))
+                    }
+                };
+                let col = cx.find(&path, &src, name)?.clone();
+                let alias = alias.cloned().unwrap_or_else(|| col.name.clone());
+                check_ident(cx.pipeline, &format!("params.select[{i}].as"), &alias)?;
+                if out
+                    .iter()
+                    .any(|o: &Col| o.name.eq_ignore_ascii_case(&alias))
+                {
+                    return Err(cx.invalid(
+                        &format!("params.select[{i}]"),
+                        format!("output column \"{alias}\" is defined twice"),
+                        "Give it a distinct name with \"as\".",
+                    ));
+                }
+                select.push((ident(&col.name), alias.clone()));
+                out.push(Col {
+                    name: alias,
+                    ty: col.ty,
+                });
             }
         }
         None => {
@@ -96,7 +152,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &FilterAlertParams) -> Result<(), Pipeline
         });
     }
     let order = cx.sink("params.sink", &p.sink, &out)?;
-    cx.insert(&order, &select, &format!("FROM `source`\nWHERE {cond}"));
+    cx.insert(&order, &select, &format!("FROM {t_source}\nWHERE {cond}"));
     Ok(())
 }
 

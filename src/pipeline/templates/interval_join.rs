@@ -1,8 +1,9 @@
 //! Template `interval_join`: rows of two sources joined on keys where the right row's event
 //! time lies within bounds around the left row's, written to a sink.
 use crate::core::quote::ident;
-use crate::pipeline::context::{check_ident, Col, Ctx};
+use crate::pipeline::context::Ctx;
 use crate::pipeline::error::PipelineError;
+use crate::pipeline::joins::{key_conditions, side_select};
 use crate::pipeline::params::{Role, TableRef};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,12 @@ pub struct Bounds {
     pub before: String,
     /// How long after the left row's time a right row may be.
     pub after: String,
+    /// Whether a right row exactly `before` earlier is excluded (`>` instead of `>=`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_before: bool,
+    /// Whether a right row exactly `after` later is excluded (`<` instead of `<=`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_after: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,6 +67,8 @@ pub(crate) fn render(cx: &mut Ctx, p: &IntervalJoinParams) -> Result<(), Pipelin
         None,
         false,
     )?;
+    let t_right_source = ident(&cx.tname("right_source"));
+    let t_left_source = ident(&cx.tname("left_source"));
     let (Some(lt), Some(rt)) = (&p.left.event_time, &p.right.event_time) else {
         return Err(cx.invalid(
             if p.left.event_time.is_none() {
@@ -71,31 +80,9 @@ pub(crate) fn render(cx: &mut Ctx, p: &IntervalJoinParams) -> Result<(), Pipelin
             "Name each side's event-time column (TIMESTAMP(3)).",
         ));
     };
-    if p.on.is_empty() {
-        return Err(cx.invalid(
-            "params.on",
-            "must have at least one key pair",
-            "E.g. [{\"left\": \"order_id\", \"right\": \"order_id\"}].",
-        ));
-    }
-    let mut conds = Vec::new();
-    for (i, k) in p.on.iter().enumerate() {
-        let a = cx.find(&format!("params.on[{i}].left"), &l, &k.left)?;
-        let b = cx.find(&format!("params.on[{i}].right"), &r, &k.right)?;
-        if !(a.ty.assignable_to(&b.ty) || b.ty.assignable_to(&a.ty)) {
-            return Err(cx.mismatch(
-                &format!("params.on[{i}]"),
-                format!(
-                    "join keys do not have comparable types: left \"{}\" is {}, right \"{}\" is {}",
-                    a.name, a.ty, b.name, b.ty
-                ),
-                "Join on columns of the same type family.",
-            ));
-        }
-        conds.push(format!("l.{} = r.{}", ident(&a.name), ident(&b.name)));
-    }
-    let before = cx.interval("params.within.before", &p.within.before)?;
-    let after = cx.interval("params.within.after", &p.within.after)?;
+    let mut conds = key_conditions(cx, &p.on, &l, &r)?;
+    let before = cx.bound("params.within.before", &p.within.before)?;
+    let after = cx.bound("params.within.after", &p.within.after)?;
     let ltc = cx.find("params.left.event_time", &l, lt)?.ty.clone();
     let rtc = cx.find("params.right.event_time", &r, rt)?.ty.clone();
     if ltc != rtc {
@@ -105,60 +92,31 @@ pub(crate) fn render(cx: &mut Ctx, p: &IntervalJoinParams) -> Result<(), Pipelin
             "Both sides' event-time columns must have the same type.",
         ));
     }
-    conds.push(format!(
-        "r.{rt} BETWEEN l.{lt} - {} AND l.{lt} + {}",
-        before.sql(),
-        after.sql(),
-        rt = ident(rt),
-        lt = ident(lt)
-    ));
-    if p.select.is_empty() {
-        return Err(cx.invalid(
-            "params.select",
-            "must list at least one column",
-            "E.g. [{\"side\": \"left\", \"column\": \"order_id\"}].",
-        ));
-    }
-    let mut out: Vec<Col> = Vec::new();
-    let mut select = Vec::new();
-    for (i, s) in p.select.iter().enumerate() {
-        let path = format!("params.select[{i}]");
-        let (cols, q) = match s.side.as_str() {
-            "left" => (&l, "l"),
-            "right" => (&r, "r"),
-            other => {
-                return Err(cx.invalid(
-                    &format!("{path}.side"),
-                    format!(
-                        "must be \"left\" or \"right\", got \"{}\"",
-                        other.chars().take(20).collect::<String>()
-                    ),
-                    "Say which side the column comes from.",
-                ))
-            }
-        };
-        let c = cx.find(&format!("{path}.column"), cols, &s.column)?.clone();
-        let alias = s.alias.clone().unwrap_or_else(|| c.name.clone());
-        check_ident(cx.pipeline, &format!("{path}.as"), &alias)?;
-        if out.iter().any(|o| o.name.eq_ignore_ascii_case(&alias)) {
-            return Err(cx.invalid(
-                &format!("{path}.as"),
-                format!("output column \"{alias}\" is defined twice"),
-                "Give it a distinct name with \"as\".",
-            ));
-        }
-        select.push((format!("{q}.{}", ident(&c.name)), alias.clone()));
-        out.push(Col {
-            name: alias,
-            ty: c.ty,
-        });
-    }
+    let (lo, hi) = (
+        if p.within.strict_before { ">" } else { ">=" },
+        if p.within.strict_after { "<" } else { "<=" },
+    );
+    let (rtq, ltq) = (ident(rt), ident(lt));
+    conds.push(if lo == ">=" && hi == "<=" {
+        format!(
+            "r.{rtq} BETWEEN l.{ltq} - {} AND l.{ltq} + {}",
+            before.sql(),
+            after.sql()
+        )
+    } else {
+        format!(
+            "r.{rtq} {lo} l.{ltq} - {}\n  AND r.{rtq} {hi} l.{ltq} + {}",
+            before.sql(),
+            after.sql()
+        )
+    });
+    let (out, select) = side_select(cx, &p.select, (&l, &p.left), (&r, &p.right))?;
     let order = cx.sink("params.sink", &p.sink, &out)?;
     cx.insert(
         &order,
         &select,
         &format!(
-            "FROM `left_source` l, `right_source` r\nWHERE {}",
+            "FROM {t_left_source} l, {t_right_source} r\nWHERE {}",
             conds.join("\n  AND ")
         ),
     );

@@ -35,14 +35,23 @@ pub struct SqlTable {
 
 /// Renders the tables and the INSERT of a sql pipeline.
 pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
+    cx.quote_refusal = Some(
+        "Use a template pipeline (it maps such names), or a view with lower-case column names.",
+    );
     let stmts = crate::core::script::split_statements(&p.sql);
-    if stmts.len() != 1
-        || !stmts[0]
-            .trim_start()
-            .to_ascii_uppercase()
-            .starts_with("INSERT")
-    {
-        return Err(cx.invalid("params.sql", "must be exactly one INSERT statement", "Write one INSERT INTO {{sink_ds.object}} SELECT ... FROM {{source_ds.object}}; tables are created for you."));
+    let not_insert = stmts
+        .iter()
+        .position(|s| !code_of(s).to_ascii_uppercase().starts_with("INSERT"));
+    if stmts.is_empty() || stmts.len() > 20 || not_insert.is_some() {
+        let which = match not_insert {
+            Some(i) => format!("statement {} is not an INSERT", i + 1),
+            None => format!("has {} statements", stmts.len()),
+        };
+        return Err(cx.invalid(
+            "params.sql",
+            format!("must be 1 to 20 INSERT statements; {which}"),
+            "Write INSERT INTO {{sink_ds.object}} SELECT ... FROM {{source_ds.object}}; several INSERTs run as one job (a statement set); tables are created for you.",
+        ));
     }
     let refs = sql_refs(&p.sql);
     if refs.is_empty() {
@@ -52,7 +61,8 @@ pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
             "Reference tables as {{datasource.object}}.",
         ));
     }
-    let mut sql = stmts[0].clone();
+    let mut sql = stmts.clone();
+    let targets = insert_targets(&p.sql);
     for r in &refs {
         let Some((ds, obj)) = split_ref(r) else {
             return Err(cx.invalid(
@@ -80,6 +90,9 @@ pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
             watermark_delay: spec.watermark_delay,
             primary_key: spec.primary_key,
             cdc: None,
+            filter: None,
+            computed: None,
+            late: None,
             connector_options: spec.connector_options,
         };
         // Sink-only kinds (Elasticsearch, blackhole) can only be written to, and a Kafka table
@@ -92,7 +105,14 @@ pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
             Some(Kind::Kafka) if keyed => Role::Sink,
             _ => Role::Source,
         };
-        cx.table(
+        if targets.contains(r) && t.columns.is_none() {
+            return Err(cx.invalid(
+                &format!("params.tables.{r}.columns"),
+                "are not known: the INSERT writes this table",
+                "Declare the columns of each table an INSERT writes (they are what flink.expose_results shows).",
+            ));
+        }
+        let cols = cx.table(
             &format!("params.tables.{r}"),
             &table_name,
             &t,
@@ -100,7 +120,16 @@ pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
             None,
             false,
         )?;
-        sql = sql.replace(&format!("{{{{{r}}}}}"), &ident(&table_name));
+        if targets.contains(r) {
+            let decl = cols
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.to_string()))
+                .collect();
+            cx.sinks.push((t.clone(), decl));
+        }
+        for s in sql.iter_mut() {
+            *s = s.replace(&format!("{{{{{r}}}}}"), &ident(&table_name));
+        }
     }
     for k in p.tables.keys() {
         if !refs.contains(k) {
@@ -111,8 +140,38 @@ pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
             ));
         }
     }
-    cx.script.push(Statement::SqlInsert(sql));
+    for s in sql {
+        cx.script.push(Statement::SqlInsert(s));
+    }
     Ok(())
+}
+
+/// A statement's code: leading comments and blank lines skipped.
+fn code_of(s: &str) -> &str {
+    let mut rest = s.trim_start();
+    while let Some(after) = rest.strip_prefix("--") {
+        rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+    }
+    rest
+}
+
+/// The references an INSERT writes: `INSERT INTO {{ds.object}}` (in order, each once).
+pub fn insert_targets(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for stmt in crate::core::script::split_statements(sql) {
+        let code = code_of(&stmt);
+        let words: Vec<&str> = code.splitn(3, char::is_whitespace).collect();
+        if let [insert, into, rest] = words.as_slice() {
+            if insert.eq_ignore_ascii_case("insert") && into.eq_ignore_ascii_case("into") {
+                if let Some(r) = sql_refs(rest.trim_start()).first() {
+                    if rest.trim_start().starts_with("{{") && !out.contains(r) {
+                        out.push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `{{datasource.object}}` references in a `sql` template, in order of first use.
@@ -160,7 +219,7 @@ mod tests {
                     p["params"]["sql"] =
                         json!("DROP TABLE x; INSERT INTO {{kafka_local.a}} SELECT 1")
                 }),
-                "params.sql: must be exactly one INSERT",
+                "params.sql: must be 1 to 20 INSERT statements; statement 1 is not an INSERT",
             ),
             (
                 "raw_top_cities",

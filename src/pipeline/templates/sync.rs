@@ -73,7 +73,8 @@ pub(crate) fn render(cx: &mut Ctx, p: &SyncParams) -> Result<(), PipelineError> 
         ));
     }
     let order = cx.sink("params.sink", &p.sink, &out)?;
-    cx.insert(&order, &select, "FROM `source`");
+    let from = format!("FROM {}", ident(&cx.tname("source")));
+    cx.insert(&order, &select, &from);
     Ok(())
 }
 

@@ -21,6 +21,12 @@ pub struct Window {
     pub step: Option<String>,
     #[serde(default)]
     pub gap: Option<String>,
+    /// The output name of the window start (default `window_start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_as: Option<String>,
+    /// The output name of the window end (default `window_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,6 +38,15 @@ pub struct Aggregate {
     pub column: Option<String>,
     #[serde(rename = "as")]
     pub alias: String,
+    /// Only rows for which this boolean expression is true are aggregated (`FILTER (WHERE …)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Round the result to this many decimal places.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// Cast the result to this Flink type.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub cast: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -94,6 +109,7 @@ fn window_step(
 /// Renders the tables and the INSERT of a window_aggregate pipeline.
 pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), PipelineError> {
     let src = cx.source(&p.source, true)?;
+    let t_source = ident(&cx.tname("source"));
     let time_col = p
         .source
         .event_time
@@ -105,14 +121,14 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
     }
     let tvf = match p.window.kind.to_ascii_lowercase().as_str() {
         "tumble" => format!(
-            "TUMBLE(TABLE `source`, DESCRIPTOR({}), {})",
+            "TUMBLE(TABLE {t_source}, DESCRIPTOR({}), {})",
             ident(&time_col),
             window_interval(cx, p, &p.window.size, "size")?.sql()
         ),
         "hop" => {
             let (sl, sz) = window_step(cx, p, &p.window.slide, "slide")?;
             format!(
-                "HOP(TABLE `source`, DESCRIPTOR({}), {}, {})",
+                "HOP(TABLE {t_source}, DESCRIPTOR({}), {}, {})",
                 ident(&time_col),
                 sl.sql(),
                 sz.sql()
@@ -121,7 +137,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
         "cumulate" => {
             let (st, sz) = window_step(cx, p, &p.window.step, "step")?;
             format!(
-                "CUMULATE(TABLE `source`, DESCRIPTOR({}), {}, {})",
+                "CUMULATE(TABLE {t_source}, DESCRIPTOR({}), {}, {})",
                 ident(&time_col),
                 st.sql(),
                 sz.sql()
@@ -141,7 +157,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
                 )
             };
             format!(
-                "SESSION(TABLE `source`{part}, DESCRIPTOR({}), {})",
+                "SESSION(TABLE {t_source}{part}, DESCRIPTOR({}), {})",
                 ident(&time_col),
                 gap.sql()
             )
@@ -164,19 +180,32 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
             "E.g. [{\"fn\": \"count\", \"as\": \"orders\"}].",
         ));
     }
+    let (start_as, end_as) = (
+        p.window.start_as.as_deref().unwrap_or("window_start"),
+        p.window.end_as.as_deref().unwrap_or("window_end"),
+    );
+    check_ident(cx.pipeline, "params.window.start_as", start_as)?;
+    check_ident(cx.pipeline, "params.window.end_as", end_as)?;
+    if start_as.eq_ignore_ascii_case(end_as) {
+        return Err(cx.invalid(
+            "params.window.end_as",
+            format!("output column \"{end_as}\" is defined twice"),
+            "Give the window start and end distinct names.",
+        ));
+    }
     let mut out = vec![
         Col {
-            name: "window_start".into(),
+            name: start_as.into(),
             ty: FlinkType::Timestamp(3),
         },
         Col {
-            name: "window_end".into(),
+            name: end_as.into(),
             ty: FlinkType::Timestamp(3),
         },
     ];
     let mut select: Vec<(String, String)> = vec![
-        ("`window_start`".into(), "window_start".into()),
-        ("`window_end`".into(), "window_end".into()),
+        ("`window_start`".into(), start_as.into()),
+        ("`window_end`".into(), end_as.into()),
     ];
     for k in &keys {
         out.push(k.clone());
@@ -258,13 +287,28 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
                 ))
             }
         };
-        let col = Col {
+        let expr = match &a.filter {
+            Some(f) => {
+                let cond = cx.expr(&format!("{path}.filter"), f, &src)?;
+                if cond.has_aggregate {
+                    return Err(cx.invalid(
+                        &format!("{path}.filter"),
+                        "an aggregate's filter cannot aggregate",
+                        "Filter on the row's columns, e.g. \"status = 403\".",
+                    ));
+                }
+                format!("{expr} FILTER (WHERE {})", cond.sql())
+            }
+            None => expr,
+        };
+        let raw = Col {
             name: a.alias.clone(),
             ty,
         };
+        let (shown, col) = output(cx, &path, a, &expr, &raw)?;
         out.push(col.clone());
-        select.push((expr.clone(), a.alias.clone()));
-        agg_exprs.push((expr, col));
+        select.push((shown, a.alias.clone()));
+        agg_exprs.push((expr, raw));
     }
     let mut having = String::new();
     if let Some(h) = &p.having {
@@ -283,6 +327,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
         );
     }
     let order = cx.sink("params.sink", &p.sink, &out)?;
+    // Window columns may reach the sink under other names; grouping uses their own.
     let mut group = vec!["`window_start`".to_string(), "`window_end`".to_string()];
     group.extend(keys.iter().map(|k| ident(&k.name)));
     let rest = format!(
@@ -291,6 +336,57 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
     );
     cx.insert(&order, &select, &rest);
     Ok(())
+}
+
+/// An aggregate's output: its expression rounded (`round`) and cast (`type`) as asked, and the
+/// output column's type.
+fn output(
+    cx: &Ctx,
+    path: &str,
+    a: &Aggregate,
+    expr: &str,
+    raw: &Col,
+) -> Result<(String, Col), PipelineError> {
+    let mut shown = expr.to_string();
+    let mut ty = raw.ty.clone();
+    if let Some(n) = a.round {
+        if !raw.ty.is_numeric() || n > 18 {
+            return Err(cx.invalid(
+                &format!("{path}.round"),
+                format!(
+                    "rounds a numeric result to 0-18 places; \"{}\" is {}",
+                    raw.name, raw.ty
+                ),
+                "Round numeric aggregates (sum, avg, min, max) only.",
+            ));
+        }
+        shown = format!("ROUND({shown}, {n})");
+        if let FlinkType::Decimal(p, s) = raw.ty {
+            // Flink widens ROUND's decimal result; the declared scale is what is meant.
+            ty = FlinkType::Decimal(p, s.min(n));
+            shown = format!("CAST({shown} AS {ty})");
+        }
+    }
+    if let Some(t) = &a.cast {
+        ty = crate::pipeline::flinktype::parse(t).map_err(|e| {
+            cx.invalid(
+                &format!("{path}.type"),
+                format!(
+                    "\"{}\" is not a Flink type: {e}",
+                    t.chars().take(60).collect::<String>()
+                ),
+                "Use Flink SQL types such as BIGINT, DECIMAL(10, 2), STRING.",
+            )
+        })?;
+        shown = format!("CAST({shown} AS {ty})");
+    }
+    Ok((
+        shown,
+        Col {
+            name: raw.name.clone(),
+            ty,
+        },
+    ))
 }
 
 #[cfg(test)]
