@@ -15,6 +15,7 @@ mod error;
 pub mod flinktype;
 mod interval;
 pub mod params;
+pub mod preview;
 pub mod script;
 pub mod templates;
 #[cfg(test)]
