@@ -920,3 +920,18 @@ REVOKE ALL ON FUNCTION flink_internal.savepoint_mismatch(text, text, text), flin
 ALTER TABLE flink.datasource DROP CONSTRAINT datasource_kind_check;
 ALTER TABLE flink.datasource ADD CONSTRAINT datasource_kind_check
   CHECK (kind IN ('kafka', 'elasticsearch', 'postgres', 'mysql', 'blackhole', 'datagen', 'print'));
+
+-- flink.preview: a pipeline's query run against the data present (src/api/preview.rs; the
+-- definition pgrx generates, as `cargo pgrx schema` prints it).
+CREATE  FUNCTION flink."preview"(
+	"pipeline" TEXT, /* &str */
+	"max_rows" INT DEFAULT 20, /* i32 */
+	"timeout" interval DEFAULT '10 seconds' /* pgrx::datum::interval::Interval */
+) RETURNS SETOF jsonb /* pgrx::datum::json::JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'preview_wrapper';
+COMMENT ON FUNCTION flink.preview(text, integer, interval) IS
+  'Runs the pipeline''s query (not its INSERT) on its cluster against the data present and returns up to max_rows result rows as JSON objects, collected for at most timeout; the preview''s Flink job is cancelled before it returns. Needs flink_admin (it reads with the datasources'' secrets).';
+REVOKE ALL ON FUNCTION flink.preview(text, integer, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flink.preview(text, integer, interval) TO flink_admin;

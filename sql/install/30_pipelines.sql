@@ -129,5 +129,7 @@ COMMENT ON FUNCTION flink.render(text, boolean) IS
   'The complete Flink SQL script of a pipeline (SETs, CREATE TEMPORARY TABLEs, INSERT). Secrets show as *** unless reveal_secrets and the caller is flink_admin.';
 COMMENT ON FUNCTION flink.validate(text) IS
   'Plans the pipeline on the real SQL Gateway (CREATE TABLEs + EXPLAIN INSERT): ok and the plan, or Flink''s error and the params path it points at.';
+COMMENT ON FUNCTION flink.preview(text, integer, interval) IS
+  'Runs the pipeline''s query (not its INSERT) on its cluster against the data present and returns up to max_rows result rows as JSON objects, collected for at most timeout; the preview''s Flink job is cancelled before it returns. Needs flink_admin (it reads with the datasources'' secrets).';
 COMMENT ON FUNCTION flink.pipeline_sink(text) IS
   'The sink of a pipeline as JSON: datasource, kind, object, and columns with their Flink and Postgres types (NULL for raw SQL pipelines).';

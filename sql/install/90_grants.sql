@@ -24,6 +24,7 @@ GRANT EXECUTE ON FUNCTION
   flink.create_pipeline(text, text, jsonb, jsonb),
   flink.drop_pipeline(text, boolean, boolean, boolean),
   flink.validate(text),
+  flink.preview(text, integer, interval),
   flink.start(text, text),
   flink.stop(text, boolean, boolean, boolean),
   flink.restart(text),

@@ -4,3 +4,4 @@ pub mod fdw;
 pub mod gateway;
 pub mod health;
 pub mod pipeline;
+pub mod preview;

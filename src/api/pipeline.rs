@@ -53,8 +53,27 @@ fn catalog(v: &Value, funcname: &'static str) -> Catalog {
     })
 }
 
+/// The SQL Gateway and JobManager URLs of a pipeline's cluster (`options.cluster`, else the
+/// default cluster, else `pg_flink.gateway_url` and `pg_flink.rest_url`).
+pub(super) fn cluster_urls(p: &PipelineDef) -> (String, String) {
+    let cluster = p
+        .options
+        .get("cluster")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let urls = Spi::get_two_with_args::<String, String>(
+        "SELECT c.gateway_url, c.rest_url FROM flink.cluster c WHERE c.name = $1 OR ($1 IS NULL AND c.is_default)",
+        &[cluster.into()],
+    )
+    .unwrap_or((None, None));
+    (
+        urls.0.unwrap_or_else(gucs::gateway_url),
+        urls.1.unwrap_or_else(gucs::rest_url),
+    )
+}
+
 /// A stored pipeline (masked unless `reveal`), or a clear error when it does not exist.
-fn stored_pipeline(name: &str, reveal: bool, funcname: &'static str) -> PipelineDef {
+pub(super) fn stored_pipeline(name: &str, reveal: bool, funcname: &'static str) -> PipelineDef {
     match stored::pipeline(name, reveal) {
         Ok(Some(p)) => p,
         Ok(None) => raise(
@@ -292,18 +311,7 @@ mod flink {
         const F: &str = "flink.validate";
         let p = stored_pipeline(name, false, F);
         let script = render_stored(&p, F);
-        let cluster = p
-            .options
-            .get("cluster")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let url = Spi::get_one_with_args::<String>(
-            "SELECT c.gateway_url FROM flink.cluster c WHERE c.name = $1 OR ($1 IS NULL AND c.is_default)",
-            &[cluster.into()],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_else(gucs::gateway_url);
+        let url = cluster_urls(&p).0;
         let params = p.params;
         let limits = gucs::http_limits();
         let wait = gucs::statement_wait();

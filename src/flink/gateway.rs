@@ -32,6 +32,9 @@ pub struct StatementResult {
     pub columns: Vec<String>,
     /// Rows as JSON arrays of field values.
     pub rows: Vec<Value>,
+    /// Each row's changelog kind as the gateway names it (`INSERT`, `UPDATE_BEFORE`,
+    /// `UPDATE_AFTER`, `DELETE`), parallel to `rows`.
+    pub kinds: Vec<String>,
     /// True when fetching stopped at the row limit before the end of the result.
     pub truncated: bool,
 }
@@ -42,6 +45,17 @@ pub struct StatementResult {
 pub struct ScriptError {
     pub statement: Option<usize>,
     pub error: RestError,
+}
+
+/// Why fetching a statement's result stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The result ended.
+    Eos,
+    /// `max_rows` rows were collected before the end.
+    RowLimit,
+    /// The deadline passed before the end or the row limit.
+    Deadline,
 }
 
 /// One page of `GET .../result/{token}`.
@@ -77,6 +91,8 @@ pub fn apply_result_page(v: &Value, acc: &mut StatementResult) -> ResultPage {
             for row in data {
                 if let Some(fields) = row.get("fields") {
                     acc.rows.push(fields.clone());
+                    let kind = row.get("kind").and_then(Value::as_str).unwrap_or("INSERT");
+                    acc.kinds.push(kind.to_string());
                 }
             }
         }
@@ -132,7 +148,9 @@ impl Gateway {
         self.string_field(&v, "operationHandle")
     }
 
-    async fn close_operation(&self, session: &str, op: &str) -> Result<(), RestError> {
+    /// Closes an operation. Closing the operation of a streaming SELECT (or the session that
+    /// holds it) cancels its Flink job (seen on Flink 1.20.3); closing that of an INSERT does not.
+    pub async fn close_operation(&self, session: &str, op: &str) -> Result<(), RestError> {
         self.ep
             .delete(&format!("/v3/sessions/{session}/operations/{op}/close"))
             .await
@@ -148,14 +166,34 @@ impl Gateway {
         max_rows: usize,
         deadline: Duration,
     ) -> Result<StatementResult, RestError> {
+        match self.collect(session, statement, max_rows, deadline).await? {
+            (_, Stop::Deadline) => Err(RestError::Timeout {
+                service: Service::SqlGateway,
+                url: self.ep.shown(),
+                timeout_ms: deadline.as_millis() as u64,
+            }),
+            (acc, _) => Ok(acc),
+        }
+    }
+
+    /// Runs one statement and collects its result until it ends, `max_rows` rows were read or
+    /// `deadline` passed, whichever comes first; what was read by then is returned with the
+    /// reason it stopped (a deadline is not an error here). The operation is closed in every
+    /// case.
+    pub async fn collect(
+        &self,
+        session: &str,
+        statement: &str,
+        max_rows: usize,
+        deadline: Duration,
+    ) -> Result<(StatementResult, Stop), RestError> {
         let started = Instant::now();
         let op = self.submit(session, statement).await?;
         let mut acc = StatementResult::default();
         let mut path = format!("/v3/sessions/{session}/operations/{op}/result/0?rowFormat=JSON");
         let mut wait = Duration::from_millis(20);
-        loop {
-            let page = self.ep.get(&path).await;
-            let page = match page {
+        let stop = loop {
+            let page = match self.ep.get(&path).await {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = self.close_operation(session, &op).await;
@@ -163,20 +201,16 @@ impl Gateway {
                 }
             };
             match apply_result_page(&page, &mut acc) {
-                ResultPage::Eos => break,
+                ResultPage::Eos => break Stop::Eos,
                 ResultPage::NotReady { next } | ResultPage::Payload { next } => {
                     if acc.rows.len() >= max_rows {
                         acc.rows.truncate(max_rows);
+                        acc.kinds.truncate(max_rows);
                         acc.truncated = true;
-                        break;
+                        break Stop::RowLimit;
                     }
                     if started.elapsed() > deadline {
-                        let _ = self.close_operation(session, &op).await;
-                        return Err(RestError::Timeout {
-                            service: Service::SqlGateway,
-                            url: self.ep.shown(),
-                            timeout_ms: deadline.as_millis() as u64,
-                        });
+                        break Stop::Deadline;
                     }
                     if let Some(n) = next {
                         path = n;
@@ -185,11 +219,11 @@ impl Gateway {
                     wait = (wait * 2).min(Duration::from_millis(100));
                 }
             }
-        }
-        // A statement that produced a job keeps running after its result is closed; closing
-        // only releases the gateway's resources.
+        };
+        // An INSERT's job keeps running after its result is closed; closing only releases the
+        // gateway's resources. A SELECT's job is cancelled by the close.
         let _ = self.close_operation(session, &op).await;
-        Ok(acc)
+        Ok((acc, stop))
     }
 
     /// Runs `statements` in order in one new session named `label`, each with at most
@@ -270,6 +304,7 @@ mod tests {
         assert_eq!(acc.job_id.as_deref(), Some("abc123"));
         assert_eq!(acc.columns, vec!["job id"]);
         assert_eq!(acc.rows, vec![json!(["abc123"])]);
+        assert_eq!(acc.kinds, vec!["INSERT"]);
         assert_eq!(acc.result_kind, "SUCCESS_WITH_CONTENT");
     }
 

@@ -16,7 +16,7 @@ pub mod jobmanager;
 pub mod metrics;
 pub mod trace;
 
-pub use gateway::{Gateway, GatewayInfo, ScriptError, StatementResult};
+pub use gateway::{Gateway, GatewayInfo, ScriptError, StatementResult, Stop};
 pub use jobmanager::{ClusterOverview, JobManager, OverviewJob};
 pub use trace::{cause_chain, root_cause};
 

@@ -17,6 +17,7 @@ pub mod flinktype;
 mod interval;
 mod joins;
 pub mod params;
+pub mod preview;
 pub mod script;
 pub mod templates;
 #[cfg(test)]

@@ -5,6 +5,9 @@
 use crate::core::quote::{ident, literal};
 use std::fmt;
 
+/// What Flink 2.3 INSERTs into a keyed sink end with (see [`Script::on_conflict_deduplicate`]).
+pub const ON_CONFLICT_DEDUPLICATE: &str = "\nON CONFLICT DO DEDUPLICATE";
+
 /// A rendered pipeline script.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Script {
@@ -116,7 +119,7 @@ impl Script {
             for i in inserts {
                 if let Statement::Insert { sink, rest, .. } = i {
                     if keyed.contains(sink) {
-                        rest.push_str("\nON CONFLICT DO DEDUPLICATE");
+                        rest.push_str(ON_CONFLICT_DEDUPLICATE);
                     }
                 }
             }
