@@ -38,14 +38,14 @@ FROM `source`
   PARTITION BY `symbol`
   ORDER BY `ts`
   MEASURES
-    FIRST(START.`price`) AS `start_price`,
+    FIRST(HIGH.`price`) AS `start_price`,
     MIN(DOWN.`price`) AS `bottom`,
     AVG(DOWN.`price`) AS `avg_down`,
     LAST(UP.`ts`) AS `recovered_at`
   ONE ROW PER MATCH
   AFTER MATCH SKIP TO NEXT ROW
-  PATTERN (START DOWN{2,} UP) WITHIN INTERVAL '1' HOUR
+  PATTERN (HIGH DOWN{2,} UP) WITHIN INTERVAL '1' HOUR
   DEFINE
-    DOWN AS (DOWN.price < PREV(DOWN.price)),
+    DOWN AS ((LAST(DOWN.price, 1) IS NULL AND DOWN.price < HIGH.price) OR DOWN.price < LAST(DOWN.price, 1)),
     UP AS (UP.price > AVG(DOWN.price))
   );

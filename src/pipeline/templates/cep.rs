@@ -90,6 +90,13 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
         if !ok_var {
             return Err(cx.invalid(&format!("{path}.var"), format!("\"{}\" is not a pattern variable", v.var.chars().take(30).collect::<String>()), "Pattern variables are upper case letters, digits and '_', starting with a letter (e.g. FAIL)."));
         }
+        if RESERVED.contains(&v.var.as_str()) {
+            return Err(cx.invalid(
+                &format!("{path}.var"),
+                format!("{} is a reserved word of Flink SQL", v.var),
+                "Name the variable otherwise, e.g. HIGH, DOWN, FAIL1.",
+            ));
+        }
         if vars.contains(&v.var) {
             return Err(cx.invalid(
                 &format!("{path}.var"),
@@ -283,6 +290,75 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// Reserved words of Flink SQL that cannot name a pattern variable unquoted.
+const RESERVED: &[&str] = &[
+    "ALL",
+    "AND",
+    "ANY",
+    "ARRAY",
+    "AS",
+    "ASC",
+    "AT",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "CLASSIFIER",
+    "CURRENT",
+    "DEFINE",
+    "DESC",
+    "DISTINCT",
+    "ELSE",
+    "END",
+    "EVERY",
+    "EXISTS",
+    "FALSE",
+    "FINAL",
+    "FIRST",
+    "FOR",
+    "FROM",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INTERVAL",
+    "IS",
+    "LAST",
+    "LIKE",
+    "MATCH",
+    "MATCH_NUMBER",
+    "MEASURES",
+    "NEXT",
+    "NOT",
+    "NULL",
+    "OF",
+    "ON",
+    "ONE",
+    "OR",
+    "ORDER",
+    "OVER",
+    "PAST",
+    "PATTERN",
+    "PER",
+    "PERMUTE",
+    "PREV",
+    "ROW",
+    "ROWS",
+    "RUNNING",
+    "SELECT",
+    "SKIP",
+    "START",
+    "SUBSET",
+    "THEN",
+    "TO",
+    "TRUE",
+    "UNKNOWN",
+    "VALUE",
+    "WHEN",
+    "WHERE",
+    "WITH",
+    "WITHIN",
+];
+
 /// A DEFINE expression: qualified names must be pattern variables, columns must be the
 /// source's.
 fn define_expr(
@@ -393,6 +469,11 @@ mod tests {
                 "login_brute_force",
                 Box::new(|p| p["params"]["pattern"][0]["var"] = json!("fail; DROP")),
                 "params.pattern[0].var",
+            ),
+            (
+                "login_brute_force",
+                Box::new(|p| p["params"]["pattern"][1]["var"] = json!("START")),
+                "params.pattern[1].var: START is a reserved word of Flink SQL",
             ),
             (
                 "login_brute_force",
