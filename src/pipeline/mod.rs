@@ -18,6 +18,8 @@ mod interval;
 mod joins;
 pub mod params;
 pub mod preview;
+#[cfg(test)]
+mod proptests;
 pub mod script;
 pub mod templates;
 #[cfg(test)]
