@@ -213,3 +213,29 @@ def test_pipelines_view_and_datasource_dependencies(db):
     assert 'pipelines uses_es_tmp use it' in str(e.value)
     assert db.execute("SELECT flink.drop_datasource('es_tmp', cascade => true)").fetchone()[0] is True
     assert db.execute("SELECT count(*) FROM flink.pipelines WHERE name='uses_es_tmp'").fetchone()[0] == 0
+
+
+def doc_blocks():
+    """The example SQL blocks of docs/pipelines.md: {name: (create statement, validate statement)}."""
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "pipelines.md").read_text()
+    out = {}
+    for m in re.finditer(r"```sql\n(SELECT \* FROM flink\.create_pipeline\('([^']+)'.*?\$\$, '.*?'\);)\n"
+                         r"(SELECT \* FROM flink\.validate\('[^']+'\);)\n```", text, re.S):
+        out[m.group(2)] = (m.group(1), m.group(3))
+    return out
+
+
+def test_the_documented_examples_are_the_tested_ones_and_run_as_written(db):
+    import subprocess
+    blocks = doc_blocks()
+    names = [p["name"] for p in EXAMPLES["pipelines"]]
+    assert sorted(blocks) == sorted(names), "docs/pipelines.md and tests/pipelines/examples.json list different examples"
+    gen = pathlib.Path(__file__).parent.parent / "scripts" / "docs-example.py"
+    for name, (create_sql, validate_sql) in blocks.items():
+        want = subprocess.run([str(gen), name], check=True, capture_output=True, text=True).stdout
+        assert f"```sql\n{create_sql}\n{validate_sql}\n```" in want, f"{name}: docs block differs from scripts/docs-example.py {name}"
+        db.execute(f"SELECT flink.drop_pipeline('{name}', if_exists => true)")
+        assert db.execute(create_sql).fetchone()[:2] == (name, 1)
+        ok, detail, param = db.execute(validate_sql).fetchone()
+        assert ok, f"{name} as documented: {detail} (parameter {param})"
