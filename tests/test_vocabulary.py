@@ -876,6 +876,6 @@ def test_a_computed_column_without_a_type_is_refused_naming_its_path(db):
         create(db, name, "window_aggregate", params)
     assert e.value.diag.sqlstate == "22023", (e.value.diag.sqlstate, str(e.value))
     msg = str(e.value)
-    assert "params.source.computed[0]" in msg and "type" in msg and name in msg, msg
+    assert f'pipeline "{name}": params.source.computed[0]: missing field `type`' in msg, msg
     assert e.value.diag.message_hint
     assert db.execute("SELECT count(*) FROM flink.pipelines WHERE name = %s", (name,)).fetchone() == (0,)

@@ -33,7 +33,8 @@ SELECT * FROM flink.create_pipeline('big_orders', 'filter_alert', jsonb_set((SEL
 SELECT line FROM regexp_split_to_table(pg_temp.shown(flink.render('big_orders')), E'\n') AS line WHERE line LIKE 'SET ''pipeline.name''%' OR line LIKE '%2000%';
 -- The sink, as expose_results sees it.
 SELECT jsonb_pretty(flink.pipeline_sink('orders_per_minute'));
-SELECT flink.pipeline_sink('raw_top_cities') IS NULL AS raw_sql_has_no_declared_sink;
+-- A raw SQL pipeline's sink is the first table its INSERTs write (its columns declared).
+SELECT flink.pipeline_sink('raw_top_cities')->>'object' AS raw_sql_sink, jsonb_array_length(flink.pipeline_sink('raw_top_cities')->'columns') AS columns;
 -- Errors name the pipeline and the field at fault, with a hint.
 SELECT * FROM flink.create_pipeline('bad', 'filter_alerts', '{}');
 SELECT * FROM flink.create_pipeline('bad', 'filter_alert', $json${"source": {"datasource": "nope", "object": "t", "columns": [{"name": "a", "type": "INT"}]}, "conditions": [], "select": ["a"], "sink": {"datasource": "kafka_local", "object": "x"}}$json$);
