@@ -239,3 +239,23 @@ def test_the_documented_examples_are_the_tested_ones_and_run_as_written(db):
         assert db.execute(create_sql).fetchone()[:2] == (name, 1)
         ok, detail, param = db.execute(validate_sql).fetchone()
         assert ok, f"{name} as documented: {detail} (parameter {param})"
+
+
+def test_raw_sql_names_the_table_whose_columns_it_needs_not_a_missing_topic(db):
+    """A raw SQL pipeline writing a topic that does not exist yet: create_pipeline does not try
+    to describe it (it used to fail with "topic … does not exist"), it asks for its columns."""
+    out = f"nope_{uuid.uuid4().hex[:8]}"
+    sql = (f"INSERT INTO {{{{kafka_local.{out}}}}} SELECT city, amount FROM {{{{kafka_local.orders}}}};\n"
+           f"INSERT INTO {{{{kafka_local.{out}_2}}}} SELECT city FROM {{{{kafka_local.orders}}}}")
+    tables = {"kafka_local.orders": {"columns": [{"name": "city", "type": "STRING"}, {"name": "amount", "type": "DOUBLE"}]},
+              f"kafka_local.{out}_2": {"columns": [{"name": "city", "type": "STRING"}]}}
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+        db.execute("SELECT * FROM flink.create_pipeline('raw_missing', 'sql', %s)", (json.dumps({"sql": sql, "tables": tables}),))
+    assert f"params.tables.kafka_local.{out}.columns: are not known: the INSERT writes this table" in str(e.value)
+    assert "Declare the columns" in e.value.diag.message_hint
+    assert db.execute("SELECT count(*) FROM flink.pipelines WHERE name = 'raw_missing'").fetchone()[0] == 0
+    # A statement that is not an INSERT is named by its number.
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+        db.execute("SELECT * FROM flink.create_pipeline('raw_missing', 'sql', %s)",
+                   (json.dumps({"sql": "INSERT INTO {{kafka_local.a}} SELECT 1; DROP TABLE x", "tables": {}}),))
+    assert "statement 2 is not an INSERT" in str(e.value)

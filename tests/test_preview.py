@@ -3,6 +3,8 @@ returned as JSON objects, no job left running in Flink. Against the real stack (
 is shared with other tests, so jobs are told apart by id and by the preview's job name)."""
 import datetime
 import json
+import random
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 
@@ -213,3 +215,121 @@ def test_only_who_may_read_the_secrets_previews(db, ctl):
         with connect("postgres") as c:
             c.execute(f"DROP ROLE {reader}")
             c.execute(f"DROP ROLE {admin}")
+
+
+# --- top_n and cep previews, in a database of their own (not the shared test database) ------
+
+@pytest.fixture(scope="module")
+def pv_own():
+    """A throwaway database with pg_flink, cluster `local` and datasource `pv_kafka`."""
+    name = f"pgflink_voc_pv_{uuid.uuid4().hex[:10]}"
+    with connect("postgres") as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with connect(name) as c:
+            c.execute("CREATE EXTENSION pg_flink")
+            c.execute("SELECT * FROM flink.register_cluster('local', %s, %s)",
+                      (ENV["PG_FLINK_GATEWAY_URL"], ENV["PG_FLINK_REST_URL"]))
+            c.execute("SELECT * FROM flink.register_datasource('pv_kafka', 'kafka', %s)",
+                      (json.dumps({"bootstrap_servers": ENV["PG_FLINK_KAFKA"]}),))
+        with connect(name) as c:
+            yield c
+    finally:
+        with connect("postgres") as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_top_n_preview_returns_its_changelog_up_to_the_true_top(pv_own):
+    """A continuous top 3 per category updates: its preview rows are a changelog ($op -U/+U/-D)
+    that, applied by (category, rank), ends as the top 3 computed here."""
+    seed = 9112
+    rng = random.Random(seed)
+    name = unique("pv_top")
+    topic = f"{name}_in"
+    cats = ["books", "games", "toys"]
+    rows = [{"category": rng.choice(cats), "product": f"p{i}", "sales": s}
+            for i, s in enumerate(rng.sample(range(1, 100000), 40))]
+    make_topic(topic, rows)
+    want = {}
+    for cat in cats:
+        top = sorted((r for r in rows if r["category"] == cat), key=lambda r: -r["sales"])[:3]
+        want.update({(cat, rank): (r["product"], r["sales"]) for rank, r in enumerate(top, 1)})
+    params = {"source": {"datasource": "pv_kafka", "object": topic,
+                         "columns": [{"name": "category", "type": "STRING"}, {"name": "product", "type": "STRING"},
+                                     {"name": "sales", "type": "BIGINT NOT NULL"}]},
+              "partition_by": ["category"], "order_by": [{"column": "sales", "desc": True}], "n": 3,
+              "sink": {"datasource": "pv_kafka", "object": f"{name}_out"}}
+    pv_own.execute("SELECT * FROM flink.create_pipeline(%s, 'top_n', %s, %s)",
+                   (name, json.dumps(params), json.dumps({"parallelism": 1})))
+    try:
+        before = live_ids()
+        rows_out, notices = preview(pv_own, name, 5000, "40 seconds")
+        state = {}
+        for r in rows_out:
+            key = (r["category"], r["rank_no"])
+            if r.get("$op") in ("-U", "-D"):
+                assert state.pop(key, None) == (r["product"], r["sales"]), (seed, r)
+            else:
+                state[key] = (r["product"], r["sales"])
+        assert state == want, f"seed {seed}: {sorted(state.items())} != {sorted(want.items())}"
+        assert any(r.get("$op") for r in rows_out), "a continuous top changes: the preview shows updates"
+        assert any("stopped at its time limit" in n for n in notices), notices
+        assert all(s in TERMINAL for _, s in preview_jobs_of(name))
+        assert not (live_ids() - before) & {j for j, _ in preview_jobs_of(name)}
+        assert pv_own.execute("SELECT count(*) FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()[0] == 0
+    finally:
+        pv_own.execute("SELECT flink.drop_pipeline(%s)", (name,))
+
+
+def test_cep_preview_returns_the_matches_within_its_timeout(pv_own):
+    """The price_drops pattern (an undefined HIGH, DOWN{2,} falling below LAST(DOWN.price, 1),
+    UP above AVG(DOWN.price), SKIP TO NEXT ROW) previewed: exactly the matches a reference
+    matcher finds, returned as soon as they are read, no job left."""
+    from test_vocabulary import reference_price_drops
+    seed = 9113
+    rng = random.Random(seed)
+    name = unique("pv_cep")
+    topic = f"{name}_in"
+    base = datetime.datetime(2024, 5, 1, 10, 0, 0)
+    t, rows, series = base, [], defaultdict(list)
+    for _ in range(120):
+        t += datetime.timedelta(milliseconds=rng.randrange(100, 1500))
+        sym = rng.choice(["AAA", "BBB"])
+        last = series[sym][-1][0] if series[sym] else 50
+        price = float(max(1, last + rng.choice([-3, -2, -1, -1, 0, 1, 2, 4, 6])))
+        series[sym].append((price, t))
+        rows.append({"symbol": sym, "price": price, "ts": t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]})
+    rows.append({"symbol": "ZZZ", "price": 1.0, "ts": (t + datetime.timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S")})
+    make_topic(topic, rows)
+    want = sorted((sym, a, b, round(c, 9), d) for sym, ps in series.items() for a, b, c, d in reference_price_drops(ps))
+    assert len(want) >= 3
+    params = {"source": {"datasource": "pv_kafka", "object": topic, "event_time": "ts", "watermark_delay": "1 second",
+                         "columns": [{"name": "symbol", "type": "STRING"}, {"name": "price", "type": "DOUBLE"},
+                                     {"name": "ts", "type": "TIMESTAMP(3)"}]},
+              "partition_by": ["symbol"],
+              "pattern": [{"var": "HIGH"},
+                          {"var": "DOWN", "quantifier": "{2,}",
+                           "where": "(LAST(DOWN.price, 1) IS NULL AND DOWN.price < HIGH.price) OR DOWN.price < LAST(DOWN.price, 1)"},
+                          {"var": "UP", "where": "UP.price > AVG(DOWN.price)"}],
+              "within": "1 hour", "after_match": "to_next_row",
+              "measures": [{"as": "start_price", "var": "HIGH", "column": "price", "fn": "first"},
+                           {"as": "bottom", "var": "DOWN", "column": "price", "fn": "min"},
+                           {"as": "avg_down", "var": "DOWN", "column": "price", "fn": "avg"},
+                           {"as": "recovered_at", "var": "UP", "column": "ts", "fn": "last"}],
+              "sink": {"datasource": "pv_kafka", "object": f"{name}_out"}}
+    pv_own.execute("SELECT * FROM flink.create_pipeline(%s, 'cep', %s, %s)",
+                   (name, json.dumps(params), json.dumps({"parallelism": 1})))
+    try:
+        before = live_ids()
+        t0 = datetime.datetime.now()
+        rows_out, notices = preview(pv_own, name, len(want), "60 seconds")
+        took = (datetime.datetime.now() - t0).total_seconds()
+        got = sorted((r["symbol"], r["start_price"], r["bottom"], round(r["avg_down"], 9),
+                      datetime.datetime.fromisoformat(r["recovered_at"])) for r in rows_out)
+        assert got == want, f"seed {seed}: missing {[w for w in want if w not in got]}, extra {[g for g in got if g not in want]}"
+        assert not any("time limit" in n for n in notices), notices
+        assert took < 60, took
+        assert all(s in TERMINAL for _, s in preview_jobs_of(name))
+        assert not (live_ids() - before) & {j for j, _ in preview_jobs_of(name)}
+    finally:
+        pv_own.execute("SELECT flink.drop_pipeline(%s)", (name,))

@@ -275,3 +275,49 @@ def test_decimal_and_timestamp_columns_keep_their_precision(rdb):
         assert c.execute("SELECT to_regclass(%s)::text, to_regclass(%s)::text", (t, v)).fetchone() == (t, v)
         c.execute(f"DROP VIEW {v}")
         c.execute(f"DROP FOREIGN TABLE {t}")
+
+
+def test_every_sink_of_a_pipeline_can_be_exposed(rdb):
+    """A raw SQL pipeline with two INSERTs (one job) and a source's late rows: flink.pipeline_sinks
+    lists every sink, and expose_results(sink_object => …) makes each a table of its own."""
+    name = unique("sinks")
+    t_in, t_a, t_b, t_late = f"{name}_in", f"{name}_a", f"{name}_b", f"{name}_late"
+    cols = [{"name": "city", "type": "STRING"}, {"name": "amount", "type": "DOUBLE"}]
+    params = {"sql": f"INSERT INTO {{{{res_kafka.{t_a}}}}} SELECT city, amount FROM {{{{res_kafka.{t_in}}}}};\n"
+                     f"INSERT INTO {{{{res_kafka.{t_b}}}}} SELECT city, amount * 2 AS amount FROM {{{{res_kafka.{t_in}}}}}",
+              "tables": {f"res_kafka.{t_in}": {"columns": cols}, f"res_kafka.{t_a}": {"columns": cols},
+                         f"res_kafka.{t_b}": {"columns": cols}}}
+    late = {"source": {"datasource": "res_kafka", "object": t_in, "columns": cols + [{"name": "ts", "type": "TIMESTAMP(3)"}],
+                       "event_time": "ts", "late": {"datasource": "res_kafka", "object": t_late}},
+            "window": {"type": "tumble", "size": "1 minute"}, "aggregates": [{"fn": "count", "as": "n"}],
+            "sink": {"datasource": "res_kafka", "object": f"{name}_counts"}}
+    with connect(rdb) as c:
+        try:
+            c.execute("SELECT * FROM flink.create_pipeline(%s, 'sql', %s)", (name, json.dumps(params)))
+            c.execute("SELECT * FROM flink.create_pipeline(%s, 'window_aggregate', %s)", (f"{name}_w", json.dumps(late)))
+            sinks = [r[0] for r in c.execute("SELECT s->>'object' FROM flink.pipeline_sinks(%s) s ORDER BY (s->>'sink_no')::int", (name,))]
+            assert sinks == [t_a, t_b]
+            w = [r[0] for r in c.execute("SELECT s->>'object' FROM flink.pipeline_sinks(%s) s ORDER BY (s->>'sink_no')::int", (f"{name}_w",))]
+            assert w == [f"{name}_counts", t_late]
+            p = Producer({"bootstrap.servers": ENV["PG_FLINK_KAFKA"]})
+            for topic, city in [(t_a, "Oslo"), (t_b, "Bergen"), (t_late, "Late")]:
+                p.produce(topic, json.dumps({"city": city, "amount": 1.5, "ts": "2024-05-01 10:00:00"}).encode())
+            assert p.flush(10) == 0
+            assert str(c.execute("SELECT flink.expose_results(%s)", (name,)).fetchone()[0]) == f"flink_results.{name}"
+            rel_b = str(c.execute("SELECT flink.expose_results(%s, sink_object => %s)", (name, t_b)).fetchone()[0])
+            assert rel_b == f"flink_results.{name}_{t_b}"
+            assert c.execute(f"SELECT city, amount FROM flink_results.{name}").fetchall() == [("Oslo", 1.5)]
+            assert c.execute(f"SELECT city, amount FROM {rel_b}").fetchall() == [("Bergen", 1.5)]
+            rel_l = str(c.execute("SELECT flink.expose_results(%s, sink_object => %s)", (f"{name}_w", t_late)).fetchone()[0])
+            assert c.execute(f"SELECT city, amount, ts FROM {rel_l}").fetchall() == [("Late", 1.5, datetime(2024, 5, 1, 10))]
+            # Idempotent, and an unknown sink is named with the ones there are.
+            assert str(c.execute("SELECT flink.expose_results(%s, sink_object => %s)", (name, t_b)).fetchone()[0]) == rel_b
+            with pytest.raises(psycopg.errors.UndefinedObject) as e:
+                c.execute("SELECT flink.expose_results(%s, sink_object => 'nope')", (name,))
+            assert f'writes no sink with object "nope"' in str(e.value) and t_b in e.value.diag.message_hint
+            # Dropping the pipeline drops every results table it made.
+            c.execute("SELECT flink.drop_pipeline(%s)", (name,))
+            assert c.execute("SELECT to_regclass(%s), to_regclass(%s)", (f"flink_results.{name}", rel_b)).fetchone() == (None, None)
+        finally:
+            c.execute("SELECT flink.drop_pipeline(%s, if_exists => true)", (name,))
+            c.execute("SELECT flink.drop_pipeline(%s, if_exists => true)", (f"{name}_w",))

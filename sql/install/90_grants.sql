@@ -28,12 +28,13 @@ GRANT EXECUTE ON FUNCTION
   flink.start(text, text),
   flink.stop(text, boolean, boolean, boolean),
   flink.restart(text),
-  flink.expose_results(text, text, boolean)
+  flink.expose_results(text, text, boolean, text)
 TO flink_admin;
 GRANT EXECUTE ON FUNCTION flink.wait(text, text, interval) TO flink_reader;
 GRANT SELECT ON flink.job TO flink_reader;
 -- render() and pipeline_sink() run as the caller: readers see masked scripts.
-GRANT EXECUTE ON FUNCTION flink.render(text, boolean), flink.pipeline_sink(text) TO flink_reader;
+GRANT EXECUTE ON FUNCTION flink.render(text, boolean), flink.pipeline_sink(text), flink.pipeline_sinks(text)
+  TO flink_reader;
 
 -- A new install (CREATE EXTENSION, pg_restore) gets its worker when this transaction commits.
 SELECT flink_internal.wake_worker_on_commit();

@@ -269,9 +269,32 @@ mod flink {
         render_stored(&stored_pipeline(name, reveal_secrets, F), F).to_string()
     }
 
+    /// Every sink of a stored pipeline, in order (the first is `pipeline_sink`'s): a branch's,
+    /// a source's late rows, each table a raw SQL pipeline's INSERTs write; as `pipeline_sink`
+    /// shows one, plus `sink_no` (1-based).
+    #[pg_extern(stable, parallel_safe)]
+    fn pipeline_sinks(name: &str) -> SetOfIterator<'static, JsonB> {
+        const F: &str = "flink.pipeline_sinks";
+        let p = stored_pipeline(name, false, F);
+        let cat = catalog(&p.datasources, F);
+        let database = stored::this_database();
+        let sinks = pipeline::sinks(&definition(&p, &database), &cat)
+            .unwrap_or_else(|e| raise_catalog(e, F));
+        let rows: Vec<JsonB> = sinks
+            .iter()
+            .enumerate()
+            .map(|(i, (sink, cols))| {
+                let mut v = sink_json(&cat, sink, cols);
+                v["sink_no"] = json!(i + 1);
+                JsonB(v)
+            })
+            .collect();
+        SetOfIterator::new(rows)
+    }
+
     /// The sink of a stored pipeline: datasource, kind, object and the columns with their Flink
-    /// and Postgres types (what `flink.expose_results` builds a table from); NULL for a raw SQL
-    /// pipeline, whose sink is inside its SQL.
+    /// and Postgres types (what `flink.expose_results` builds a table from); for a raw SQL
+    /// pipeline the first table its INSERTs write, NULL when it writes none it declares.
     #[pg_extern(stable, parallel_safe)]
     fn pipeline_sink(name: &str) -> Option<JsonB> {
         const F: &str = "flink.pipeline_sink";
@@ -280,17 +303,7 @@ mod flink {
         let database = stored::this_database();
         let (sink, cols) = pipeline::sink(&definition(&p, &database), &cat)
             .unwrap_or_else(|e| raise_catalog(e, F))?;
-        let kind = cat.get(&sink.datasource).map(|d| d.kind.as_str());
-        let columns: Vec<Value> = cols
-            .iter()
-            .map(|(n, t)| json!({"name": n, "flink_type": t, "pg_type": crate::fdw::value::pg_type_for_declared_flink(t)}))
-            .collect();
-        Some(JsonB(json!({
-            "datasource": sink.datasource,
-            "kind": kind,
-            "object": sink.object,
-            "columns": columns,
-        })))
+        Some(JsonB(sink_json(&cat, &sink, &cols)))
     }
 
     /// Plans the pipeline on the real SQL Gateway: every statement but the INSERT runs in a
@@ -351,6 +364,25 @@ mod flink {
             Err(e) => crate::errors::raise_rest(&e, F),
         })
     }
+}
+
+/// A sink as `flink.pipeline_sink` shows it.
+fn sink_json(
+    cat: &pipeline::Catalog,
+    sink: &pipeline::TableRef,
+    cols: &[(String, String)],
+) -> Value {
+    let kind = cat.get(&sink.datasource).map(|d| d.kind.as_str());
+    let columns: Vec<Value> = cols
+        .iter()
+        .map(|(n, t)| json!({"name": n, "flink_type": t, "pg_type": crate::fdw::value::pg_type_for_declared_flink(t)}))
+        .collect();
+    json!({
+        "datasource": sink.datasource,
+        "kind": kind,
+        "object": sink.object,
+        "columns": columns,
+    })
 }
 
 /// Tokens quoted in a Flink error message ('x', `x`, "x").

@@ -46,6 +46,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) proctime_always: bool,
     /// Why names a JDBC table would need quoted cannot be mapped here (a hint), if so.
     pub(crate) quote_refusal: Option<&'static str>,
+    /// `options.flink` turns Flink's source reuse off (late rows need one shared scan).
+    pub(crate) source_reuse_off: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -63,6 +65,7 @@ impl<'a> Ctx<'a> {
             extra_inserts: Vec::new(),
             proctime_always: false,
             quote_refusal: None,
+            source_reuse_off: false,
         }
     }
 }
@@ -217,6 +220,9 @@ impl Ctx<'_> {
                     ))
                 }
             };
+            if k == "table.optimizer.reuse-source-enabled" && v.eq_ignore_ascii_case("false") {
+                self.source_reuse_off = true;
+            }
             sets.retain(|(key, _)| key != k);
             sets.push((k.clone(), v));
         }

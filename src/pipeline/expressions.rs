@@ -228,12 +228,22 @@ impl Ctx<'_> {
                     "Give each computed column a name of its own.",
                 ));
             }
-            let ty = flinktype::parse(&c.ty).map_err(|e| {
+            let Some(ty) = &c.ty else {
+                return Err(self.invalid(
+                    &format!("{at}.type"),
+                    "is required: the type of the computed value",
+                    format!(
+                        "Add e.g. \"type\": \"BIGINT\" (or STRING, DOUBLE, DECIMAL(10, 2), TIMESTAMP(3)) to computed column \"{}\".",
+                        c.name.chars().take(40).collect::<String>()
+                    ),
+                ));
+            };
+            let ty = flinktype::parse(ty).map_err(|e| {
                 self.invalid(
                     &format!("{at}.type"),
                     format!(
                         "\"{}\" is not a Flink type: {e}",
-                        c.ty.chars().take(60).collect::<String>()
+                        ty.chars().take(60).collect::<String>()
                     ),
                     "Use Flink SQL types such as BIGINT, DECIMAL(10, 2), STRING, TIMESTAMP(3).",
                 )
@@ -260,6 +270,13 @@ impl Ctx<'_> {
                     "Name the source's event-time column in event_time.",
                 ));
             };
+            if self.source_reuse_off {
+                return Err(self.invalid(
+                    &format!("{path}.late"),
+                    "needs Flink's source reuse, which options.flink turns off",
+                    "On-time and late rows are split by one shared read of the source; remove table.optimizer.reuse-source-enabled = false.",
+                ));
+            }
             let et = ident(et);
             let and = |cond: String| match &filter {
                 Some(f) => format!("{f} AND {cond}"),

@@ -61,8 +61,8 @@ pub struct TableRef {
 pub struct Computed {
     pub name: String,
     pub expr: String,
-    #[serde(rename = "type")]
-    pub ty: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub ty: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

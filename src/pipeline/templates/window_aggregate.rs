@@ -422,6 +422,33 @@ mod tests {
                 Box::new(|p| p["params"]["window"]["type"] = json!("sliding")),
                 "params.window.type: unknown window type",
             ),
+            (
+                "orders_per_minute_with_late",
+                Box::new(|p| {
+                    p["options"] = json!({"flink": {"table.optimizer.reuse-source-enabled": false}})
+                }),
+                "params.source.late: needs Flink's source reuse",
+            ),
+            (
+                "api_errors_per_minute",
+                Box::new(|p| {
+                    p["params"]["source"]["computed"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("type");
+                }),
+                "params.source.computed[0].type: is required",
+            ),
+            (
+                "api_errors_per_minute",
+                Box::new(|p| p["params"]["aggregates"][1]["filter"] = json!("stauts = 403")),
+                "params.aggregates[1].filter: the expression refers to an unknown column \"stauts\"",
+            ),
+            (
+                "api_errors_per_minute",
+                Box::new(|p| p["params"]["source"]["filter"] = json!("1) OR (1 = 1")),
+                "params.source.filter: the expression has an unbalanced ')'",
+            ),
         ];
         assert_errors(cases);
     }
