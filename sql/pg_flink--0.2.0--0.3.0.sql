@@ -944,6 +944,10 @@ CREATE  FUNCTION flink."pipeline_sinks"(
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pipeline_sinks_wrapper';
+COMMENT ON FUNCTION flink.pipeline_sinks(text) IS
+  'Every sink of the pipeline, in order, as flink.pipeline_sink shows the first, with sink_no: each branch''s, a source''s late rows, every table a raw SQL pipeline writes. flink.expose_results(name, sink_object => object) makes any of them a table.';
+COMMENT ON FUNCTION flink.pipeline_sink(text) IS
+  'The sink of a pipeline as JSON: datasource, kind, object, and columns with their Flink and Postgres types (for a raw SQL pipeline the first table its INSERTs write; NULL if it writes none it declares).';
 REVOKE ALL ON FUNCTION flink.pipeline_sinks(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION flink.pipeline_sinks(text) TO flink_reader;
 

@@ -133,11 +133,18 @@ def start(c, name, timeout="120 seconds"):
 
 
 def stop(c, name):
+    """Cancels the pipeline's job and waits until nothing runs. (Not flink.wait(…, 'stopped'): a
+    job that already ended, e.g. a finished sync, stays FINISHED and that wait would time out.)"""
     try:
         c.execute("SELECT flink.stop(%s, with_savepoint => false)", (name,))
-        c.execute("SELECT flink.wait(%s, 'stopped', '60 seconds')", (name,))
     except psycopg.Error:
-        pass
+        return
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        row = c.execute("SELECT state FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+        if row is None or row[0] in ("STOPPED", "FINISHED", "CANCELED", "FAILED", "SUBMIT_FAILED", "LOST"):
+            return
+        time.sleep(0.5)
 
 
 def fdw_rows(c, sql, want, timeout):
@@ -394,6 +401,7 @@ class Clock:
         self.used = set()
 
     def at(self, t):
+        t = t.replace(microsecond=t.microsecond // 1000 * 1000)  # TIMESTAMP(3)
         while t in self.used:
             t += timedelta(milliseconds=1)
         self.used.add(t)
@@ -655,24 +663,40 @@ SELECT i,
 FROM generate_series(1, {ETL_ROWS}) AS i"""
 
 
-def canonical(ts_sql):
+# A JDBC sink cannot write a column whose Postgres name needs quoting (Flink binds it as a named
+# parameter); the targets have lower-case names and the syncs map the source's names to them.
+DDL_LOWER = """CREATE TABLE public.{table} (
+  order_id bigint PRIMARY KEY,
+  created_at timestamptz NOT NULL,
+  amount numeric(12,3),
+  payload jsonb,
+  note text,
+  is_paid boolean)"""
+LOWER = {"orderId": "order_id", "createdAt": "created_at", "amount": "amount", "Payload": "payload", "note": "note",
+         "isPaid": "is_paid"}
+MAPPING = [{"from": k, "to": v} for k, v in LOWER.items()]
+
+
+def canonical(ts_sql, n=lambda c: f'"{c}"'):
     """One text per row, the same on every side (NULLs marked, jsonb as its canonical text)."""
-    return (f"""concat_ws('|', "orderId"::text, to_char({ts_sql}, 'YYYY-MM-DD HH24:MI:SS.US'),"""
-            """ coalesce(amount::text, '<null>'), coalesce("Payload"::text, '<null>'), coalesce(note, '<null>'),"""
-            """ coalesce("isPaid"::text, '<null>'))""")
+    return (f"""concat_ws('|', {n("orderId")}::text, to_char({ts_sql}, 'YYYY-MM-DD HH24:MI:SS.US'),"""
+            f""" coalesce({n("amount")}::text, '<null>'), coalesce({n("Payload")}::text, '<null>'), coalesce({n("note")}, '<null>'),"""
+            f""" coalesce({n("isPaid")}::text, '<null>'))""")
 
 
 PG_CANON = canonical('''"createdAt" AT TIME ZONE 'UTC' ''')
+PG_LOWER_CANON = canonical("created_at AT TIME ZONE 'UTC' ", lambda c: LOWER[c])
 ES_CANON = canonical('"createdAt"')  # exposed as a zone-less timestamp (TIMESTAMP(6), UTC on the stack)
 
 
-def checksums(c, table, canon):
-    return dict(c.execute(f"SELECT \"orderId\", md5({canon}) FROM {table}").fetchall())
+def checksums(c, table, canon, key='"orderId"'):
+    return dict(c.execute(f"SELECT {key}, md5({canon}) FROM {table}").fetchall())
 
 
 def compare_tables(src, src_table, dst, dst_table, dst_canon=PG_CANON, what=""):
     """Exact row-by-row comparison by md5 of the canonical text; the differing rows on failure."""
-    a, b = checksums(src, src_table, PG_CANON), checksums(dst, dst_table, dst_canon)
+    key = '"orderId"' if dst_canon != PG_LOWER_CANON else "order_id"
+    a, b = checksums(src, src_table, PG_CANON), checksums(dst, dst_table, dst_canon, key)
     missing = sorted(set(a) - set(b))
     extra = sorted(set(b) - set(a))
     differ = sorted(k for k in set(a) & set(b) if a[k] != b[k])
@@ -680,7 +704,7 @@ def compare_tables(src, src_table, dst, dst_table, dst_canon=PG_CANON, what=""):
         sample = differ[:5]
         left = src.execute(f'SELECT "orderId", {PG_CANON} FROM {src_table} WHERE "orderId" = ANY(%s) ORDER BY 1',
                            (sample,)).fetchall() if sample else []
-        right = dst.execute(f'SELECT "orderId", {dst_canon} FROM {dst_table} WHERE "orderId" = ANY(%s) ORDER BY 1',
+        right = dst.execute(f'SELECT {key}, {dst_canon} FROM {dst_table} WHERE {key} = ANY(%s) ORDER BY 1',
                             (sample,)).fetchall() if sample else []
         raise AssertionError(
             f"{what} (seed {SEED_ETL}): {len(a)} source rows, {len(b)} target rows; {len(missing)} missing"
@@ -709,8 +733,9 @@ def etl(scn):
         assert stats[0] == ETL_ROWS and all(stats[1:]), stats
     scn.timings["etl: fill source"] = time.time() - t
     with connect(dst_db) as c:
-        c.execute(DDL.format(table="etl_orders_copy"))
-        c.execute(DDL.format(table="etl_orders_cdc"))
+        c.execute(DDL.format(table="etl_orders_mixed"))
+        c.execute(DDL_LOWER.format(table="etl_orders_copy"))
+        c.execute(DDL_LOWER.format(table="etl_orders_cdc"))
     with scn.conn() as c:
         for ds, d in (("scn_pg_src", src_db), ("scn_pg_dst", dst_db)):
             # The stack's Postgres trusts 127.0.0.1; the password is required by nothing but kept
@@ -721,55 +746,89 @@ def etl(scn):
     return src_db, dst_db
 
 
-def test_etl_sync_postgres_to_postgres_and_elasticsearch_exact(scn, etl):
+def wait_finished(c, name, timeout):
+    """A bounded job runs to FINISHED; a restart or failure on the way is an error at once."""
+    row = None
+
+    def done():
+        nonlocal row
+        row = c.execute("SELECT state, last_error FROM flink.jobs WHERE pipeline = %s ORDER BY id DESC LIMIT 1",
+                        (name,)).fetchone()
+        if row and row[0] in ("FAILED", "RESTARTING", "SUBMIT_FAILED", "CANCELED"):
+            raise AssertionError(f"{name}: job {row[0]}: {row[1]}\n{job_diagnostics(c, name)}")
+        return row and row[0] == "FINISHED"
+
+    wait_for(f"{name} FINISHED", done, timeout, lambda: f"{row}\n{job_diagnostics(c, name)}", 1)
+
+
+def sync_pipeline(c, scn, name, sink, mapping=None):
+    # Columns read from the source table (describe_datasource): mixed-case names included.
+    params = {"source": {"datasource": "scn_pg_src", "object": "public.etl_orders"}, "sink": sink}
+    if mapping:
+        params["mapping"] = mapping
+    c.execute("SELECT * FROM flink.create_pipeline(%s, 'sync', %s, %s)", (name, json.dumps(params),
+                                                                         json.dumps({"parallelism": 1})))
+    scn.pipelines.append(name)
+
+
+def test_etl_sync_postgres_to_elasticsearch_exact(scn, etl):
     t_start = time.time()
-    src_db, dst_db = etl
-    pg_p, es_p = f"scn_etl_pg_{RUN}", f"scn_etl_es_{RUN}"
-    index = f"{es_p}_orders"
+    src_db, _ = etl
+    name = f"scn_etl_es_{RUN}"
+    index = f"{name}_orders"
     scn.indexes.append(index)
-    with scn.conn() as c, connect(src_db) as src, connect(dst_db) as dst:
-        # Columns read from the source table (describe_datasource), quoted names carried through.
-        c.execute("SELECT * FROM flink.create_pipeline(%s, 'sync', %s, %s)", (pg_p, json.dumps({
-            "source": {"datasource": "scn_pg_src", "object": "public.etl_orders"},
-            "sink": {"datasource": "scn_pg_dst", "object": "public.etl_orders_copy", "primary_key": ["orderId"]}}),
-            json.dumps({"parallelism": 1})))
-        scn.pipelines.append(pg_p)
-        c.execute("SELECT * FROM flink.create_pipeline(%s, 'sync', %s, %s)", (es_p, json.dumps({
-            "source": {"datasource": "scn_pg_src", "object": "public.etl_orders"},
-            "sink": {"datasource": "scn_es", "object": index, "primary_key": ["orderId"]}}),
-            json.dumps({"parallelism": 1})))
-        scn.pipelines.append(es_p)
-        sink = c.execute("SELECT flink.pipeline_sink(%s)", (pg_p,)).fetchone()[0]
-        print("pg sink:", json.dumps(sink))
-        es_table = c.execute("SELECT flink.expose_results(%s)::text", (es_p,)).fetchone()[0]
+    with scn.conn() as c, connect(src_db) as src:
+        sync_pipeline(c, scn, name, {"datasource": "scn_es", "object": index, "primary_key": ["orderId"]})
+        table = c.execute("SELECT flink.expose_results(%s)::text", (name,)).fetchone()[0]
+        types = dict(c.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                               " WHERE attrelid = %s::regclass AND attnum > 0", (table,)).fetchall())
+        # docs/type-mapping.md: timestamptz is read as TIMESTAMP(6) (UTC on the stack), jsonb as STRING.
+        assert {k: types.get(k) for k in ("orderId", "createdAt", "amount", "Payload", "note", "isPaid")} == {
+            "orderId": "bigint", "createdAt": "timestamp without time zone", "amount": "numeric(12,3)",
+            "Payload": "text", "note": "text", "isPaid": "boolean"}, types
         t = time.time()
-        c.execute("SELECT flink.start(%s), flink.start(%s)", (pg_p, es_p))
+        c.execute("SELECT flink.start(%s)", (name,))  # bounded: it may finish before RUNNING is seen
         try:
-            for p in (pg_p, es_p):
-                try:
-                    c.execute("SELECT flink.wait(%s, 'finished', '240 seconds')", (p,))
-                except psycopg.Error as e:
-                    raise AssertionError(f"sync {p} did not finish: {e}\n{job_diagnostics(c, p)}") from e
-            scn.timings["etl: both syncs finished"] = time.time() - t
-            n = compare_tables(src, "public.etl_orders", dst, "public.etl_orders_copy", what="postgres -> postgres")
-            assert n == ETL_ROWS
+            wait_finished(c, name, 240)
+            scn.timings["etl es: sync finished"] = time.time() - t
             requests.post(f"{ENV['PG_FLINK_ES_URL']}/{index}/_refresh", timeout=30).raise_for_status()
             es_count = requests.get(f"{ENV['PG_FLINK_ES_URL']}/{index}/_count", timeout=30).json()["count"]
             assert es_count == ETL_ROWS, es_count
-            types = dict(c.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-                                   " WHERE attrelid = %s::regclass AND attnum > 0", (es_table,)).fetchall())
-            print("es results table:", types)
-            t = time.time()
-            n = compare_tables(src, "public.etl_orders", c, es_table, ES_CANON, what="postgres -> elasticsearch")
-            scn.timings["etl: compare es via fdw"] = time.time() - t
-            assert n == ETL_ROWS
-            # ES document ids are the primary key.
+            # Document ids are the primary key.
             doc = requests.get(f"{ENV['PG_FLINK_ES_URL']}/{index}/_doc/4242", timeout=30).json()
             assert doc["found"] and doc["_source"]["orderId"] == 4242, doc
+            t = time.time()
+            assert compare_tables(src, "public.etl_orders", c, table, ES_CANON, what="postgres -> elasticsearch") == ETL_ROWS
+            scn.timings["etl es: compare via expose_results"] = time.time() - t
         finally:
-            stop(c, pg_p)
-            stop(c, es_p)
-    scn.timings["etl sync: test"] = time.time() - t_start
+            stop(c, name)
+    scn.timings["etl es: test"] = time.time() - t_start
+
+
+def test_etl_sync_postgres_to_postgres_exact(scn, etl):
+    t_start = time.time()
+    src_db, dst_db = etl
+    name = f"scn_etl_pg_{RUN}"
+    with scn.conn() as c, connect(src_db) as src, connect(dst_db) as dst:
+        # Writing columns whose names need quoting is refused when the pipeline is created, not
+        # a job failing at runtime.
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+            sync_pipeline(c, scn, name, {"datasource": "scn_pg_dst", "object": "public.etl_orders_mixed",
+                                         "primary_key": ["orderId"]})
+        assert 'params.sink.columns: Postgres column "orderId" needs quoting' in str(e.value), str(e.value)
+        assert "mapping" in e.value.diag.message_hint
+        sync_pipeline(c, scn, name, {"datasource": "scn_pg_dst", "object": "public.etl_orders_copy", "primary_key": ["order_id"]},
+                      MAPPING)
+        t = time.time()
+        c.execute("SELECT flink.start(%s)", (name,))
+        try:
+            wait_finished(c, name, 240)
+            scn.timings["etl pg: sync finished"] = time.time() - t
+            assert compare_tables(src, "public.etl_orders", dst, "public.etl_orders_copy", PG_LOWER_CANON,
+                                  what="postgres -> postgres") == ETL_ROWS
+        finally:
+            stop(c, name)
+    scn.timings["etl pg: test"] = time.time() - t_start
 
 
 def test_etl_cdc_postgres_to_postgres_follows_inserts_updates_deletes(scn, etl):
@@ -782,11 +841,12 @@ def test_etl_cdc_postgres_to_postgres_follows_inserts_updates_deletes(scn, etl):
     with scn.conn() as c, connect(src_db) as src, connect(dst_db) as dst:
         c.execute("SELECT * FROM flink.create_pipeline(%s, 'sync', %s, %s)", (name, json.dumps({
             "source": {"datasource": "scn_pg_src", "object": "public.etl_orders", "cdc": True, "primary_key": ["orderId"]},
-            "sink": {"datasource": "scn_pg_dst", "object": "public.etl_orders_cdc", "primary_key": ["orderId"]}}),
+            "sink": {"datasource": "scn_pg_dst", "object": "public.etl_orders_cdc", "primary_key": ["order_id"]},
+            "mapping": MAPPING}),
             json.dumps({"parallelism": 1, "checkpoint_interval": "5 seconds"})))
         scn.pipelines.append(name)
         t = time.time()
-        start(c, name)
+        c.execute("SELECT flink.start(%s)", (name,))
         try:
             count = lambda: dst.execute("SELECT count(*) FROM public.etl_orders_cdc").fetchone()[0]  # noqa: E731
             failed = lambda: c.execute("SELECT state, last_error FROM flink.jobs WHERE pipeline = %s"  # noqa: E731
@@ -794,35 +854,39 @@ def test_etl_cdc_postgres_to_postgres_follows_inserts_updates_deletes(scn, etl):
 
             def snapshot_done():
                 st = failed()
-                assert st[0] not in ("FAILED", "RESTARTING"), f"CDC job {st}\n{job_diagnostics(c, name)}"
-                return count() >= ETL_ROWS
+                assert st is None or st[0] not in ("FAILED", "RESTARTING", "FINISHED", "CANCELED"), \
+                    f"CDC job {st}\n{job_diagnostics(c, name)}"
+                return st is not None and st[0] == "RUNNING" and count() >= ETL_ROWS
 
             wait_for("the CDC snapshot in the target", snapshot_done, 240, lambda: (count(), failed()), 2)
             scn.timings["cdc: snapshot"] = time.time() - t
-            compare_tables(src, "public.etl_orders", dst, "public.etl_orders_cdc", what="cdc snapshot")
+            compare_tables(src, "public.etl_orders", dst, "public.etl_orders_cdc", PG_LOWER_CANON, what="cdc snapshot")
             # Changes: 50 inserts, 50 updates (every column but the key), 50 deletes.
             with src.transaction():
                 src.execute("SELECT setseed(0.77)")
-                src.execute(FILL.replace("etl_orders", "etl_orders").replace(
+                src.execute(FILL.replace(
                     f"generate_series(1, {ETL_ROWS})", f"generate_series({ETL_ROWS + 1}, {ETL_ROWS + 50})"))
-            src.execute("""UPDATE public.etl_orders SET amount = amount * -1 + 0.001, note = coalesce(note, '') || ' upd',
+            updated = src.execute("""UPDATE public.etl_orders SET amount = amount * -1 + 0.001, note = coalesce(note, '') || ' upd',
                            "Payload" = coalesce("Payload", '{}') || '{"updated": true}', "isPaid" = NOT coalesce("isPaid", false),
                            "createdAt" = "createdAt" + interval '1.5 seconds'
-                           WHERE "orderId" % 2000 = 7""")
-            src.execute("""DELETE FROM public.etl_orders WHERE "orderId" % 2000 = 13""")
+                           WHERE "orderId" %% 2000 = 7 AND "orderId" <= %s""", (ETL_ROWS,)).rowcount
+            assert updated == ETL_ROWS // 2000
+            deleted = src.execute("""DELETE FROM public.etl_orders WHERE "orderId" %% 2000 = 13 AND "orderId" <= %s""",
+                                  (ETL_ROWS,)).rowcount
+            assert deleted == ETL_ROWS // 2000
             t = time.time()
             deadline = t + 30
             while True:
                 try:
-                    compare_tables(src, "public.etl_orders", dst, "public.etl_orders_cdc", what="cdc changes")
+                    compare_tables(src, "public.etl_orders", dst, "public.etl_orders_cdc", PG_LOWER_CANON, what="cdc changes")
                     break
-                except AssertionError:
+                except AssertionError as e:
                     if time.time() > deadline:
-                        st = failed()
-                        raise AssertionError(f"CDC changes not in the target within 30 s (job {st})") from None
+                        raise AssertionError(f"CDC changes not in the target within 30 s: {e}\n"
+                                             f"{job_diagnostics(c, name)}") from None
                     time.sleep(1)
             scn.timings["cdc: changes arrived"] = time.time() - t
-            assert dst.execute("SELECT count(*) FROM public.etl_orders_cdc").fetchone()[0] == ETL_ROWS + 50 - 50
+            assert dst.execute("SELECT count(*) FROM public.etl_orders_cdc").fetchone()[0] == ETL_ROWS
         finally:
             stop(c, name)
     scn.timings["cdc: test"] = time.time() - t_start

@@ -131,5 +131,7 @@ COMMENT ON FUNCTION flink.validate(text) IS
   'Plans the pipeline on the real SQL Gateway (CREATE TABLEs + EXPLAIN INSERT): ok and the plan, or Flink''s error and the params path it points at.';
 COMMENT ON FUNCTION flink.preview(text, integer, interval) IS
   'Runs the pipeline''s query (not its INSERT) on its cluster against the data present and returns up to max_rows result rows as JSON objects, collected for at most timeout; the preview''s Flink job is cancelled before it returns. Needs flink_admin (it reads with the datasources'' secrets).';
+COMMENT ON FUNCTION flink.pipeline_sinks(text) IS
+  'Every sink of the pipeline, in order, as flink.pipeline_sink shows the first, with sink_no: each branch''s, a source''s late rows, every table a raw SQL pipeline writes. flink.expose_results(name, sink_object => object) makes any of them a table.';
 COMMENT ON FUNCTION flink.pipeline_sink(text) IS
-  'The sink of a pipeline as JSON: datasource, kind, object, and columns with their Flink and Postgres types (NULL for raw SQL pipelines).';
+  'The sink of a pipeline as JSON: datasource, kind, object, and columns with their Flink and Postgres types (for a raw SQL pipeline the first table its INSERTs write; NULL if it writes none it declares).';

@@ -3,7 +3,7 @@
 //! `postgres-cdc` connector options.
 use super::schema::{def, req, secret, OptSpec, OptType, TIMEOUT};
 use super::{Column, DatasourceKind, Described, Source, SourceError, SourceErrorKind};
-use crate::pipeline::{ConnectorUse, PipelineError};
+use crate::pipeline::{ConnectorUse, PipelineError, Role};
 
 /// The Postgres kind.
 pub struct Postgres;
@@ -60,13 +60,15 @@ impl DatasourceKind for Postgres {
         let user = table.option("user").unwrap_or_default();
         let password = table.option("password").unwrap_or_default();
         if !table.cdc() {
+            // stringtype=unspecified: a STRING reaches a jsonb, uuid, inet or enum column as
+            // text Postgres converts, instead of a varchar it refuses.
             return Ok(vec![
                 ("connector".into(), "jdbc".into()),
                 (
                     "url".into(),
-                    format!("jdbc:postgresql://{host}:{port}/{database}"),
+                    format!("jdbc:postgresql://{host}:{port}/{database}?stringtype=unspecified"),
                 ),
-                ("table-name".into(), format!("{schema}.{name}")),
+                ("table-name".into(), jdbc_table_name(table, &schema, &name)),
                 ("username".into(), user),
                 ("password".into(), password),
             ]);
@@ -86,6 +88,8 @@ impl DatasourceKind for Postgres {
             .collect();
         Ok(vec![
             ("connector".into(), "postgres-cdc".into()),
+            // Updates and deletes by the primary key: no REPLICA IDENTITY FULL needed.
+            ("changelog-mode".into(), "upsert".into()),
             ("hostname".into(), host),
             ("port".into(), port.to_string()),
             ("username".into(), user),
@@ -97,6 +101,39 @@ impl DatasourceKind for Postgres {
             ("decoding.plugin.name".into(), "pgoutput".into()),
         ])
     }
+}
+
+/// The JDBC `table-name` of a Postgres table. Read (a source or a lookup), its STRING columns
+/// are read as `text`: Flink's JDBC reader casts what the driver returns to a Java String,
+/// and the driver returns objects, not strings, for json, jsonb, uuid, inet and the like.
+fn jdbc_table_name(table: &ConnectorUse, schema: &str, name: &str) -> String {
+    let plain = format!("{schema}.{name}");
+    let Some(cols) = &table.table.columns else {
+        return plain;
+    };
+    let strings = |ty: &str| {
+        crate::pipeline::flinktype::parse(crate::pipeline::flinktype::split_not_null(ty).0)
+            .is_ok_and(|t| t.is_string())
+    };
+    if table.role != Role::Source || !cols.iter().any(|c| strings(&c.ty)) {
+        return plain;
+    }
+    let select: Vec<String> = cols
+        .iter()
+        .map(|c| {
+            let q = crate::pipeline::pg_quoted(&c.name);
+            if strings(&c.ty) {
+                // CAST, not `::`: Flink's lookup statements are parsed for `:name` parameters.
+                format!("CAST({q} AS text) AS {q}")
+            } else {
+                q
+            }
+        })
+        .collect();
+    format!(
+        "(SELECT {} FROM {plain}) AS pg_flink_read",
+        select.join(", ")
+    )
 }
 
 async fn connect(src: &Source) -> Result<tokio_postgres::Client, SourceError> {

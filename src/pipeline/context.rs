@@ -40,6 +40,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) aliases: Vec<(String, String)>,
     /// Every sink written with its columns, in order (the first is the pipeline's sink).
     pub(crate) sinks: Vec<(TableRef, Vec<(String, String)>)>,
+    /// Sinks of late rows, listed after the others.
+    pub(crate) late_sinks: Vec<(TableRef, Vec<(String, String)>)>,
     /// INSERTs that join the job's statement set after the template's own (late rows).
     pub(crate) extra_inserts: Vec<Statement>,
     /// A source asked for processing time gets it even with event time (lookup joins).
@@ -62,6 +64,7 @@ impl<'a> Ctx<'a> {
             rendered: Vec::new(),
             aliases: Vec::new(),
             sinks: Vec::new(),
+            late_sinks: Vec::new(),
             extra_inserts: Vec::new(),
             proctime_always: false,
             quote_refusal: None,
@@ -412,7 +415,7 @@ impl Ctx<'_> {
         let mut with = self.connector(path, &ds, t, role)?;
         // Names Flink's JDBC dialect would fold or misread are quoted in the Flink table; a
         // source view (or the sink's positional INSERT) gives them back their own names.
-        let renamed = self.jdbc_names(path, &ds, t, &cols)?;
+        let renamed = self.jdbc_names(path, &ds, t, &cols, role)?;
         let flink_name = |n: &str| {
             renamed
                 .iter()

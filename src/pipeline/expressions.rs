@@ -6,7 +6,7 @@
 use super::context::{check_ident, Col, Ctx};
 use super::error::PipelineError;
 use super::flinktype;
-use super::params::TableRef;
+use super::params::{Role, TableRef};
 use super::script::Statement;
 use super::DatasourceInfo;
 use crate::core::expr::{self, Expr};
@@ -106,7 +106,7 @@ pub(crate) fn pg_needs_quoting(name: &str) -> bool {
 }
 
 /// `name` as a PostgreSQL quoted identifier.
-fn pg_quoted(name: &str) -> String {
+pub(crate) fn pg_quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -175,6 +175,7 @@ impl Ctx<'_> {
         ds: &DatasourceInfo,
         t: &TableRef,
         cols: &[Col],
+        role: Role,
     ) -> Result<Vec<(String, String)>, PipelineError> {
         if ds.kind != Kind::Postgres || t.cdc == Some(true) {
             return Ok(Vec::new());
@@ -184,6 +185,15 @@ impl Ctx<'_> {
             .filter(|c| c.name != "proc_time" && pg_needs_quoting(&c.name))
             .map(|c| (c.name.clone(), pg_quoted(&c.name)))
             .collect();
+        if let (Role::Sink, Some((name, _))) = (role, quoted.first()) {
+            // The JDBC writer binds each column as a named parameter `:<column>`, which a
+            // quoted name cannot be: writing such a column cannot be mapped.
+            return Err(self.invalid(
+                &format!("{path}.columns"),
+                format!("Postgres column \"{name}\" needs quoting, and Flink's JDBC sink can write only columns whose names do not (lower case letters, digits, _)"),
+                "Write to a table (or an updatable view) with lower-case column names; sync's mapping can rename the query's columns to them.",
+            ));
+        }
         if let (Some(hint), Some((name, _))) = (self.quote_refusal, quoted.first()) {
             return Err(self.invalid(
                 &format!("{path}.columns"),
@@ -316,6 +326,11 @@ impl Ctx<'_> {
                 false,
             )?;
             let order = self.match_sink(&format!("{path}.late"), &sink_cols, &out)?;
+            let declared = sink_cols
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.to_string()))
+                .collect();
+            self.late_sinks.push(((**late).clone(), declared));
             let picked: Vec<String> = order.iter().map(|n| ident(n)).collect();
             self.extra_inserts.push(Statement::Insert {
                 sink: self.tname(&sink_name.replacen(&self.prefix, "", 1)),

@@ -29,6 +29,7 @@ mod updates;
 pub use connector::ConnectorUse;
 pub use context::Col;
 pub use error::PipelineError;
+pub(crate) use expressions::pg_quoted;
 pub use interval::Interval;
 pub use params::{ColumnDecl, Condition, Params, PipelineOptions, Role, TableRef};
 pub use script::{Script, Statement};
@@ -151,6 +152,8 @@ fn render_full(
         // The latest row per key wins, as it does on earlier versions.
         cx.script.on_conflict_deduplicate();
     }
+    let late = std::mem::take(&mut cx.late_sinks);
+    cx.sinks.extend(late);
     Ok((cx.script, cx.sinks))
 }
 

@@ -6,8 +6,8 @@ CREATE TEMPORARY TABLE `source` (
   `created` TIMESTAMP(6)
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
-  'table-name' = 'public.customers',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
+  'table-name' = '(SELECT "id", CAST("name" AS text) AS "name", "created" FROM public.customers) AS pg_flink_read',
   'username' = 'postgres',
   'password' = '***'
 );
@@ -18,7 +18,7 @@ CREATE TEMPORARY TABLE `sink` (
   PRIMARY KEY (`customer_id`) NOT ENFORCED
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
   'table-name' = 'public.customers_copy',
   'username' = 'postgres',
   'password' = '***'

@@ -7,6 +7,7 @@ CREATE TEMPORARY TABLE `source` (
   PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
   'connector' = 'postgres-cdc',
+  'changelog-mode' = 'upsert',
   'hostname' = '127.0.0.1',
   'port' = '5432',
   'username' = 'postgres',

@@ -18,7 +18,7 @@ CREATE TEMPORARY TABLE `sink` (
   PRIMARY KEY (`order_id`) NOT ENFORCED
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
   'table-name' = 'public.orders_landing',
   'username' = 'postgres',
   'password' = '***'

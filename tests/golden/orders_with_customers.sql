@@ -20,8 +20,8 @@ CREATE TEMPORARY TABLE `lookup` (
   `tier` STRING
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
-  'table-name' = 'public.customers',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
+  'table-name' = '(SELECT "id", CAST("name" AS text) AS "name", CAST("tier" AS text) AS "tier" FROM public.customers) AS pg_flink_read',
   'username' = 'postgres',
   'password' = '***',
   'lookup.cache' = 'PARTIAL',

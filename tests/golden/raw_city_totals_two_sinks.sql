@@ -30,10 +30,7 @@ CREATE TEMPORARY TABLE `kafka_local_big_city_orders` (
   'connector' = 'kafka',
   'format' = 'json',
   'topic' = 'big_city_orders',
-  'properties.bootstrap.servers' = '127.0.0.1:9092',
-  'properties.group.id' = 'pg_flink.raw_city_totals_two_sinks',
-  'scan.startup.mode' = 'earliest-offset',
-  'properties.isolation.level' = 'read_committed'
+  'properties.bootstrap.servers' = '127.0.0.1:9092'
 );
 EXECUTE STATEMENT SET
 BEGIN

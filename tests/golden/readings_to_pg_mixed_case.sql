@@ -6,7 +6,7 @@ CREATE TEMPORARY TABLE `source_table` (
   `"Value"` DOUBLE
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
   'table-name' = 'public.readings',
   'username' = 'postgres',
   'password' = '***'
@@ -19,12 +19,12 @@ SELECT
 FROM `source_table`;
 CREATE TEMPORARY TABLE `sink` (
   `id` BIGINT,
-  `"dateTime"` TIMESTAMP(3),
-  `"Value"` DOUBLE,
+  `date_time` TIMESTAMP(3),
+  `value` DOUBLE,
   PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
   'table-name' = 'public.readings_copy',
   'username' = 'postgres',
   'password' = '***'
@@ -32,6 +32,6 @@ CREATE TEMPORARY TABLE `sink` (
 INSERT INTO `sink`
 SELECT
   `id`,
-  `dateTime`,
-  `Value`
+  `dateTime` AS `date_time`,
+  `Value` AS `value`
 FROM `source`;

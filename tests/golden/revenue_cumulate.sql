@@ -24,7 +24,7 @@ CREATE TEMPORARY TABLE `sink` (
   PRIMARY KEY (`window_start`, `window_end`) NOT ENFORCED
 ) WITH (
   'connector' = 'jdbc',
-  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test',
+  'url' = 'jdbc:postgresql://127.0.0.1:5432/pg_flink_test?stringtype=unspecified',
   'table-name' = 'public.revenue_today',
   'username' = 'postgres',
   'password' = '***'

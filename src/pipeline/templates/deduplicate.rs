@@ -319,13 +319,18 @@ mod tests {
         let mut p = example("latest_order_status");
         p["params"]["sink"] = json!({"datasource": "pg_local", "object": "public.order_status",
             "columns": [{"name": "ORDER_ID", "type": "BIGINT"}, {"name": "status", "type": "STRING"}, {"name": "ts", "type": "TIMESTAMP(3)"}]});
-        let s = render_example(&p, &cat).unwrap();
-        // Upper case in Postgres needs quoting, which Flink's JDBC dialect does not do: the
-        // Flink column carries the quotes.
+        // Upper case in Postgres needs quoting, which Flink's JDBC writer cannot bind: refused
+        // at create time, not a job failing at runtime.
+        let e = render_example(&p, &cat).unwrap_err();
         assert!(
-            s.contains("PRIMARY KEY (`\"ORDER_ID\"`) NOT ENFORCED"),
-            "{s}"
+            e.message
+                .contains("params.sink.columns: Postgres column \"ORDER_ID\" needs quoting"),
+            "{}",
+            e.message
         );
+        p["params"]["sink"]["columns"][0]["name"] = json!("order_id");
+        let s = render_example(&p, &cat).unwrap();
+        assert!(s.contains("PRIMARY KEY (`order_id`) NOT ENFORCED"), "{s}");
         assert!(s.contains("'connector' = 'jdbc'"), "{s}");
     }
 

@@ -95,14 +95,15 @@ pub(crate) fn render(cx: &mut Ctx, p: &SqlParams) -> Result<(), PipelineError> {
             late: None,
             connector_options: spec.connector_options,
         };
-        // Sink-only kinds (Elasticsearch, blackhole) can only be written to, and a Kafka table
-        // with a primary key is an upsert-kafka sink; other tables are declared as sources (the
-        // SQL may still write to JDBC ones).
+        // Sink-only kinds (Elasticsearch, blackhole) can only be written to, a Kafka table with
+        // a primary key is an upsert-kafka sink, and a table an INSERT writes is a sink; other
+        // tables are sources.
         let kind = cx.catalog.get(ds).map(|d| d.kind);
         let keyed = t.primary_key.as_ref().is_some_and(|k| !k.is_empty());
         let role = match kind {
             Some(k) if k.sink_only() => Role::Sink,
             Some(Kind::Kafka) if keyed => Role::Sink,
+            _ if targets.contains(r) => Role::Sink,
             _ => Role::Source,
         };
         if targets.contains(r) && t.columns.is_none() {
