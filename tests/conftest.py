@@ -22,6 +22,11 @@ def _stack_env():
 
 
 ENV = _stack_env()
+# PG_FLINK_TEST_FLINK=2 (scripts/test-flink2.sh): the tests' cluster is the Flink 2.x one — what
+# they register as cluster `local`, and where they look for jobs.
+if os.environ.get("PG_FLINK_TEST_FLINK") == "2":
+    ENV["PG_FLINK_GATEWAY_URL"] = ENV["PG_FLINK2_GATEWAY_URL"]
+    ENV["PG_FLINK_REST_URL"] = ENV["PG_FLINK2_REST_URL"]
 PG_DSN = f"host={ENV['PGHOST']} port={ENV['PGPORT']} user={ENV['PGUSER']}"
 
 
