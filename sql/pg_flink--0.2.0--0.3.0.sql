@@ -1238,3 +1238,57 @@ COMMENT ON FUNCTION flink.expose_results(text, text, boolean, text) IS
   'Creates, or brings up to date in place (keeping grants, comments and dependent views), a foreign table named after the pipeline in into_schema over its Kafka topic or Elasticsearch index, with the pipeline''s output columns in the Postgres types that hold what Flink writes, and the metadata columns; with_view => true also creates the view <into_schema>.<pipeline>_v over it; sink_object => another of its sinks (flink.pipeline_sinks) as <pipeline>_<object>. Returns the foreign table.';
 REVOKE ALL ON FUNCTION flink.expose_results(text, text, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION flink.expose_results(text, text, boolean, text) TO flink_admin;
+
+-- flink.wait(p, 'stopped') also returns when the pipeline is stopped and its job had already ended.
+CREATE OR REPLACE FUNCTION flink.wait(pipeline text, state text, timeout interval DEFAULT '60 seconds')
+RETURNS text
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  deadline timestamptz := clock_timestamp() + timeout;
+  cur flink.job;
+BEGIN
+  IF upper(state) NOT IN ('RUNNING', 'STOPPED', 'FAILED', 'FINISHED', 'CANCELED') THEN
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+      MESSAGE = format('flink.wait: state "%s" is not one to wait for', state),
+      HINT = 'Wait for RUNNING, STOPPED, FAILED, FINISHED or CANCELED.';
+  END IF;
+  -- The worker acts on committed requests only: waiting for our own uncommitted one would
+  -- wait out the whole timeout.
+  IF EXISTS (SELECT 1 FROM flink.pipeline_state ps WHERE ps.pipeline = wait.pipeline
+              AND ps.requested_xid = txid_current_if_assigned()) THEN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+      MESSAGE = format('flink.wait: pipeline "%s" was started or stopped in this transaction, which has not committed', wait.pipeline),
+      HINT = 'COMMIT first: the worker acts only on committed changes. Then call flink.wait in a new transaction.';
+  END IF;
+  LOOP
+    SELECT * INTO cur FROM flink.job j WHERE j.pipeline = wait.pipeline ORDER BY j.id DESC LIMIT 1;
+    IF cur.state = upper(wait.state) THEN
+      RETURN cur.state;
+    END IF;
+    -- Stopped: a job that had already ended (a bounded job FINISHED, or CANCELED/FAILED) stays
+    -- as it ended when its pipeline is stopped; that is stopped too.
+    IF upper(wait.state) = 'STOPPED' AND cur.state IN ('FINISHED', 'CANCELED', 'FAILED')
+       AND EXISTS (SELECT 1 FROM flink.pipeline_state ps WHERE ps.pipeline = wait.pipeline AND ps.desired = 'stopped') THEN
+      RETURN cur.state;
+    END IF;
+    -- A failed job is final; a failed submission is retried by the worker, so keep waiting.
+    IF upper(wait.state) = 'RUNNING' AND cur.state = 'FAILED' THEN
+      RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
+        MESSAGE = format('pipeline "%s" is %s: %s', wait.pipeline, cur.state, COALESCE(cur.last_error, 'no error text')),
+        HINT = 'See flink.job_events for the transitions; fix the cause and call flink.restart().';
+    END IF;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION USING ERRCODE = 'query_canceled',
+        MESSAGE = format('pipeline "%s" did not reach %s within %s (now %s%s)', wait.pipeline, upper(wait.state), timeout,
+                         COALESCE(cur.state, 'no job'), COALESCE(': ' || cur.last_error, '')),
+        HINT = 'Check flink.pipeline_status and flink.job_events; is the worker running (SELECT * FROM pg_stat_activity WHERE backend_type = ''pg_flink worker'')?';
+    END IF;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION flink.wait(text, text, interval) IS
+  'Blocks (cancellably) until the pipeline''s job reaches the state (for STOPPED also: the pipeline is stopped and its job ended otherwise, returned as it ended); fails with the last error if it fails.';
+

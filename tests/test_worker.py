@@ -194,3 +194,29 @@ def test_ddl_holding_the_catalog_briefly_is_waited_out_quietly(db):
         lines = f.read().decode("utf-8", "replace").splitlines()
     noisy = [line for line in lines if f"[{worker[0]}]" in line and re.search(r" (WARNING|ERROR): ", line)]
     assert noisy == [], "the worker complained while DDL held the catalog:\n" + "\n".join(noisy[:10])
+
+
+def test_waiting_for_stopped_returns_when_the_job_had_already_finished(db):
+    """A bounded job (datagen with number_of_rows) FINISHES by itself; stopping its pipeline
+    leaves it FINISHED, and flink.wait(p, 'stopped') says so at once instead of timing out."""
+    name = f"wait_fin_{int(time.time() * 1000) % 10**9}"
+    db.execute("SELECT * FROM flink.register_datasource('wait_gen', 'datagen', '{\"rows_per_second\": 100, \"number_of_rows\": 10}')")
+    db.execute("SELECT * FROM flink.register_datasource('wait_nowhere', 'blackhole', '{}')")
+    params = {"source": {"datasource": "wait_gen", "object": "g", "columns": [{"name": "n", "type": "BIGINT"}]},
+              "conditions": [{"column": "n", "op": "is_not_null"}],
+              "sink": {"datasource": "wait_nowhere", "object": "x"}}
+    db.execute("SELECT * FROM flink.create_pipeline(%s, 'filter_alert', %s)", (name, json.dumps(params)))
+    try:
+        db.execute("SELECT flink.start(%s)", (name,))
+        assert db.execute("SELECT flink.wait(%s, 'finished', '120 seconds')", (name,)).fetchone()[0] == "FINISHED"
+        # Not stopped yet: waiting for STOPPED while the pipeline is desired running times out.
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            db.execute("SELECT flink.wait(%s, 'stopped', '1 second')", (name,))
+        db.execute("SELECT flink.stop(%s)", (name,))
+        t0 = time.time()
+        assert db.execute("SELECT flink.wait(%s, 'stopped', '30 seconds')", (name,)).fetchone()[0] == "FINISHED"
+        assert time.time() - t0 < 5
+    finally:
+        db.execute("SELECT flink.drop_pipeline(%s)", (name,))
+        db.execute("SELECT flink.drop_datasource('wait_gen', if_exists => true)")
+        db.execute("SELECT flink.drop_datasource('wait_nowhere', if_exists => true)")

@@ -222,6 +222,12 @@ BEGIN
     IF cur.state = upper(wait.state) THEN
       RETURN cur.state;
     END IF;
+    -- Stopped: a job that had already ended (a bounded job FINISHED, or CANCELED/FAILED) stays
+    -- as it ended when its pipeline is stopped; that is stopped too.
+    IF upper(wait.state) = 'STOPPED' AND cur.state IN ('FINISHED', 'CANCELED', 'FAILED')
+       AND EXISTS (SELECT 1 FROM flink.pipeline_state ps WHERE ps.pipeline = wait.pipeline AND ps.desired = 'stopped') THEN
+      RETURN cur.state;
+    END IF;
     -- A failed job is final; a failed submission is retried by the worker, so keep waiting.
     IF upper(wait.state) = 'RUNNING' AND cur.state = 'FAILED' THEN
       RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
@@ -239,7 +245,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION flink.wait(text, text, interval) IS
-  'Blocks (cancellably) until the pipeline''s job reaches the state; fails with the last error if it fails.';
+  'Blocks (cancellably) until the pipeline''s job reaches the state (for STOPPED also: the pipeline is stopped and its job ended otherwise, returned as it ended); fails with the last error if it fails.';
 
 -- Worker helpers: one call per state change, each in the worker's own transaction.
 -- flink_internal.job_transition: see 45_worker_changes.sql (replaced in 0.2.0).

@@ -49,8 +49,9 @@ impl DatasourceKind for Datagen {
                 table.option_int("rows_per_second", 100).to_string(),
             ),
         ];
-        if let Some(n) = table.option("number_of_rows") {
-            with.push(("number-of-rows".into(), n));
+        let rows = table.option_int("number_of_rows", 0);
+        if rows > 0 {
+            with.push(("number-of-rows".into(), rows.to_string()));
         }
         Ok(with)
     }
@@ -60,6 +61,21 @@ impl DatasourceKind for Datagen {
 mod tests {
     use crate::pipeline::testing::{assert_errors, Mutation};
     use serde_json::json;
+
+    #[test]
+    fn a_bounded_datagen_says_how_many_rows() {
+        let cat = crate::pipeline::testing::catalog(false);
+        let mut p = crate::pipeline::testing::example("generated_orders_to_print");
+        let s = crate::pipeline::testing::render_example(&p, &cat).unwrap();
+        assert!(!s.contains("number-of-rows"), "{s}");
+        let mut cat = cat;
+        if let Some(d) = cat.get_mut("datagen_local") {
+            d.options.insert("number_of_rows".into(), json!(10));
+        }
+        p["name"] = json!("bounded");
+        let s = crate::pipeline::testing::render_example(&p, &cat).unwrap();
+        assert!(s.contains("'number-of-rows' = '10'"), "{s}");
+    }
 
     #[test]
     fn datagen_is_a_source_only() {
