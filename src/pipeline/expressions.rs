@@ -111,27 +111,54 @@ pub(crate) fn pg_quoted(name: &str) -> String {
 }
 
 impl Ctx<'_> {
-    /// The expression at `path`: one Flink SQL expression whose unqualified column references
-    /// are all in `cols`.
+    /// The expression at `path`: one Flink SQL expression whose column references are all in
+    /// `cols`, unqualified.
     pub(crate) fn expr(&self, path: &str, text: &str, cols: &[Col]) -> Result<Expr, PipelineError> {
-        let e = expr::check(text).map_err(|e| {
-            self.invalid(
-                path,
-                format!("the expression {e}"),
-                "Write one Flink SQL expression, e.g. \"status = 403 AND url LIKE '/api/%'\".",
-            )
-        })?;
+        self.expr_over(
+            path,
+            text,
+            cols,
+            &[],
+            "Write one Flink SQL expression, e.g. \"status = 403 AND url LIKE '/api/%'\".",
+        )
+    }
+
+    /// The expression at `path` whose column references are in `cols`, qualified by nothing or
+    /// (CEP) by one of the pattern variables `vars`; `hint` shows how one is written.
+    pub(crate) fn expr_over(
+        &self,
+        path: &str,
+        text: &str,
+        cols: &[Col],
+        vars: &[String],
+        hint: &str,
+    ) -> Result<Expr, PipelineError> {
+        let e = expr::check(text)
+            .map_err(|e| self.invalid(path, format!("the expression {e}"), hint))?;
         for r in &e.columns {
-            if let Some(q) = &r.qualifier {
-                return Err(self.invalid(
-                    path,
-                    format!(
-                        "\"{}.{}\" is a qualified name; this expression sees one table",
-                        q.chars().take(40).collect::<String>(),
-                        r.name.chars().take(60).collect::<String>()
-                    ),
-                    "Refer to the columns by their names alone.",
-                ));
+            match &r.qualifier {
+                Some(q) if vars.is_empty() => {
+                    return Err(self.invalid(
+                        path,
+                        format!(
+                            "\"{}.{}\" is a qualified name; this expression sees one table",
+                            q.chars().take(40).collect::<String>(),
+                            r.name.chars().take(60).collect::<String>()
+                        ),
+                        "Refer to the columns by their names alone.",
+                    ))
+                }
+                Some(q) if !vars.contains(q) => {
+                    return Err(self.invalid(
+                        path,
+                        format!(
+                            "\"{}\" is not a pattern variable",
+                            q.chars().take(30).collect::<String>()
+                        ),
+                        format!("Variables: {}.", vars.join(", ")),
+                    ))
+                }
+                _ => {}
             }
             self.find_in_expr(path, cols, &r.name)?;
         }

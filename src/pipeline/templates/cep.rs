@@ -130,7 +130,14 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
         }
         if let Some(w) = &v.expr {
             let all: Vec<String> = p.pattern.iter().map(|v| v.var.clone()).collect();
-            parts.push(define_expr(cx, &format!("{path}.where"), w, &src, &all)?);
+            let e = cx.expr_over(
+                &format!("{path}.where"),
+                w,
+                &src,
+                &all,
+                "Write one Flink SQL condition, e.g. \"price < LAST(DOWN.price, 1)\".",
+            )?;
+            parts.push(e.sql());
         }
         let cond = match parts.as_slice() {
             [] => continue, // an undefined variable matches every row
@@ -358,40 +365,6 @@ const RESERVED: &[&str] = &[
     "WITH",
     "WITHIN",
 ];
-
-/// A DEFINE expression: qualified names must be pattern variables, columns must be the
-/// source's.
-fn define_expr(
-    cx: &Ctx,
-    path: &str,
-    text: &str,
-    src: &[Col],
-    vars: &[String],
-) -> Result<String, PipelineError> {
-    let e = crate::core::expr::check(text).map_err(|e| {
-        cx.invalid(
-            path,
-            format!("the expression {e}"),
-            "Write one Flink SQL condition, e.g. \"price < LAST(DOWN.price, 1)\".",
-        )
-    })?;
-    for r in &e.columns {
-        if let Some(q) = &r.qualifier {
-            if !vars.contains(q) {
-                return Err(cx.invalid(
-                    path,
-                    format!(
-                        "\"{}\" is not a pattern variable",
-                        q.chars().take(30).collect::<String>()
-                    ),
-                    format!("Variables: {}.", vars.join(", ")),
-                ));
-            }
-        }
-        cx.find_in_expr(path, src, &r.name)?;
-    }
-    Ok(e.sql())
-}
 
 /// `AFTER MATCH SKIP …`: where the next match may start.
 fn after_match(cx: &Ctx, v: Option<&str>, vars: &[String]) -> Result<String, PipelineError> {

@@ -190,50 +190,26 @@ pub(crate) fn render(cx: &mut Ctx, p: &TopNParams) -> Result<(), PipelineError> 
     Ok(())
 }
 
-/// The window table function of a windowed Top-N (tumble, hop, cumulate).
+/// The window table function of a windowed Top-N: tumble, hop or cumulate (window_aggregate's).
 fn window_tvf(
     cx: &Ctx,
     w: &Window,
     source: &TableRef,
     table: &str,
 ) -> Result<String, PipelineError> {
-    let time = ident(source.event_time.as_deref().unwrap_or("proc_time"));
-    let need = |v: &Option<String>, field: &str| -> Result<String, PipelineError> {
-        match v {
-            Some(s) => Ok(cx.interval(&format!("params.window.{field}"), s)?.sql()),
-            None => Err(cx.invalid(
-                &format!("params.window.{field}"),
-                format!("is required for a {} window", w.kind),
-                "See docs/pipelines.md for window types.",
-            )),
-        }
-    };
-    Ok(match w.kind.to_ascii_lowercase().as_str() {
-        "tumble" => format!(
-            "TUMBLE(TABLE {table}, DESCRIPTOR({time}), {})",
-            need(&w.size, "size")?
-        ),
-        "hop" => format!(
-            "HOP(TABLE {table}, DESCRIPTOR({time}), {}, {})",
-            need(&w.slide, "slide")?,
-            need(&w.size, "size")?
-        ),
-        "cumulate" => format!(
-            "CUMULATE(TABLE {table}, DESCRIPTOR({time}), {}, {})",
-            need(&w.step, "step")?,
-            need(&w.size, "size")?
-        ),
-        other => {
-            return Err(cx.invalid(
-                "params.window.type",
-                format!(
-                    "\"{}\" is not a window type for Top-N",
-                    other.chars().take(20).collect::<String>()
-                ),
-                "Window types for Top-N: tumble, hop, cumulate.",
-            ))
-        }
-    })
+    let kind = w.kind.to_ascii_lowercase();
+    if !matches!(kind.as_str(), "tumble" | "hop" | "cumulate") {
+        return Err(cx.invalid(
+            "params.window.type",
+            format!(
+                "\"{}\" is not a window type for Top-N",
+                kind.chars().take(20).collect::<String>()
+            ),
+            "Window types for Top-N: tumble, hop, cumulate.",
+        ));
+    }
+    let time = source.event_time.as_deref().unwrap_or("proc_time");
+    super::window_aggregate::window_tvf(cx, w, table, time, &[])
 }
 
 #[cfg(test)]

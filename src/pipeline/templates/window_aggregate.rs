@@ -65,7 +65,7 @@ pub struct WindowAggregateParams {
 /// The interval `params.window.<field>`, which this window type requires.
 fn window_interval(
     cx: &Ctx,
-    p: &WindowAggregateParams,
+    w: &Window,
     value: &Option<String>,
     field: &str,
 ) -> Result<Interval, PipelineError> {
@@ -73,7 +73,7 @@ fn window_interval(
         Some(s) => cx.interval(&format!("params.window.{field}"), s),
         None => Err(cx.invalid(
             &format!("params.window.{field}"),
-            format!("is required for a {} window", p.window.kind),
+            format!("is required for a {} window", w.kind),
             "See docs/pipelines.md for window types.",
         )),
     }
@@ -83,13 +83,13 @@ fn window_interval(
 /// multiple of the step.
 fn window_step(
     cx: &Ctx,
-    p: &WindowAggregateParams,
+    w: &Window,
     step: &Option<String>,
     name: &str,
 ) -> Result<(Interval, Interval), PipelineError> {
     let (st, sz) = (
-        window_interval(cx, p, step, name)?,
-        window_interval(cx, p, &p.window.size, "size")?,
+        window_interval(cx, w, step, name)?,
+        window_interval(cx, w, &w.size, "size")?,
     );
     if sz.millis % st.millis != 0 {
         let example = if name == "slide" {
@@ -106,45 +106,41 @@ fn window_step(
     Ok((st, sz))
 }
 
-/// Renders the tables and the INSERT of a window_aggregate pipeline.
-pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), PipelineError> {
-    let src = cx.source(&p.source, true)?;
-    let t_source = ident(&cx.tname("source"));
-    let time_col = p
-        .source
-        .event_time
-        .clone()
-        .unwrap_or_else(|| "proc_time".into());
-    let mut keys = Vec::new();
-    for (i, k) in p.group_by.iter().enumerate() {
-        keys.push(cx.find(&format!("params.group_by[{i}]"), &src, k)?.clone());
-    }
-    let tvf = match p.window.kind.to_ascii_lowercase().as_str() {
+/// The windowing table function over `table` (a quoted name) for window `w` on `time_col`; a
+/// session window is partitioned by `keys`. Shared with top_n's windowed Top-N.
+pub(crate) fn window_tvf(
+    cx: &Ctx,
+    w: &Window,
+    table: &str,
+    time_col: &str,
+    keys: &[Col],
+) -> Result<String, PipelineError> {
+    Ok(match w.kind.to_ascii_lowercase().as_str() {
         "tumble" => format!(
-            "TUMBLE(TABLE {t_source}, DESCRIPTOR({}), {})",
-            ident(&time_col),
-            window_interval(cx, p, &p.window.size, "size")?.sql()
+            "TUMBLE(TABLE {table}, DESCRIPTOR({}), {})",
+            ident(time_col),
+            window_interval(cx, w, &w.size, "size")?.sql()
         ),
         "hop" => {
-            let (sl, sz) = window_step(cx, p, &p.window.slide, "slide")?;
+            let (sl, sz) = window_step(cx, w, &w.slide, "slide")?;
             format!(
-                "HOP(TABLE {t_source}, DESCRIPTOR({}), {}, {})",
-                ident(&time_col),
+                "HOP(TABLE {table}, DESCRIPTOR({}), {}, {})",
+                ident(time_col),
                 sl.sql(),
                 sz.sql()
             )
         }
         "cumulate" => {
-            let (st, sz) = window_step(cx, p, &p.window.step, "step")?;
+            let (st, sz) = window_step(cx, w, &w.step, "step")?;
             format!(
-                "CUMULATE(TABLE {t_source}, DESCRIPTOR({}), {}, {})",
-                ident(&time_col),
+                "CUMULATE(TABLE {table}, DESCRIPTOR({}), {}, {})",
+                ident(time_col),
                 st.sql(),
                 sz.sql()
             )
         }
         "session" => {
-            let gap = window_interval(cx, p, &p.window.gap, "gap")?;
+            let gap = window_interval(cx, w, &w.gap, "gap")?;
             let part = if keys.is_empty() {
                 String::new()
             } else {
@@ -157,8 +153,8 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
                 )
             };
             format!(
-                "SESSION(TABLE {t_source}{part}, DESCRIPTOR({}), {})",
-                ident(&time_col),
+                "SESSION(TABLE {table}{part}, DESCRIPTOR({}), {})",
+                ident(time_col),
                 gap.sql()
             )
         }
@@ -172,7 +168,23 @@ pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), Pipe
                 "Window types: tumble, hop, cumulate, session.",
             ))
         }
-    };
+    })
+}
+
+/// Renders the tables and the INSERT of a window_aggregate pipeline.
+pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), PipelineError> {
+    let src = cx.source(&p.source, true)?;
+    let t_source = ident(&cx.tname("source"));
+    let time_col = p
+        .source
+        .event_time
+        .clone()
+        .unwrap_or_else(|| "proc_time".into());
+    let mut keys = Vec::new();
+    for (i, k) in p.group_by.iter().enumerate() {
+        keys.push(cx.find(&format!("params.group_by[{i}]"), &src, k)?.clone());
+    }
+    let tvf = window_tvf(cx, &p.window, &t_source, &time_col, &keys)?;
     if p.aggregates.is_empty() {
         return Err(cx.invalid(
             "params.aggregates",
