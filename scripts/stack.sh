@@ -74,7 +74,18 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 # ------------------------------------------------------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+# A pid file names a live process of ours only if that process started before the file was last
+# written: after a reboot (or a crash) its pid may have been given to another process, which must
+# neither be taken for the service nor be stopped by `down` (seen: Flink's TaskManager pid file
+# naming the Kafka broker after a reboot, so the TaskManager was never started).
+pid_alive() { # pidfile
+  local pid age
+  [ -f "$1" ] || return 1
+  pid=$(head -n1 "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  age=$(ps -o etimes= -p "$pid" 2>/dev/null | tr -d ' ')
+  [ -n "$age" ] && [ $(($(date +%s) - age)) -le $(($(stat -c %Y "$1") + 5)) ]
+}
 
 # Refuse to start a service whose port is taken by something we did not start.
 require_free_port() { # service port logfile
@@ -719,7 +730,7 @@ stop_pidfile() { # service pidfile
   local f=$2 p
   [ -f "$f" ] || return 0
   p=$(head -n1 "$f")
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+  if pid_alive "$f"; then
     log "$1: stopping pid $p"
     kill "$p" 2>/dev/null || true
     for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
