@@ -1292,3 +1292,49 @@ $fn$;
 COMMENT ON FUNCTION flink.wait(text, text, interval) IS
   'Blocks (cancellably) until the pipeline''s job reaches the state (for STOPPED also: the pipeline is stopped and its job ended otherwise, returned as it ended); fails with the last error if it fails.';
 
+-- flink.test_cluster: every cluster when no name is given, with its Flink version (the row type
+-- gains cluster and flink_version, so both functions are re-created).
+DROP FUNCTION flink.test_cluster(text);
+DROP FUNCTION flink_internal.test_cluster(text, text, text, integer);
+CREATE  FUNCTION flink_internal."test_cluster"(
+	"name" TEXT, /* &str */
+	"gateway_url" TEXT, /* &str */
+	"rest_url" TEXT, /* &str */
+	"timeout_ms" INT DEFAULT 10000 /* i32 */
+) RETURNS TABLE (
+	"ok" bool,  /* bool */
+	"flink_version" TEXT,  /* core::option::Option<alloc::string::String> */
+	"latency_ms" double precision,  /* f64 */
+	"detail" TEXT  /* alloc::string::String */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'test_cluster_wrapper';
+CREATE FUNCTION flink.test_cluster(name text DEFAULT NULL)
+RETURNS TABLE (cluster text, ok boolean, flink_version text, latency_ms double precision, detail text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  c flink.cluster;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM flink.cluster x WHERE test_cluster.name IS NULL OR x.name = test_cluster.name) THEN
+    RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+      MESSAGE = CASE WHEN test_cluster.name IS NULL THEN 'no cluster is registered'
+                     ELSE format('cluster "%s" does not exist', test_cluster.name) END,
+      HINT = 'Register one with flink.register_cluster(); see SELECT name FROM flink.clusters.';
+  END IF;
+  -- Every cluster (the default first) when no name is given; one row each, never an error for an
+  -- unreachable one (ok = false, detail says why).
+  FOR c IN SELECT * FROM flink.cluster x WHERE test_cluster.name IS NULL OR x.name = test_cluster.name
+            ORDER BY x.is_default DESC, x.name LOOP
+    RETURN QUERY SELECT c.name, t.ok, t.flink_version, t.latency_ms, t.detail
+      FROM flink_internal.test_cluster(c.name, c.gateway_url, c.rest_url, (c.options->>'timeout_ms')::integer) t;
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION flink.test_cluster(text) IS
+  'Checks every registered cluster (the default first), or the one named: JobManager overview and SQL Gateway info, with the Flink version the JobManager reports. Never raises for an unreachable cluster: ok = false and detail says why.';
+REVOKE ALL ON FUNCTION flink.test_cluster(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION flink_internal.test_cluster(text, text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flink.test_cluster(text) TO flink_admin;

@@ -24,9 +24,13 @@ def _stack_env():
 ENV = _stack_env()
 # PG_FLINK_TEST_FLINK=2 (scripts/test-flink2.sh): the tests' cluster is the Flink 2.x one — what
 # they register as cluster `local`, and where they look for jobs.
-if os.environ.get("PG_FLINK_TEST_FLINK") == "2":
+# FLINK_SERVICE / GATEWAY_SERVICE name its processes for `stack.sh stop|start` (fault tests).
+FLINK2 = os.environ.get("PG_FLINK_TEST_FLINK") == "2"
+if FLINK2:
     ENV["PG_FLINK_GATEWAY_URL"] = ENV["PG_FLINK2_GATEWAY_URL"]
     ENV["PG_FLINK_REST_URL"] = ENV["PG_FLINK2_REST_URL"]
+FLINK_SERVICE = "flink2" if FLINK2 else "flink"
+GATEWAY_SERVICE = "flink2-sql-gateway" if FLINK2 else "sql-gateway"
 PG_DSN = f"host={ENV['PGHOST']} port={ENV['PGPORT']} user={ENV['PGUSER']}"
 
 

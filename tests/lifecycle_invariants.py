@@ -47,7 +47,7 @@ from confluent_kafka import Producer  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
-from conftest import ENV, stack  # noqa: E402
+from conftest import ENV, FLINK_SERVICE, stack  # noqa: E402
 
 REST_URL = ENV["PG_FLINK_REST_URL"]
 GATEWAY_URL = ENV["PG_FLINK_GATEWAY_URL"]
@@ -360,9 +360,9 @@ def kill_postmaster_and_restart(timeout=180):
 
 
 def restart_jobmanager():
-    r = stack("stop", "flink")
+    r = stack("stop", FLINK_SERVICE)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = stack("start", "flink", timeout=600)
+    r = stack("start", FLINK_SERVICE, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

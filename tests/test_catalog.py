@@ -169,12 +169,20 @@ def test_test_datasource_is_ok_against_the_real_services(cat, ds, expect):
 
 
 def test_test_cluster_reaches_jobmanager_and_gateway(cat):
-    ok, _, detail = cat.execute("SELECT * FROM flink.test_cluster()").fetchone()
-    assert ok, detail
-    assert "Flink 1.20" in detail and "SQL Gateway" in detail
+    real = requests.get(ENV["PG_FLINK_REST_URL"] + "/overview", timeout=5).json()["flink-version"]
+    default = cat.execute("SELECT name FROM flink.clusters WHERE is_default").fetchone()[0]
+    cluster, ok, version, _, detail = cat.execute("SELECT * FROM flink.test_cluster(%s)", (default,)).fetchone()
+    assert (cluster, ok, version) == (default, True, real), detail
+    assert f"Flink {real}" in detail and "SQL Gateway" in detail
     cat.execute("SELECT * FROM flink.register_cluster('nowhere', 'http://127.0.0.1:1', 'http://127.0.0.1:2')")
-    ok, _, detail = cat.execute("SELECT * FROM flink.test_cluster('nowhere')").fetchone()
-    assert ok is False and 'cluster "nowhere"' in detail and "unreachable" in detail
+    cluster, ok, version, _, detail = cat.execute("SELECT * FROM flink.test_cluster('nowhere')").fetchone()
+    assert (cluster, ok, version) == ("nowhere", False, None)
+    assert 'cluster "nowhere"' in detail and "unreachable" in detail
+    # No name: every registered cluster, the default first, an unreachable one included.
+    rows = cat.execute("SELECT cluster, ok, flink_version FROM flink.test_cluster()").fetchall()
+    names = [r[0] for r in cat.execute("SELECT name FROM flink.clusters ORDER BY is_default DESC, name").fetchall()]
+    assert [r[0] for r in rows] == names and rows[0] == (default, True, real), rows
+    assert ("nowhere", False, None) in rows
     cat.execute("SELECT flink.drop_cluster('nowhere')")
 
 

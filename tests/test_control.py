@@ -13,7 +13,7 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from conftest import ENV, connect, unique
+from conftest import ENV, FLINK_SERVICE, GATEWAY_SERVICE, connect, unique
 
 DB = "pg_flink_test"  # served by its worker (the launcher starts one for every database)
 
@@ -218,7 +218,8 @@ def test_a_job_of_a_pipeline_never_started_is_stopped(db):
     lost in a failover) is stopped, not adopted."""
     name, identity = new_pipeline(db)
     script = db.execute("SELECT flink.render(%s, reveal_secrets => true)", (name,)).fetchone()[0]
-    rows = db.execute("SELECT job_id FROM flink.execute_sql(%s)", (script,)).fetchall()
+    rows = db.execute("SELECT job_id FROM flink.execute_sql(%s, gateway_url => %s)",
+                      (script, ENV["PG_FLINK_GATEWAY_URL"])).fetchall()
     jid = [r[0] for r in rows if r[0]][0]
     state = lambda: requests.get(f"{ENV['PG_FLINK_REST_URL']}/jobs/{jid}", timeout=5).json().get("state")  # noqa: E731
     deadline = time.time() + 60
@@ -291,7 +292,7 @@ def test_control_functions_refuse_a_database_outside_the_allow_list(fresh_db):
 def test_gateway_down_during_submit_is_recorded_retried_and_recovers(db):
     from conftest import stack
     name, identity = new_pipeline(db)
-    assert stack("stop", "sql-gateway").returncode == 0
+    assert stack("stop", GATEWAY_SERVICE).returncode == 0
     try:
         db.execute("SELECT flink.start(%s)", (name,))
         deadline = time.time() + 30
@@ -308,7 +309,7 @@ def test_gateway_down_during_submit_is_recorded_retried_and_recovers(db):
         assert attempts >= 2
         assert live_jobs(identity) == []
     finally:
-        r = stack("start", "sql-gateway")
+        r = stack("start", GATEWAY_SERVICE)
         assert r.returncode == 0, r.stderr
     try:
         assert db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,)).fetchone()[0] == "RUNNING"
@@ -351,13 +352,13 @@ def test_jobmanager_restart_is_reconciled_without_ghost_running_rows(db):
     db.execute("SELECT flink.start(%s)", (name,))
     db.execute("SELECT flink.wait(%s, 'running', '90 seconds')", (name,))
     first = db.execute("SELECT id, flink_job_id FROM flink.jobs WHERE pipeline = %s", (name,)).fetchone()
-    assert stack("stop", "flink").returncode == 0
+    assert stack("stop", FLINK_SERVICE).returncode == 0
     try:
         time.sleep(2)
         err = db.execute("SELECT last_error FROM flink.jobs WHERE id = %s", (first[0],)).fetchone()[0]
         assert err and "cannot track jobs" in err and "Flink JobManager" in err
     finally:
-        r = stack("start", "flink", timeout=600)
+        r = stack("start", FLINK_SERVICE, timeout=600)
         assert r.returncode == 0, r.stderr
     try:
         # The standalone JobManager has no HA: the job is gone. pg_flink records LOST and
@@ -378,7 +379,8 @@ MIGRATIONS = __import__("pathlib").Path(__file__).parent / "migrations"
 def sqitch(*args, pipeline, registry):
     return subprocess.run(
         ["sqitch", *args, "--target", f"db:pg://{ENV['PGUSER']}@{ENV['PGHOST']}:{ENV['PGPORT']}/{DB}",
-         "--registry", registry, "--set", f"pipeline={pipeline}"],
+         "--registry", registry, "--set", f"pipeline={pipeline}",
+         "--set", f"gateway_url={ENV['PG_FLINK_GATEWAY_URL']}", "--set", f"rest_url={ENV['PG_FLINK_REST_URL']}"],
         cwd=MIGRATIONS, capture_output=True, text=True, timeout=120)
 
 
@@ -396,7 +398,8 @@ def test_migrations_with_sqitch_apply_reapply_and_roll_back(db):
         assert r.returncode == 0 and "Nothing to deploy" in r.stdout, r.stdout + r.stderr
         before = db.execute("SELECT p.version, d.version FROM flink.pipelines p, flink.datasources d WHERE p.name = %s AND d.name = 'mig_kafka'", (name,)).fetchone()
         r = subprocess.run(["psql", "-h", ENV["PGHOST"], "-U", ENV["PGUSER"], "-d", DB, "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                            "-v", f"pipeline={name}", "-f", str(MIGRATIONS / "deploy" / "orders_pipeline.sql")],
+                            "-v", f"pipeline={name}", "-v", f"gateway_url={ENV['PG_FLINK_GATEWAY_URL']}",
+                            "-v", f"rest_url={ENV['PG_FLINK_REST_URL']}", "-f", str(MIGRATIONS / "deploy" / "orders_pipeline.sql")],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         after = db.execute("SELECT p.version, d.version FROM flink.pipelines p, flink.datasources d WHERE p.name = %s AND d.name = 'mig_kafka'", (name,)).fetchone()

@@ -27,7 +27,7 @@ KIND = {name: ds["kind"] for name, ds in EXAMPLES["catalog"].items()}
 
 def runs_on_2x(p):
     text = json.dumps(p["params"])
-    return (p["template"] != "sql" and '"cdc": true' not in text
+    return ('"cdc": true' not in text
             and not any(f'"{n}"' in text for n, k in KIND.items() if k == "elasticsearch"))
 
 
@@ -69,13 +69,31 @@ def test_both_clusters_show_their_real_versions(two):
     assert want["local"].startswith("1.20") and want["f2"].startswith("2."), want
     with pg_connect(two) as c:
         for cluster, v in want.items():
-            ok, _, detail = c.execute("SELECT * FROM flink.test_cluster(%s)", (cluster,)).fetchone()
-            assert ok and detail.count(f"Flink {v}") == 2, detail  # the JobManager's and the gateway's
+            name, ok, seen, _, detail = c.execute("SELECT * FROM flink.test_cluster(%s)", (cluster,)).fetchone()
+            assert (name, ok, seen) == (cluster, True, v), detail
+            assert detail.count(f"Flink {v}") == 2, detail  # the JobManager's and the gateway's
+        # No name: both clusters, the default first.
+        rows = c.execute("SELECT cluster, ok, flink_version FROM flink.test_cluster()").fetchall()
+        assert rows == [("local", True, want["local"]), ("f2", True, want["f2"])], rows
         # The worker records them in the catalog.
         seen = wait_for("flink.clusters.flink_version of both clusters",
                         lambda: dict(c.execute("SELECT name, flink_version FROM flink.clusters").fetchall()),
                         until=lambda v: v == want, timeout=30, interval=0.5)
         assert seen == want
+
+
+def test_a_result_with_a_type_flink_2_cannot_write_as_json_is_returned_as_text(two):
+    """Flink 2.3's gateway answers 500 "Could not map response to JSON" for a VARIANT column;
+    pg_flink reads that page again as plain text instead of failing. The same query on 1.20
+    (no VARIANT there) fails with Flink's own message."""
+    query = "SELECT PARSE_JSON('{\"a\": [1, 2]}') AS v, 7 AS n, CAST(NULL AS STRING) AS z"
+    with pg_connect(two) as c:
+        cols, rows = c.execute("SELECT columns, rows FROM flink.execute_sql(%s, gateway_url => %s)",
+                               (query, GW2)).fetchone()
+        assert cols == ["v", "n", "z"], cols
+        assert len(rows) == 1 and json.loads(rows[0][0]) == {"a": [1, 2]} and rows[0][1:] == ["7", None], rows
+        with pytest.raises(psycopg.Error, match="PARSE_JSON"):
+            c.execute("SELECT * FROM flink.execute_sql(%s, gateway_url => %s)", (query, GW1))
 
 
 @pytest.mark.parametrize("example", [p for p in EXAMPLES["pipelines"] if runs_on_2x(p)], ids=lambda p: p["name"])

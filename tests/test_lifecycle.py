@@ -144,7 +144,8 @@ def test_jobs_of_another_postgres_instance_are_neither_adopted_nor_stopped(db):
     script = db.execute("SELECT flink.render(%s, reveal_secrets => true)", (name,)).fetchone()[0]
     script, n = re.subn(r"SET 'pipeline.name' = '[^']*'", f"SET 'pipeline.name' = '{foreign}'", script)
     assert n == 1, script
-    foreign_jid = [r[0] for r in db.execute("SELECT job_id FROM flink.execute_sql(%s)", (script,)).fetchall() if r[0]][0]
+    foreign_jid = [r[0] for r in db.execute("SELECT job_id FROM flink.execute_sql(%s, gateway_url => %s)",
+                                            (script, GATEWAY_URL)).fetchall() if r[0]][0]
     try:
         wait_for("the other instance's job runs", lambda: flink_job_state(foreign_jid), until=lambda s: s == "RUNNING", timeout=60)
         jid = start_and_wait_running(db, name)

@@ -256,26 +256,30 @@ COMMENT ON FUNCTION flink.test_datasource(text) IS
   'Connects to a datasource for real (Kafka metadata, Elasticsearch health, Postgres/MySQL select 1); bounded by its timeout_ms option; ok = false with the reason on failure.';
 
 CREATE FUNCTION flink.test_cluster(name text DEFAULT NULL)
-RETURNS TABLE (ok boolean, latency_ms double precision, detail text)
+RETURNS TABLE (cluster text, ok boolean, flink_version text, latency_ms double precision, detail text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   c flink.cluster;
 BEGIN
-  SELECT * INTO c FROM flink.cluster x
-   WHERE (test_cluster.name IS NULL AND x.is_default) OR x.name = test_cluster.name;
-  IF NOT FOUND THEN
+  IF NOT EXISTS (SELECT 1 FROM flink.cluster x WHERE test_cluster.name IS NULL OR x.name = test_cluster.name) THEN
     RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-      MESSAGE = CASE WHEN test_cluster.name IS NULL THEN 'no default cluster is registered'
+      MESSAGE = CASE WHEN test_cluster.name IS NULL THEN 'no cluster is registered'
                      ELSE format('cluster "%s" does not exist', test_cluster.name) END,
       HINT = 'Register one with flink.register_cluster(); see SELECT name FROM flink.clusters.';
   END IF;
-  RETURN QUERY SELECT * FROM flink_internal.test_cluster(c.name, c.gateway_url, c.rest_url, (c.options->>'timeout_ms')::integer);
+  -- Every cluster (the default first) when no name is given; one row each, never an error for an
+  -- unreachable one (ok = false, detail says why).
+  FOR c IN SELECT * FROM flink.cluster x WHERE test_cluster.name IS NULL OR x.name = test_cluster.name
+            ORDER BY x.is_default DESC, x.name LOOP
+    RETURN QUERY SELECT c.name, t.ok, t.flink_version, t.latency_ms, t.detail
+      FROM flink_internal.test_cluster(c.name, c.gateway_url, c.rest_url, (c.options->>'timeout_ms')::integer) t;
+  END LOOP;
 END
 $fn$;
 COMMENT ON FUNCTION flink.test_cluster(text) IS
-  'Checks a cluster (the default one when no name is given): JobManager overview and SQL Gateway info.';
+  'Checks every registered cluster (the default first), or the one named: JobManager overview and SQL Gateway info, with the Flink version the JobManager reports. Never raises for an unreachable cluster: ok = false and detail says why.';
 
 CREATE FUNCTION flink.describe_datasource(name text, object text, sample_size integer DEFAULT 100)
 RETURNS TABLE (column_name text, source_type text, flink_type text, nullable boolean, sampled integer)

@@ -170,7 +170,8 @@ mod flink_internal {
         })
     }
 
-    /// Checks a registered cluster: JobManager and gateway.
+    /// Checks a registered cluster: JobManager and gateway; `flink_version` is the JobManager's
+    /// (`detail` names the gateway's too).
     #[pg_extern(volatile, parallel_unsafe)]
     fn test_cluster(
         name: &str,
@@ -181,6 +182,7 @@ mod flink_internal {
         'static,
         (
             name!(ok, bool),
+            name!(flink_version, Option<String>),
             name!(latency_ms, f64),
             name!(detail, String),
         ),
@@ -197,15 +199,16 @@ mod flink_internal {
             let ov = jm.overview().await?;
             let g = Gateway::new(&gw, limits)?;
             let info = g.info().await?;
-            Ok::<_, crate::flink::RestError>(format!(
+            let detail = format!(
                 "JobManager {} (Flink {}, {} task manager(s), {}/{} slots free); SQL Gateway {} (Flink {})",
                 jm.shown_url(), ov.flink_version, ov.taskmanagers, ov.slots_available, ov.slots_total, g.shown_url(), info.version
-            ))
+            );
+            Ok::<_, crate::flink::RestError>((ov.flink_version, detail))
         });
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         TableIterator::once(match r {
-            Ok(d) => (true, ms, d),
-            Err(e) => (false, ms, format!("cluster \"{name}\": {e}")),
+            Ok((version, d)) => (true, Some(version), ms, d),
+            Err(e) => (false, None, ms, format!("cluster \"{name}\": {e}")),
         })
     }
 

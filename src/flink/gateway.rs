@@ -66,6 +66,17 @@ pub enum ResultPage {
     Eos,
 }
 
+const JSON_ROWS: &str = "rowFormat=JSON";
+const TEXT_ROWS: &str = "rowFormat=PLAIN_TEXT";
+
+/// The gateway's answer when a result holds a type it cannot write as JSON (seen on Flink 2.3.0
+/// for VARIANT): `500 {"errors": ["Internal server error. Could not map response to JSON."]}`.
+/// The same page can then be read with `rowFormat=PLAIN_TEXT` (every field as its text).
+fn json_unmappable(e: &RestError) -> bool {
+    matches!(e, RestError::Status { status, message, .. }
+        if *status >= 500 && message.contains("Could not map response to JSON"))
+}
+
 /// Applies one result page to `acc` and says what to do next.
 pub fn apply_result_page(v: &Value, acc: &mut StatementResult) -> ResultPage {
     let next = v
@@ -190,10 +201,19 @@ impl Gateway {
         let started = Instant::now();
         let op = self.submit(session, statement).await?;
         let mut acc = StatementResult::default();
-        let mut path = format!("/v3/sessions/{session}/operations/{op}/result/0?rowFormat=JSON");
+        let mut path = format!("/v3/sessions/{session}/operations/{op}/result/0?{JSON_ROWS}");
         let mut wait = Duration::from_millis(20);
         let stop = loop {
-            let page = match self.ep.get(&path).await {
+            let fetched = match self.ep.get(&path).await {
+                // A page the gateway cannot serialise as JSON (Flink 2.3: a VARIANT column) is
+                // fetched again as plain text; later pages follow in that format.
+                Err(e) if json_unmappable(&e) && path.contains(JSON_ROWS) => {
+                    path = path.replace(JSON_ROWS, TEXT_ROWS);
+                    self.ep.get(&path).await
+                }
+                r => r,
+            };
+            let page = match fetched {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = self.close_operation(session, &op).await;
@@ -281,6 +301,36 @@ impl Gateway {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_page_the_gateway_cannot_write_as_json_is_read_again_as_text() {
+        // Flink 2.3.0's answer to `rowFormat=JSON` for a VARIANT column.
+        let answer = json!({"errors": ["Internal server error. Could not map response to JSON."]});
+        let status = |status, message: String| RestError::Status {
+            service: Service::SqlGateway,
+            url: "http://127.0.0.1:8093".into(),
+            status,
+            message,
+        };
+        let message = crate::flink::trace::flink_error_message(&answer).unwrap_or_default();
+        assert!(json_unmappable(&status(500, message.clone())));
+        assert!(!json_unmappable(&status(404, message)));
+        assert!(!json_unmappable(&status(
+            500,
+            "Internal server error.".into()
+        )));
+        // The page read as text: fields are the values' text.
+        let mut acc = StatementResult::default();
+        let page = json!({"resultType": "PAYLOAD", "resultKind": "SUCCESS_WITH_CONTENT",
+            "results": {"columns": [{"name": "v", "logicalType": {"type": "VARIANT"}}], "rowFormat": "PLAIN_TEXT",
+                        "data": [{"kind": "INSERT", "fields": ["{\"a\":1}"]}]},
+            "nextResultUri": "/v4/sessions/s/operations/o/result/1?rowFormat=PLAIN_TEXT"});
+        assert!(matches!(
+            apply_result_page(&page, &mut acc),
+            ResultPage::Payload { .. }
+        ));
+        assert_eq!(acc.rows, vec![json!(["{\"a\":1}"])]);
+    }
 
     #[test]
     fn result_pages_accumulate_rows_and_job_id() {
