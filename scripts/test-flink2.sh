@@ -6,7 +6,7 @@
 # CDC connector build for Flink 2.x is served).
 #
 #   scripts/test-flink2.sh          the full 2.x suite: control plane, worker, lifecycle (with the
-#                                   invariants), every template end to end (~10 min)
+#                                   invariants), pipelines, every template end to end (~7 min)
 #   scripts/test-flink2.sh --ci     the subset the README test command runs (fault tests and the
 #                                   lifecycle invariants, ~4 min)
 #   scripts/test-flink2.sh ARGS...  any pytest arguments
@@ -16,9 +16,12 @@ STACK=${PG_FLINK_STACK:-/opt/pg_flink-stack}
 cd "$REPO"
 scripts/stack.sh flink2 up >/dev/null
 if [ $# -eq 0 ]; then
-  # Left out: the one test writing Elasticsearch (no ES7 connector for 2.x here).
-  set -- tests/test_control.py tests/test_worker.py tests/test_lifecycle.py tests/test_vocabulary.py \
-    -k "not elasticsearch"
+  # Left out, as they need the Elasticsearch 7 connector (none for 2.x here) or compare 1.20's
+  # rendering: the Top-N into Elasticsearch, the documented examples (tests/test_flink2.py
+  # validates every one without ES/CDC on 2.x instead), a sync into Elasticsearch.
+  set -- tests/test_control.py tests/test_worker.py tests/test_lifecycle.py tests/test_pipelines.py \
+    tests/test_vocabulary.py -k "not elasticsearch and not documented_example and not documented_examples \
+and not columns_are_read_from_the_datasource"
 elif [ "$1" = --ci ]; then
   set -- tests/test_control.py tests/test_lifecycle.py -k "gateway_down or jobmanager_restart \
 or postmaster_kill_9 or never_started or sqitch or stop_with_savepoint_then_resume or concurrent_starts \
