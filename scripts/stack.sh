@@ -22,6 +22,10 @@
 # State lives in $PG_FLINK_STACK (default /opt/pg_flink-stack): cache/ (downloads, reused by every
 # later `up`), the unpacked distributions, and run/ (data, logs/, pids/).
 set -euo pipefail
+# A command that ends the script says so (set -e alone exits silently); a function's `return N`
+# (status: unhealthy) is a result, not a failure.
+set -E
+trap 'rc=$?; case $BASH_COMMAND in return*) ;; *) echo "[stack] ERROR: scripts/stack.sh line $LINENO failed (exit $rc): $BASH_COMMAND" >&2 ;; esac' ERR
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK=${PG_FLINK_STACK:-/opt/pg_flink-stack}
@@ -87,6 +91,11 @@ pid_alive() { # pidfile
   [ -n "$age" ] && [ $(($(date +%s) - age)) -le $(($(stat -c %Y "$1") + 5)) ]
 }
 
+# The first of the given paths (globs expanded by the caller) that is a file, or nothing. Not `ls |
+# head`: under `set -o pipefail` a pattern matching nothing made that fail and end the script (a
+# cold `flink2 up` died right after its download).
+first_file() { local f; for f in "$@"; do [ -f "$f" ] && { echo "$f"; return 0; }; done; return 0; }
+
 # Refuse to start a service whose port is taken by something we did not start.
 require_free_port() { # service port logfile
   if port_open "$2"; then
@@ -135,13 +144,14 @@ install_flink() {
     pip download --no-deps --no-binary apache-flink-libraries -d "$CACHE/dl" "apache-flink-libraries==$FLINK_VERSION" \
       >"$LOGS/download.log" 2>&1 || die "flink: download of apache-flink-libraries==$FLINK_VERSION failed (log: $LOGS/download.log)"
   fi
-  local whl; whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  local whl; whl=$(first_file "$CACHE"/dl/apache_flink-"$FLINK_VERSION"-*.whl)
   if [ -z "$whl" ]; then
     log "downloading apache-flink $FLINK_VERSION wheel (bin/ and conf/)"
     pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
       -d "$CACHE/dl" "apache-flink==$FLINK_VERSION" >"$LOGS/download.log" 2>&1 \
       || die "flink: download of apache-flink==$FLINK_VERSION failed (log: $LOGS/download.log)"
-    whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK_VERSION"-*.whl | head -n1)
+    whl=$(first_file "$CACHE"/dl/apache_flink-"$FLINK_VERSION"-*.whl)
+    [ -n "$whl" ] || die "flink: pip saved no apache-flink $FLINK_VERSION wheel in $CACHE/dl (log: $LOGS/download.log)"
   fi
   log "assembling FLINK_HOME at $FLINK_HOME"
   local tmp=$STACK/flink.tmp; rm -rf "$tmp" "$FLINK_HOME"; mkdir -p "$tmp"
@@ -175,7 +185,7 @@ install_flink2() {
   [ -f "$FLINK2_HOME/.complete" ] && return 0
   mkdir -p "$CACHE/dl"
   local libs whl
-  libs=$(ls "$CACHE"/dl/apache_flink_libraries-"$FLINK2_VERSION"-*.whl "$CACHE/dl/apache-flink-libraries-$FLINK2_VERSION.tar.gz" 2>/dev/null | head -n1 || true)
+  libs=$(first_file "$CACHE"/dl/apache_flink_libraries-"$FLINK2_VERSION"-*.whl "$CACHE/dl/apache-flink-libraries-$FLINK2_VERSION.tar.gz")
   if [ -z "$libs" ]; then
     log "downloading apache-flink-libraries $FLINK2_VERSION (PyPI, ~330 MB)"
     pip download --no-deps --only-binary=:all: -d "$CACHE/dl" "apache-flink-libraries==$FLINK2_VERSION" \
@@ -183,15 +193,17 @@ install_flink2() {
       || pip download --no-deps --no-binary apache-flink-libraries -d "$CACHE/dl" "apache-flink-libraries==$FLINK2_VERSION" \
       >>"$LOGS/download.log" 2>&1 \
       || die "flink2: download of apache-flink-libraries==$FLINK2_VERSION failed (log: $LOGS/download.log)"
-    libs=$(ls "$CACHE"/dl/apache_flink_libraries-"$FLINK2_VERSION"-*.whl "$CACHE/dl/apache-flink-libraries-$FLINK2_VERSION.tar.gz" 2>/dev/null | head -n1)
+    libs=$(first_file "$CACHE"/dl/apache_flink_libraries-"$FLINK2_VERSION"-*.whl "$CACHE/dl/apache-flink-libraries-$FLINK2_VERSION.tar.gz")
+    [ -n "$libs" ] || die "flink2: pip saved no apache-flink-libraries $FLINK2_VERSION in $CACHE/dl (log: $LOGS/download.log)"
   fi
-  whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK2_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  whl=$(first_file "$CACHE"/dl/apache_flink-"$FLINK2_VERSION"-*.whl)
   if [ -z "$whl" ]; then
     log "downloading apache-flink $FLINK2_VERSION wheel (bin/ and conf/)"
     pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
       -d "$CACHE/dl" "apache-flink==$FLINK2_VERSION" >"$LOGS/download.log" 2>&1 \
       || die "flink2: download of apache-flink==$FLINK2_VERSION failed (log: $LOGS/download.log)"
-    whl=$(ls "$CACHE"/dl/apache_flink-"$FLINK2_VERSION"-*.whl | head -n1)
+    whl=$(first_file "$CACHE"/dl/apache_flink-"$FLINK2_VERSION"-*.whl)
+    [ -n "$whl" ] || die "flink2: pip saved no apache-flink $FLINK2_VERSION wheel in $CACHE/dl (log: $LOGS/download.log)"
   fi
   log "assembling Flink $FLINK2_VERSION at $FLINK2_HOME"
   local tmp=$STACK/flink2.tmp; rm -rf "$tmp" "$FLINK2_HOME"; mkdir -p "$tmp"
