@@ -7,7 +7,7 @@ use super::connector::check_flink_key;
 use super::error::PipelineError;
 use super::flinktype::{self, FlinkType};
 use super::interval::Interval;
-use super::params::{ColumnDecl, PipelineOptions, Role, TableRef};
+use super::params::{ColumnDecl, PipelineOptions, Role, TableRef, PROC_TIME};
 use super::script::{CreateTable, Script, Statement, Watermark};
 use super::{Catalog, DatasourceInfo, Definition};
 use crate::core::messages::did_you_mean;
@@ -284,6 +284,21 @@ impl Ctx<'_> {
         Ok(out)
     }
 
+    /// Columns `names` of `cols` (at `path[i]`), in order; the first unknown one fails as in
+    /// [`Ctx::find`].
+    pub(crate) fn find_each(
+        &self,
+        path: &str,
+        cols: &[Col],
+        names: &[String],
+    ) -> Result<Vec<Col>, PipelineError> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| self.find(&format!("{path}[{i}]"), cols, n).cloned())
+            .collect()
+    }
+
     /// Column `name` of `cols`; the error lists the columns (and a near miss).
     pub(crate) fn find<'c>(
         &self,
@@ -395,16 +410,16 @@ impl Ctx<'_> {
             ));
         }
         if proctime && (t.event_time.is_none() || self.proctime_always) {
-            if cols.iter().any(|c| c.name == "proc_time") {
+            if cols.iter().any(|c| c.name == PROC_TIME) {
                 return Err(self.invalid(
                     &format!("{path}.columns"),
                     "a column named proc_time clashes with the processing-time column",
                     "Rename the column or use event time.",
                 ));
             }
-            proctime_column = Some("proc_time".to_string());
+            proctime_column = Some(PROC_TIME.to_string());
             cols.push(Col {
-                name: "proc_time".into(),
+                name: PROC_TIME.into(),
                 ty: FlinkType::TimestampLtz(3),
             });
         }

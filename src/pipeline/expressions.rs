@@ -6,7 +6,7 @@
 use super::context::{check_ident, Col, Ctx};
 use super::error::PipelineError;
 use super::flinktype;
-use super::params::{Role, TableRef};
+use super::params::{Role, TableRef, PROC_TIME};
 use super::script::Statement;
 use super::DatasourceInfo;
 use crate::core::expr::{self, Expr};
@@ -209,7 +209,7 @@ impl Ctx<'_> {
         }
         let quoted: Vec<(String, String)> = cols
             .iter()
-            .filter(|c| c.name != "proc_time" && pg_needs_quoting(&c.name))
+            .filter(|c| c.name != PROC_TIME && pg_needs_quoting(&c.name))
             .map(|c| (c.name.clone(), pg_quoted(&c.name)))
             .collect();
         if let (Role::Sink, Some((name, _))) = (role, quoted.first()) {
@@ -335,7 +335,7 @@ impl Ctx<'_> {
             });
             let out: Vec<Col> = cols
                 .iter()
-                .filter(|c| c.name != "proc_time")
+                .filter(|c| c.name != PROC_TIME)
                 .cloned()
                 .collect();
             let derived = if late.columns.is_none() {

@@ -55,6 +55,17 @@ pub struct TableRef {
     pub connector_options: Option<BTreeMap<String, String>>,
 }
 
+/// The processing-time column a source gains when it has no event time (or a template always
+/// wants one): `proc_time AS PROCTIME()`.
+pub const PROC_TIME: &str = "proc_time";
+
+impl TableRef {
+    /// The column that orders a source's rows in time: its event time, else [`PROC_TIME`].
+    pub fn time_column(&self) -> &str {
+        self.event_time.as_deref().unwrap_or(PROC_TIME)
+    }
+}
+
 /// A computed source column: `CAST((expr) AS type) AS name`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

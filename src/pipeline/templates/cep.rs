@@ -4,7 +4,7 @@ use crate::core::quote::ident;
 use crate::pipeline::context::{check_ident, Col, Ctx};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::flinktype::FlinkType;
-use crate::pipeline::params::{match_all, Condition, TableRef};
+use crate::pipeline::params::{match_all, Condition, TableRef, PROC_TIME};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,18 +58,8 @@ pub struct CepParams {
 pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
     let src = cx.source(&p.source, true)?;
     let t_source = ident(&cx.tname("source"));
-    let time_col = p
-        .source
-        .event_time
-        .clone()
-        .unwrap_or_else(|| "proc_time".into());
-    let mut keys = Vec::new();
-    for (i, k) in p.partition_by.iter().enumerate() {
-        keys.push(
-            cx.find(&format!("params.partition_by[{i}]"), &src, k)?
-                .clone(),
-        );
-    }
+    let time_col = p.source.time_column();
+    let keys = cx.find_each("params.partition_by", &src, &p.partition_by)?;
     if p.pattern.is_empty() {
         return Err(cx.invalid(
             "params.pattern",
@@ -187,7 +177,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
         let (expr, ty) = match (func.as_str(), &m.column) {
             // Flink has no COUNT(VAR.*): every matched row has the time column.
             ("count", None) => (
-                format!("COUNT({}.{})", m.var, ident(&time_col)),
+                format!("COUNT({}.{})", m.var, ident(time_col)),
                 FlinkType::BigInt,
             ),
             ("count", Some(c)) => {
@@ -199,7 +189,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
             }
             ("first" | "last", Some(c)) => {
                 let col = cx.find(&format!("{path}.column"), &src, c)?;
-                let ty = if col.name == time_col && col.name == "proc_time" {
+                let ty = if col.name == time_col && col.name == PROC_TIME {
                     FlinkType::TimestampLtz(3)
                 } else {
                     col.ty.clone()
@@ -288,7 +278,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &CepParams) -> Result<(), PipelineError> {
     let skip = after_match(cx, p.after_match.as_deref(), &vars)?;
     let rest = format!(
         "FROM {t_source}\n  MATCH_RECOGNIZE (\n{part}  ORDER BY {}\n  MEASURES\n{}\n  ONE ROW PER MATCH\n  AFTER MATCH SKIP {skip}\n  PATTERN ({}){within}\n  DEFINE\n{}\n  )",
-        ident(&time_col),
+        ident(time_col),
         measures.join(",\n"),
         pattern.join(" "),
         defines.join(",\n")

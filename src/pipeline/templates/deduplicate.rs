@@ -168,11 +168,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &DeduplicateParams) -> Result<(), Pipeline
     while src.iter().any(|c| c.name.eq_ignore_ascii_case(&rownum)) {
         rownum.push('_');
     }
-    let time = p
-        .source
-        .event_time
-        .clone()
-        .unwrap_or_else(|| "proc_time".into());
+    let time = p.source.time_column();
     let partition = keys
         .iter()
         .map(|k| ident(&k.name))
@@ -180,7 +176,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &DeduplicateParams) -> Result<(), Pipeline
         .join(", ");
     let rest = format!(
         "FROM (\n  SELECT *,\n    ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {} {}) AS {rn}\n  FROM {t_source})\nWHERE {rn} = 1",
-        ident(&time),
+        ident(time),
         if keep_last { "DESC" } else { "ASC" },
         rn = ident(&rownum),
     );

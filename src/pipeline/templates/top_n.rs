@@ -68,13 +68,7 @@ pub(crate) fn render(cx: &mut Ctx, p: &TopNParams) -> Result<(), PipelineError> 
     if windowed && p.source.event_time.is_none() {
         src.pop(); // the processing-time column orders windows, it is not written
     }
-    let mut keys = Vec::new();
-    for (i, k) in p.partition_by.iter().enumerate() {
-        keys.push(
-            cx.find(&format!("params.partition_by[{i}]"), &src, k)?
-                .clone(),
-        );
-    }
+    let keys = cx.find_each("params.partition_by", &src, &p.partition_by)?;
     if p.order_by.is_empty() {
         return Err(cx.invalid(
             "params.order_by",
@@ -208,8 +202,7 @@ fn window_tvf(
             "Window types for Top-N: tumble, hop, cumulate.",
         ));
     }
-    let time = source.event_time.as_deref().unwrap_or("proc_time");
-    super::window_aggregate::window_tvf(cx, w, table, time, &[])
+    super::window_aggregate::window_tvf(cx, w, table, source.time_column(), &[])
 }
 
 #[cfg(test)]

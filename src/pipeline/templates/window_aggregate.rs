@@ -175,16 +175,9 @@ pub(crate) fn window_tvf(
 pub(crate) fn render(cx: &mut Ctx, p: &WindowAggregateParams) -> Result<(), PipelineError> {
     let src = cx.source(&p.source, true)?;
     let t_source = ident(&cx.tname("source"));
-    let time_col = p
-        .source
-        .event_time
-        .clone()
-        .unwrap_or_else(|| "proc_time".into());
-    let mut keys = Vec::new();
-    for (i, k) in p.group_by.iter().enumerate() {
-        keys.push(cx.find(&format!("params.group_by[{i}]"), &src, k)?.clone());
-    }
-    let tvf = window_tvf(cx, &p.window, &t_source, &time_col, &keys)?;
+    let time_col = p.source.time_column();
+    let keys = cx.find_each("params.group_by", &src, &p.group_by)?;
+    let tvf = window_tvf(cx, &p.window, &t_source, time_col, &keys)?;
     if p.aggregates.is_empty() {
         return Err(cx.invalid(
             "params.aggregates",
